@@ -1,0 +1,25 @@
+"""minicnn: a convolutional-network engine written from scratch on NumPy/Numba (CPU) and CuPy (GPU),
+with Keras's API shape. A Keras tutorial ports by changing its imports:
+
+    from minicnn import Sequential
+    from minicnn.layers import Conv2D, MaxPooling2D, Flatten, Dense, Dropout
+"""
+from minicnn import (activations, backend, callbacks, constraints, gradcheck, initializers, layers, losses,
+                     optimizers, utils)
+from minicnn.backend import set_backend
+from minicnn.layers import Input
+from minicnn.model import Sequential
+from minicnn.saving import load_model
+
+__version__ = "0.1.0"
+
+__all__ = ["Sequential", "Input", "load_model", "set_backend", "activations", "backend", "callbacks",
+           "constraints", "gradcheck", "initializers", "layers", "losses", "optimizers", "utils", "datasets"]
+
+
+def __getattr__(name):
+    # minicnn.datasets / zoo / plot load on first use (they pull in optional, heavier modules)
+    if name in ("datasets", "zoo", "plot"):
+        import importlib
+        return importlib.import_module(f"minicnn.{name}")
+    raise AttributeError(f"module 'minicnn' has no attribute {name!r}")

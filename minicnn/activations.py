@@ -1,0 +1,94 @@
+"""Activation functions, each with its derivative right beside it.
+
+Every derivative here is written in terms of the OUTPUT y, so a layer only caches y:
+    linear   y = z                      dz = dy
+    relu     y = max(0, z)              dz = dy * [y > 0]      (0 at z = 0, as in TF/JAX)
+    tanh     y = tanh(z)                dz = dy * (1 - y^2)
+    sigmoid  y = 1 / (1 + e^-z)         dz = dy * y * (1 - y)
+    softmax  y_k = e^z_k / sum_j e^z_j  dz = y * (dy - sum_k dy_k y_k)   (over the last axis)
+A softmax output followed by cross-entropy never uses softmax.backward: the loss takes the
+gradient straight from the logits (see losses.py).
+"""
+from minicnn import backend
+
+
+class Activation:
+    name = "base"
+
+    def forward(self, z):
+        raise NotImplementedError
+
+    def backward(self, dy, y):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return self.name
+
+
+class Linear(Activation):
+    name = "linear"
+
+    def forward(self, z):
+        return z
+
+    def backward(self, dy, y):
+        return dy
+
+
+class ReLU(Activation):
+    name = "relu"
+
+    def forward(self, z):
+        return backend.xp.maximum(z, 0)
+
+    def backward(self, dy, y):
+        return dy * (y > 0)
+
+
+class Tanh(Activation):
+    name = "tanh"
+
+    def forward(self, z):
+        return backend.xp.tanh(z)
+
+    def backward(self, dy, y):
+        return dy * (1 - y * y)
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+
+    def forward(self, z):
+        xp = backend.xp
+        # split by sign so exp never overflows
+        e = xp.exp(-xp.abs(z))
+        return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+    def backward(self, dy, y):
+        return dy * y * (1 - y)
+
+
+class Softmax(Activation):
+    name = "softmax"
+
+    def forward(self, z):
+        xp = backend.xp
+        e = xp.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def backward(self, dy, y):
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+_ACTIVATIONS = {cls.name: cls for cls in (Linear, ReLU, Tanh, Sigmoid, Softmax)}
+
+
+def get(identifier):
+    """'relu' | 'tanh' | 'sigmoid' | 'softmax' | 'linear' | None | an Activation -> an Activation."""
+    if identifier is None:
+        return Linear()
+    if isinstance(identifier, Activation):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _ACTIVATIONS:
+        return _ACTIVATIONS[identifier.lower()]()
+    raise ValueError(f"unknown activation {identifier!r}; expected one of {sorted(_ACTIVATIONS)} or None")

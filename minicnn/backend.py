@@ -1,0 +1,115 @@
+"""The one place that chooses the array module (NumPy on the CPU, CuPy on the GPU).
+
+Everything else reads ``backend.xp`` *when it runs* (never ``from minicnn.backend import xp``,
+which would freeze the binding before ``set_backend`` is called).
+
+    set_backend('cpu' | 'gpu' | 'auto')   or env MINICNN_BACKEND
+    set_floatx('float32' | 'float64')     float64 is for gradient checks
+    set_seed(seed)                        seeds every random stream minicnn creates afterwards
+"""
+import os
+
+import numpy
+
+xp = numpy          # the active array module
+name = "cpu"        # "cpu" or "gpu"
+_floatx = "float32"
+_seed_sequence = numpy.random.SeedSequence(0)
+
+_VALID = ("cpu", "gpu", "auto")
+
+
+def _gpu_available():
+    """True when CuPy imports and a CUDA device answers."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def set_backend(which="auto"):
+    """Choose the array module: 'cpu' (NumPy + Numba), 'gpu' (CuPy) or 'auto' (GPU if one answers)."""
+    global xp, name
+    if which not in _VALID:
+        raise ValueError(f"backend must be one of {_VALID}, got {which!r}")
+    if which == "auto":
+        which = "gpu" if _gpu_available() else "cpu"
+    if which == "gpu":
+        if not _gpu_available():
+            raise RuntimeError("backend 'gpu' asked for, but CuPy is not installed or no CUDA device "
+                               "answers; install minicnn[gpu] on a machine with an NVIDIA GPU, or use 'cpu'")
+        import cupy
+        xp, name = cupy, "gpu"
+    else:
+        xp, name = numpy, "cpu"
+    return name
+
+
+def get_backend():
+    return name
+
+
+def floatx():
+    """The default float dtype name ('float32' unless a gradient check asked for 'float64')."""
+    return _floatx
+
+
+def set_floatx(dtype):
+    global _floatx
+    dtype = numpy.dtype(dtype).name
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"floatx must be 'float32' or 'float64', got {dtype!r}")
+    _floatx = dtype
+
+
+class float64_mode:
+    """Context manager: build and run layers in float64 (for finite-difference checks)."""
+    def __enter__(self):
+        self._old = _floatx
+        set_floatx("float64")
+
+    def __exit__(self, *exc):
+        set_floatx(self._old)
+
+
+def set_seed(seed):
+    """Seed every random stream created from now on (weights, dropout masks, shuffling)."""
+    global _seed_sequence
+    if seed is None:
+        _seed_sequence = numpy.random.SeedSequence()
+        return
+    if not isinstance(seed, (int, numpy.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    _seed_sequence = numpy.random.SeedSequence(int(seed))
+
+
+def new_rng():
+    """A fresh NumPy Generator from the global seed sequence (host-side; deterministic per seed)."""
+    return numpy.random.default_rng(_seed_sequence.spawn(1)[0])
+
+
+def to_device(a, dtype=None):
+    """Move a host array to the active backend (a no-op copy-free view on the CPU)."""
+    out = xp.asarray(a)
+    return out.astype(dtype, copy=False) if dtype is not None else out
+
+
+def to_host(a):
+    """Return a NumPy array whatever the backend."""
+    if hasattr(a, "get"):
+        return a.get()
+    return numpy.asarray(a)
+
+
+if os.environ.get("MINICNN_BACKEND"):
+    set_backend(os.environ["MINICNN_BACKEND"].strip().lower())
+
+
+def device_rng(key):
+    """A Generator on the active device (NumPy on the CPU, CuPy on the GPU) seeded by `key`,
+    a tuple of ints such as (layer seed, call counter): the same key gives the same numbers."""
+    if name == "gpu":
+        import cupy
+        return cupy.random.default_rng(int(numpy.random.SeedSequence(key).generate_state(1)[0]))
+    return numpy.random.default_rng(key)

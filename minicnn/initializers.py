@@ -1,0 +1,179 @@
+"""Weight initializers with Keras's formulas (fans as in keras.initializers.compute_fans).
+
+For a kernel of shape (..., fan_in_dim, fan_out_dim): receptive = prod(shape[:-2]),
+fan_in = shape[-2] * receptive, fan_out = shape[-1] * receptive.
+    glorot_uniform  U(-l, l), l = sqrt(6 / (fan_in + fan_out))          (Keras default)
+    glorot_normal   truncated N(0, s), s = sqrt(2 / (fan_in + fan_out)) / .87962566
+    he_uniform      U(-l, l), l = sqrt(6 / fan_in)
+    he_normal       truncated N(0, s), s = sqrt(2 / fan_in) / .87962566
+    lecun_uniform   U(-l, l), l = sqrt(3 / fan_in);  lecun_normal: s = sqrt(1 / fan_in) / .87962566
+    zeros, ones, constant(value), random_normal(mean, stddev), random_uniform(minval, maxval)
+The draws come from a NumPy Generator (host side), then move to the backend; Keras's own random
+streams cannot be reproduced, so parity tests copy weights instead of sharing a seed.
+"""
+import math
+
+import numpy as np
+
+from minicnn import backend
+
+_TRUNC_STD = 0.87962566103423978   # std of a unit normal truncated to [-2, 2]
+
+
+def compute_fans(shape):
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _truncated_normal(rng, shape, std):
+    out = rng.standard_normal(shape)
+    bad = np.abs(out) > 2
+    while bad.any():                      # redraw outside [-2, 2], as Keras's truncated normal
+        out[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(out) > 2
+    return out * std
+
+
+class Initializer:
+    def __call__(self, shape, rng):
+        """Return a host float64 array of the given shape."""
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+
+class Zeros(Initializer):
+    def __call__(self, shape, rng):
+        return np.zeros(shape)
+
+
+class Ones(Initializer):
+    def __call__(self, shape, rng):
+        return np.ones(shape)
+
+
+class Constant(Initializer):
+    def __init__(self, value=0.0):
+        self.value = float(value)
+
+    def __call__(self, shape, rng):
+        return np.full(shape, self.value)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, shape, rng):
+        return rng.normal(self.mean, self.stddev, shape)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev}
+
+
+class RandomUniform(Initializer):
+    def __init__(self, minval=-0.05, maxval=0.05):
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def __call__(self, shape, rng):
+        return rng.uniform(self.minval, self.maxval, shape)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval}
+
+
+class VarianceScaling(Initializer):
+    """scale / fan (fan_in, fan_out or their average); 'uniform' or 'truncated_normal'."""
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal"):
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"mode must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
+        if distribution not in ("uniform", "truncated_normal"):
+            raise ValueError(f"distribution must be 'uniform' or 'truncated_normal', got {distribution!r}")
+        self.scale, self.mode, self.distribution = float(scale), mode, distribution
+
+    def __call__(self, shape, rng):
+        fan_in, fan_out = compute_fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
+        variance = self.scale / max(1.0, fan)
+        if self.distribution == "uniform":
+            limit = math.sqrt(3.0 * variance)
+            return rng.uniform(-limit, limit, shape)
+        return _truncated_normal(rng, shape, math.sqrt(variance) / _TRUNC_STD)
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
+
+
+def GlorotUniform():
+    return _named(VarianceScaling(1.0, "fan_avg", "uniform"), "glorot_uniform")
+
+
+def GlorotNormal():
+    return _named(VarianceScaling(1.0, "fan_avg", "truncated_normal"), "glorot_normal")
+
+
+def HeUniform():
+    return _named(VarianceScaling(2.0, "fan_in", "uniform"), "he_uniform")
+
+
+def HeNormal():
+    return _named(VarianceScaling(2.0, "fan_in", "truncated_normal"), "he_normal")
+
+
+def LecunUniform():
+    return _named(VarianceScaling(1.0, "fan_in", "uniform"), "lecun_uniform")
+
+
+def LecunNormal():
+    return _named(VarianceScaling(1.0, "fan_in", "truncated_normal"), "lecun_normal")
+
+
+def _named(init, name):
+    init.name = name
+    return init
+
+
+_BY_NAME = {
+    "zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal": RandomNormal,
+    "random_uniform": RandomUniform, "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
+    "he_uniform": HeUniform, "he_normal": HeNormal, "lecun_uniform": LecunUniform,
+    "lecun_normal": LecunNormal,
+}
+
+
+def get(identifier):
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        init = _BY_NAME[identifier.lower()]()
+        init.name = identifier.lower()
+        return init
+    raise ValueError(f"unknown initializer {identifier!r}; expected one of {sorted(_BY_NAME)} "
+                     "or an Initializer instance")
+
+
+def serialize(init):
+    """A JSON-able description: {'class_name', 'config'} (named schemes become VarianceScaling)."""
+    return {"class_name": type(init).__name__, "config": init.get_config()}
+
+
+def deserialize(spec):
+    if isinstance(spec, str):
+        return get(spec)
+    classes = {c.__name__: c for c in (Zeros, Ones, Constant, RandomNormal, RandomUniform, VarianceScaling)}
+    if spec.get("class_name") not in classes:
+        raise ValueError(f"unknown initializer in config: {spec!r}")
+    return classes[spec["class_name"]](**spec.get("config", {}))
+
+
+def make(init, shape, rng):
+    """Draw an initial value and place it on the backend in floatx."""
+    return backend.xp.asarray(np.asarray(init(tuple(shape), rng), dtype=backend.floatx()))

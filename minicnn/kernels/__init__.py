@@ -1,0 +1,42 @@
+"""Kernel dispatch: one function per kernel family, chosen by the active backend.
+
+Layers call these names, never a specific implementation:
+  cpu -> Numba kernels (``kernels/cpu.py``); gpu -> the plain-xp twins on CuPy for now
+  (``kernels/reference.py``), until CuPy RawKernels replace them.
+Setting ``MINICNN_KERNELS=reference`` forces the plain twins everywhere (for debugging).
+"""
+import os
+
+from minicnn import backend
+from minicnn.kernels import reference
+
+
+def _impl():
+    if backend.name == "cpu" and os.environ.get("MINICNN_KERNELS", "") != "reference":
+        from minicnn.kernels import cpu
+        return cpu
+    return reference
+
+
+def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW):
+    return _impl().im2col(x, KH, KW, sh, sw, pt, pl, OH, OW)
+
+
+def col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW):
+    return _impl().col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW)
+
+
+def maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):
+    return _impl().maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW)
+
+
+def maxpool_backward(dout, arg, x_shape, PH, PW, sh, sw, pt, pl):
+    return _impl().maxpool_backward(dout, arg, x_shape, PH, PW, sh, sw, pt, pl)
+
+
+def avgpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):
+    return _impl().avgpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW)
+
+
+def avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl):
+    return _impl().avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl)

@@ -1,0 +1,124 @@
+"""Plain-xp twins of the fast kernels: the specification and the test oracle.
+
+They run on NumPy or CuPy alike (``xp = backend.xp``), loop only over the KH*KW window offsets,
+and are written to be read. Geometry, shared by every kernel (NHWC):
+
+    x: (N, H, W, C); window KH x KW; strides sh, sw; pt, pl = zero rows/cols added at top/left;
+    output OH x OW; window (oh, ow) covers rows oh*sh - pt + [0, KH) and cols ow*sw - pl + [0, KW).
+    Cells outside the input are padding: 0 for convolution, ignored for pooling.
+"""
+from minicnn import backend
+
+
+def _pad(x, KH, KW, sh, sw, pt, pl, OH, OW, value):
+    """Pad x so that every window lies inside; returns the padded array."""
+    xp = backend.xp
+    N, H, W, C = x.shape
+    pb = max(0, (OH - 1) * sh + KH - H - pt)
+    pr = max(0, (OW - 1) * sw + KW - W - pl)
+    return xp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=value)
+
+
+def _window(a, i, j, sh, sw, OH, OW):
+    """The (N, OH, OW, C) view of padded array a seen at window offset (i, j)."""
+    return a[:, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw, :]
+
+
+def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW):
+    """Unfold patches: cols[(n*OH + oh)*OW + ow, (i*KW + j)*C + c] = xpad[n, oh*sh + i, ow*sw + j, c].
+
+    x (N, H, W, C) -> cols (N*OH*OW, KH*KW*C). Patch order (kh, kw, c) matches a Keras kernel
+    (KH, KW, C, F) reshaped to (KH*KW*C, F), so the convolution is one GEMM.
+    """
+    xp = backend.xp
+    N, C = x.shape[0], x.shape[3]
+    xpad = _pad(x, KH, KW, sh, sw, pt, pl, OH, OW, 0)
+    cols = xp.empty((N, OH, OW, KH, KW, C), dtype=x.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            cols[:, :, :, i, j, :] = _window(xpad, i, j, sh, sw, OH, OW)
+    return cols.reshape(N * OH * OW, KH * KW * C)
+
+
+def col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW):
+    """Adjoint of im2col: add every patch gradient back where it came from.
+
+    dcols (N*OH*OW, KH*KW*C) -> dx (N, H, W, C); overlapping windows sum, padding is dropped.
+    """
+    xp = backend.xp
+    N, H, W, C = x_shape
+    dxpad = _pad(xp.zeros(x_shape, dtype=dcols.dtype), KH, KW, sh, sw, pt, pl, OH, OW, 0)
+    d = dcols.reshape(N, OH, OW, KH, KW, C)
+    for i in range(KH):
+        for j in range(KW):
+            _window(dxpad, i, j, sh, sw, OH, OW)[...] += d[:, :, :, i, j, :]
+    return dxpad[:, pt:pt + H, pl:pl + W, :].copy()
+
+
+def argmax_dtype(PH, PW):
+    """Smallest integer type that holds a window index i*PW + j."""
+    import numpy
+    return numpy.int8 if PH * PW <= 127 else numpy.int32
+
+
+def maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):
+    """y[n,oh,ow,c] = max over the window (padding ignored); arg = i*PW + j of the FIRST maximum
+    in row-major window order (Keras/TF tie rule).  x (N,H,W,C) -> y, arg (N,OH,OW,C)."""
+    xp = backend.xp
+    xpad = _pad(x, PH, PW, sh, sw, pt, pl, OH, OW, -xp.inf)
+    y = xp.full((x.shape[0], OH, OW, x.shape[3]), -xp.inf, dtype=x.dtype)
+    arg = xp.zeros(y.shape, dtype=argmax_dtype(PH, PW))
+    for i in range(PH):
+        for j in range(PW):
+            v = _window(xpad, i, j, sh, sw, OH, OW)
+            better = v > y                       # strict: ties keep the earlier cell
+            y = xp.where(better, v, y)
+            arg = xp.where(better, i * PW + j, arg).astype(arg.dtype)
+    return y, arg
+
+
+def maxpool_backward(dout, arg, x_shape, PH, PW, sh, sw, pt, pl):
+    """dx = dout routed to the one cell that won each window.  dout, arg (N,OH,OW,C) -> dx (N,H,W,C)."""
+    xp = backend.xp
+    N, H, W, C = x_shape
+    OH, OW = dout.shape[1:3]
+    dxpad = _pad(xp.zeros(x_shape, dtype=dout.dtype), PH, PW, sh, sw, pt, pl, OH, OW, 0)
+    for i in range(PH):
+        for j in range(PW):
+            _window(dxpad, i, j, sh, sw, OH, OW)[...] += dout * (arg == i * PW + j)
+    return dxpad[:, pt:pt + H, pl:pl + W, :].copy()
+
+
+def pool_counts(x_shape, PH, PW, sh, sw, pt, pl, OH, OW, dtype):
+    """Number of real (non-padding) cells in each window: (1, OH, OW, 1)."""
+    xp = backend.xp
+    ones = _pad(xp.ones((1, x_shape[1], x_shape[2], 1), dtype=dtype), PH, PW, sh, sw, pt, pl, OH, OW, 0)
+    count = xp.zeros((1, OH, OW, 1), dtype=dtype)
+    for i in range(PH):
+        for j in range(PW):
+            count += _window(ones, i, j, sh, sw, OH, OW)
+    return count
+
+
+def avgpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):
+    """y = mean of the real cells of each window (padding left out of the divisor, as in Keras)."""
+    xp = backend.xp
+    xpad = _pad(x, PH, PW, sh, sw, pt, pl, OH, OW, 0)
+    total = xp.zeros((x.shape[0], OH, OW, x.shape[3]), dtype=x.dtype)
+    for i in range(PH):
+        for j in range(PW):
+            total += _window(xpad, i, j, sh, sw, OH, OW)
+    return total / pool_counts(x.shape, PH, PW, sh, sw, pt, pl, OH, OW, x.dtype)
+
+
+def avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl):
+    """dx[cell] = sum over the windows holding the cell of dout / count(window)."""
+    xp = backend.xp
+    OH, OW = dout.shape[1:3]
+    share = dout / pool_counts(x_shape, PH, PW, sh, sw, pt, pl, OH, OW, dout.dtype)
+    dxpad = _pad(xp.zeros(x_shape, dtype=dout.dtype), PH, PW, sh, sw, pt, pl, OH, OW, 0)
+    for i in range(PH):
+        for j in range(PW):
+            _window(dxpad, i, j, sh, sw, OH, OW)[...] += share
+    H, W = x_shape[1:3]
+    return dxpad[:, pt:pt + H, pl:pl + W, :].copy()

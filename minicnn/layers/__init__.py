@@ -1,0 +1,17 @@
+"""minicnn.layers: the Keras layer names, NHWC, Keras weight layouts."""
+from minicnn.layers.base import Layer
+from minicnn.layers.conv import Conv2D, Convolution2D
+from minicnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from minicnn.layers.normalization import BatchNormalization
+from minicnn.layers.pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
+
+__all__ = ["Layer", "Conv2D", "Convolution2D", "Activation", "Dense", "Dropout", "Flatten", "Input",
+           "InputLayer", "BatchNormalization", "AveragePooling2D", "AvgPool2D", "MaxPool2D", "MaxPooling2D"]
+
+
+def get_class(class_name):
+    """Layer class by name (for load_model); a clear error for an unknown one."""
+    classes = {name: globals()[name] for name in __all__ if name != "Input"}
+    if class_name not in classes:
+        raise ValueError(f"unknown layer class {class_name!r}; expected one of {sorted(classes)}")
+    return classes[class_name]

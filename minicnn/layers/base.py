@@ -1,0 +1,168 @@
+"""The layer contract every layer (and Sequential itself) follows.
+
+    build(input_shape)        create self.params (name -> array) and zeroed self.grads, same keys;
+                              non-trainable arrays (BatchNorm's moving statistics) go in self.state
+    forward(x, training)      return y; keep what backward needs in self.cache
+    backward(dout)            fill self.grads, return dx (None when no layer below needs it)
+    compute_output_shape, count_params, get_config, get_weights / set_weights (Keras order)
+
+Shapes exclude the batch axis: input_shape (32, 32, 3) means x has shape (N, 32, 32, 3).
+Only optimizers change params, and they change them in place.
+"""
+import itertools
+import math
+import re
+
+from minicnn import backend, initializers
+
+_name_counters = {}
+
+
+def snake_case(name):
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower().replace("2_d", "2d")
+
+
+def unique_name(prefix):
+    """Keras-style auto names: conv2d, conv2d_1, conv2d_2, ... (one counter per prefix, per process)."""
+    counter = _name_counters.setdefault(prefix, itertools.count())
+    n = next(counter)
+    return prefix if n == 0 else f"{prefix}_{n}"
+
+
+def as_pair(value, what):
+    """An int or a 2-tuple of positive ints -> (a, b), with a clear error otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ValueError(f"{what} must be an int or a tuple of 2 ints, got {value!r}")
+    if min(value) < 1:
+        raise ValueError(f"{what} must be >= 1, got {tuple(value)}")
+    return tuple(value)
+
+
+def check_padding(padding):
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    return padding.lower()
+
+
+def window_geometry(size, k, s, padding):
+    """Output size and padding before the data, for one spatial axis (TensorFlow's rule).
+
+    valid: out = floor((size - k) / s) + 1, no padding, leftover rows at the end are dropped.
+    same:  out = ceil(size / s); total padding P = max((out - 1)*s + k - size, 0), of which
+           floor(P / 2) goes before (top/left) and the rest after: an odd P puts the extra
+           row/column at the bottom/right.
+    Returns (out, pad_before).
+    """
+    if padding == "valid":
+        return (size - k) // s + 1, 0
+    out = math.ceil(size / s)
+    return out, max((out - 1) * s + k - size, 0) // 2
+
+
+class Layer:
+    """Base class. Subclass it, implement build/forward/backward, and gradcheck can test it."""
+    keep_logits = False     # set by Sequential.compile on a softmax head (fused cross-entropy)
+    input_grad = True       # False on the first layer: nobody needs dL/dx there
+
+    def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected argument(s): {sorted(kwargs)}")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"name must be a string, got {name!r}")
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        self.trainable = bool(trainable)
+        self.params, self.grads, self.state = {}, {}, {}
+        self.constraints = {}
+        self.cache = None
+        self.built = False
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.output_shape = None
+
+    # ---- building -------------------------------------------------------------------------
+    def build(self, input_shape):
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def add_weight(self, key, shape, initializer, rng, trainable=True, constraint=None):
+        value = initializers.make(initializers.get(initializer), shape, rng)
+        if trainable:
+            self.params[key] = value
+            self.grads[key] = backend.xp.zeros_like(value)
+            if constraint is not None:
+                self.constraints[key] = constraint
+        else:
+            self.state[key] = value
+        return value
+
+    # ---- computing ------------------------------------------------------------------------
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def __call__(self, x, training=False):
+        if not self.built:
+            self.build(x.shape[1:])
+        return self.forward(x, training=training)
+
+    # ---- weights --------------------------------------------------------------------------
+    def weight_keys(self):
+        """Keras order: trainable weights as created, then non-trainable ones."""
+        return list(self.params) + list(self.state)
+
+    def _weight(self, key):
+        return self.params[key] if key in self.params else self.state[key]
+
+    def get_weights(self):
+        return [backend.to_host(self._weight(k)).copy() for k in self.weight_keys()]
+
+    def set_weights(self, weights):
+        keys = self.weight_keys()
+        if len(weights) != len(keys):
+            raise ValueError(f"layer {self.name!r} expects {len(keys)} weight arrays {keys}, got {len(weights)}")
+        for key, value in zip(keys, weights):
+            target = self._weight(key)
+            if tuple(value.shape) != tuple(target.shape):
+                raise ValueError(f"layer {self.name!r} weight {key!r}: expected shape {tuple(target.shape)}, "
+                                 f"got {tuple(value.shape)}")
+            target[...] = backend.xp.asarray(value, dtype=target.dtype)   # in place: buffers stay put
+
+    def count_params(self, trainable=None):
+        """Number of scalars: all (None), trainable only (True) or non-trainable only (False).
+        A frozen layer (trainable=False) counts its params as non-trainable, as in Keras."""
+        n_params = int(sum(v.size for v in self.params.values()))
+        n_state = int(sum(v.size for v in self.state.values()))
+        if trainable is None:
+            return n_params + n_state
+        if trainable:
+            return n_params if self.trainable else 0
+        return n_state + (0 if self.trainable else n_params)
+
+    def extra_state(self):
+        """JSON-able state that is not a weight (e.g. a random stream's counter); saved with the model."""
+        return {}
+
+    def set_extra_state(self, state):
+        pass
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r} {self.input_shape} -> {self.output_shape}>"

@@ -1,0 +1,113 @@
+"""Conv2D by im2col + one GEMM (NHWC, Keras kernel layout (KH, KW, C, F))."""
+from minicnn import activations, backend, constraints, initializers, kernels
+from minicnn.layers.base import Layer, as_pair, check_padding, window_geometry
+
+
+class Conv2D(Layer):
+    """2-D cross-correlation (the kernel is not flipped), then bias, then activation.
+
+    z[n,oh,ow,f] = b[f] + sum_{i,j,c} xpad[n, oh*sh + i, ow*sw + j, c] * W[i,j,c,f];  y = act(z)
+    As matrices: cols = im2col(x) (N*OH*OW, KH*KW*C);  Z = cols @ Wm + b, Wm = W.reshape(KH*KW*C, F)
+    Backward:    dWm = cols^T @ dZ;  db = sum_rows dZ;  dx = col2im(dZ @ Wm^T)
+    Shapes: x (N, H, W, C) -> y (N, OH, OW, F).
+      valid: OH = floor((H - KH) / sh) + 1;   same: OH = ceil(H / sh), padding split as TensorFlow.
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_constraint=None, bias_constraint=None, data_format=None, dilation_rate=(1, 1),
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
+            raise ValueError(f"Conv2D filters must be a positive int, got {filters!r}")
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"minicnn is NHWC only: data_format must be 'channels_last', got {data_format!r}")
+        if as_pair(dilation_rate, "dilation_rate") != (1, 1):
+            raise ValueError(f"dilation_rate other than 1 is not supported, got {dilation_rate!r}")
+        self.filters = filters
+        self.kernel_size = as_pair(kernel_size, "Conv2D kernel_size")
+        self.strides = as_pair(strides, "Conv2D strides")
+        self.padding = check_padding(padding)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+
+    def _geometry(self, input_shape):
+        (KH, KW), (sh, sw) = self.kernel_size, self.strides
+        OH, pt = window_geometry(input_shape[0], KH, sh, self.padding)
+        OW, pl = window_geometry(input_shape[1], KW, sw, self.padding)
+        return OH, OW, pt, pl
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Conv2D {self.name!r} expects input of shape (H, W, C), got {tuple(input_shape)}")
+        OH, OW, _, _ = self._geometry(input_shape)
+        if OH < 1 or OW < 1:
+            raise ValueError(f"Conv2D {self.name!r}: kernel {self.kernel_size} is larger than its "
+                             f"{self.padding}-padded input {tuple(input_shape[:2])}")
+        return OH, OW, self.filters
+
+    def build(self, input_shape, rng=None):
+        super().build(input_shape)
+        rng = rng or backend.new_rng()
+        KH, KW = self.kernel_size
+        self.add_weight("W", (KH, KW, input_shape[-1], self.filters), self.kernel_initializer, rng,
+                        constraint=self.kernel_constraint)
+        if self.use_bias:
+            self.add_weight("b", (self.filters,), self.bias_initializer, rng, constraint=self.bias_constraint)
+        self.geometry = self._geometry(input_shape)
+
+    def forward(self, x, training=False):
+        (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
+        OH, OW, pt, pl = self.geometry
+        cols = kernels.im2col(x, KH, KW, sh, sw, pt, pl, OH, OW)
+        z = cols @ self.params["W"].reshape(-1, F)
+        if self.use_bias:
+            z += self.params["b"]
+        y = self.activation.forward(z).reshape(x.shape[0], OH, OW, F)
+        self.cache = (x.shape, cols, y)
+        if self.keep_logits:
+            self.logits = z.reshape(y.shape)
+        return y
+
+    def backward(self, dout):
+        y = self.cache[2]
+        return self.backward_logits(self.activation.backward(dout, y))
+
+    def backward_logits(self, dz):
+        """Backward from dL/dz (the gradient before the activation)."""
+        x_shape, cols, _ = self.cache
+        (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
+        OH, OW, pt, pl = self.geometry
+        dZ = dz.reshape(-1, F)
+        Wm = self.params["W"].reshape(-1, F)
+        backend.xp.matmul(cols.T, dZ, out=self.grads["W"].reshape(-1, F))
+        if self.use_bias:
+            dZ.sum(axis=0, out=self.grads["b"])
+        if not self.input_grad:
+            return None
+        return kernels.col2im(dZ @ Wm.T, x_shape, KH, KW, sh, sw, pt, pl, OH, OW)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding, "activation": self.activation.name,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("kernel_initializer", "bias_initializer"):
+            config[key] = initializers.deserialize(config[key])
+        for key in ("kernel_constraint", "bias_constraint"):
+            config[key] = constraints.deserialize(config[key])
+        return cls(**config)
+
+
+Convolution2D = Conv2D

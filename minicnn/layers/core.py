@@ -1,0 +1,201 @@
+"""Core layers: Input, Dense, Flatten, Activation, Dropout."""
+import numpy as np
+
+from minicnn import activations, backend, constraints, initializers
+from minicnn.layers.base import Layer
+
+
+class InputLayer(Layer):
+    """Declares the shape of one example (no batch axis); y = x."""
+
+    def __init__(self, shape=None, name=None, batch_size=None, **kwargs):
+        if shape is None:
+            shape = kwargs.pop("input_shape", None)
+        if shape is None:
+            raise ValueError("Input needs a shape, e.g. Input(shape=(32, 32, 3))")
+        if isinstance(shape, int):
+            shape = (shape,)
+        shape = tuple(shape)
+        if not shape or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
+            raise ValueError(f"Input shape must be a tuple of positive ints (no batch axis), got {shape!r}")
+        super().__init__(name=name, input_shape=shape, **kwargs)
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dout):
+        return dout
+
+    def get_config(self):
+        return {"name": self.name, "shape": list(self.input_shape)}
+
+
+def Input(shape=None, name=None, **kwargs):
+    """Keras's ``Input(shape=...)``: put it first in a Sequential."""
+    return InputLayer(shape=shape, name=name, **kwargs)
+
+
+class Dense(Layer):
+    """Fully connected layer.  z = x @ W + b;  y = act(z).
+
+    Backward: dW = x^T @ dz;  db = sum_n dz;  dx = dz @ W^T.
+    Shapes: x (N, D), W (D, units), b (units,), y (N, units).
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"Dense units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense {self.name!r} expects flat input of shape (D,), got {tuple(input_shape)}; "
+                             "put a Flatten layer before it")
+        return (self.units,)
+
+    def build(self, input_shape, rng=None):
+        super().build(input_shape)
+        rng = rng or backend.new_rng()
+        self.add_weight("W", (input_shape[-1], self.units), self.kernel_initializer, rng,
+                        constraint=self.kernel_constraint)
+        if self.use_bias:
+            self.add_weight("b", (self.units,), self.bias_initializer, rng, constraint=self.bias_constraint)
+
+    def forward(self, x, training=False):
+        z = x @ self.params["W"]
+        if self.use_bias:
+            z += self.params["b"]
+        y = self.activation.forward(z)
+        self.cache = (x, y)
+        if self.keep_logits:
+            self.logits = z
+        return y
+
+    def backward(self, dout):
+        y = self.cache[1]
+        return self.backward_logits(self.activation.backward(dout, y))
+
+    def backward_logits(self, dz):
+        """Backward from dL/dz (the gradient before the activation)."""
+        x = self.cache[0]
+        backend.xp.matmul(x.T, dz, out=self.grads["W"])
+        if self.use_bias:
+            dz.sum(axis=0, out=self.grads["b"])
+        return dz @ self.params["W"].T if self.input_grad else None
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation.name,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("kernel_initializer", "bias_initializer"):
+            config[key] = initializers.deserialize(config[key])
+        for key in ("kernel_constraint", "bias_constraint"):
+            config[key] = constraints.deserialize(config[key])
+        return cls(**config)
+
+
+class Flatten(Layer):
+    """y = x.reshape(N, -1) in C order: for NHWC the flat index is (h*W + w)*C + c, as in Keras.
+    dx = dout.reshape(x.shape)."""
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
+        self.cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        return dout.reshape(self.cache)
+
+
+class Activation(Layer):
+    """y = act(x) elementwise (softmax: over the last axis); dx = act'(x) applied to dout."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def forward(self, x, training=False):
+        y = self.activation.forward(x)
+        self.cache = y
+        if self.keep_logits:
+            self.logits = x
+        return y
+
+    def backward(self, dout):
+        return self.backward_logits(self.activation.backward(dout, self.cache))
+
+    def backward_logits(self, dz):
+        return dz
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation.name}
+
+
+class Dropout(Layer):
+    """Inverted dropout: training y = x * m / (1 - rate), m ~ Bernoulli(1 - rate); inference y = x.
+
+    dx = dout * m / (1 - rate).  `rate` is the fraction DROPPED. noise_shape broadcasts the mask
+    (None entries take the input's size). The k-th training call draws its mask from a stream
+    keyed by (seed, k): the same seed gives the same masks, and a resumed run continues the sequence.
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.seed = seed
+        self.draws = 0              # training calls so far: the mask stream's counter
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.seed is None:
+            self.seed = int(backend.new_rng().integers(2**31))
+
+    def _mask_shape(self, x_shape):
+        if self.noise_shape is None:
+            return x_shape
+        return (x_shape[0],) + tuple(d if s is None else s for s, d in zip(self.noise_shape[1:], x_shape[1:]))
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0:
+            self.cache = None
+            return x
+        rng = backend.device_rng((self.seed, self.draws))
+        self.draws += 1
+        keep = rng.random(self._mask_shape(x.shape), dtype=x.dtype) >= self.rate
+        mask = keep * x.dtype.type(1.0 / (1.0 - self.rate))
+        self.cache = mask
+        return x * mask
+
+    def backward(self, dout):
+        mask = self.cache
+        return dout if mask is None else dout * mask
+
+    def extra_state(self):
+        return {"draws": self.draws}
+
+    def set_extra_state(self, state):
+        self.draws = int(state.get("draws", 0))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate,
+                "noise_shape": None if self.noise_shape is None else list(self.noise_shape), "seed": self.seed}

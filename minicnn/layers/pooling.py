@@ -1,0 +1,75 @@
+"""Max and average pooling over KH x KW windows (NHWC), with Keras's padding rules.
+
+Padded cells never count: they act as -inf for max pooling and are left out of the divisor for
+average pooling (TensorFlow's 'same' semantics).
+"""
+from minicnn import kernels
+from minicnn.layers.base import Layer, as_pair, check_padding, window_geometry
+
+
+class _Pooling2D(Layer):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"minicnn is NHWC only: data_format must be 'channels_last', got {data_format!r}")
+        self.pool_size = as_pair(pool_size, f"{type(self).__name__} pool_size")
+        self.strides = self.pool_size if strides is None else as_pair(strides, f"{type(self).__name__} strides")
+        self.padding = check_padding(padding)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} {self.name!r} expects input of shape (H, W, C), "
+                             f"got {tuple(input_shape)}")
+        (PH, PW), (sh, sw) = self.pool_size, self.strides
+        OH, self._pt = window_geometry(input_shape[0], PH, sh, self.padding)
+        OW, self._pl = window_geometry(input_shape[1], PW, sw, self.padding)
+        if OH < 1 or OW < 1:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: pool {self.pool_size} is larger than "
+                             f"its {self.padding}-padded input {tuple(input_shape[:2])}")
+        return OH, OW, input_shape[2]
+
+    def _args(self):
+        (PH, PW), (sh, sw) = self.pool_size, self.strides
+        return PH, PW, sh, sw, self._pt, self._pl
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding}
+
+
+class MaxPooling2D(_Pooling2D):
+    """y[n,oh,ow,c] = max over the window of x;  dx: dout goes to the one cell that won.
+
+    Ties send the whole gradient to the first maximum in row-major window order (TF/JAX rule).
+    x (N, H, W, C) -> y (N, OH, OW, C); valid: OH = floor((H - PH)/sh) + 1; same: OH = ceil(H/sh).
+    """
+
+    def forward(self, x, training=False):
+        OH, OW = self.output_shape[:2]
+        y, arg = kernels.maxpool_forward(x, *self._args(), OH, OW)
+        self.cache = (x.shape, arg)
+        return y
+
+    def backward(self, dout):
+        x_shape, arg = self.cache
+        return kernels.maxpool_backward(dout, arg, x_shape, *self._args())
+
+
+class AveragePooling2D(_Pooling2D):
+    """y[n,oh,ow,c] = mean of the real cells of the window;  dx[cell] = sum of dout / count.
+
+    Shapes as MaxPooling2D. Under 'same' the divisor counts only real (non-padding) cells.
+    """
+
+    def forward(self, x, training=False):
+        OH, OW = self.output_shape[:2]
+        self.cache = x.shape
+        return kernels.avgpool_forward(x, *self._args(), OH, OW)
+
+    def backward(self, dout):
+        x_shape = self.cache
+        return kernels.avgpool_backward(dout, x_shape, *self._args())
+
+
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D

@@ -1,0 +1,543 @@
+"""Sequential: a stack of layers that is itself a layer, with Keras's compile/fit/evaluate/predict.
+
+Training step (see DESIGN.md): forward in training mode -> loss (softmax fused with cross-entropy
+when the last layer ends in softmax) -> backward through the layers (each fills its grads) ->
+optimizer updates the weights in place (then constraints). The epoch's loss and accuracy are
+running, sample-weighted means of the training-mode forwards, as Keras reports them.
+"""
+import math
+import warnings
+
+import numpy as np
+
+from minicnn import backend, losses, optimizers
+from minicnn import callbacks as callbacks_module
+from minicnn.layers.base import Layer, snake_case
+from minicnn.layers.core import InputLayer
+
+_ACCURACY_NAMES = ("accuracy", "acc")
+
+
+class Sequential(Layer):
+    """A linear stack of layers: Sequential([Conv2D(...), ...]) or model.add(layer)."""
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        super().__init__(name=name, trainable=trainable)
+        self._layers = []
+        self._input_grad = False
+        self.optimizer = self.loss = None
+        self.metric_names = []
+        self.compiled = False
+        self.stop_training = False
+        self.stop_reason = None
+        self.seed = None
+        if layers is not None:
+            if isinstance(layers, Layer):
+                layers = [layers]
+            for layer in layers:
+                self.add(layer)
+
+    # ---- structure --------------------------------------------------------------------------
+    @property
+    def layers(self):
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    @property
+    def input_grad(self):
+        return self._input_grad
+
+    @input_grad.setter
+    def input_grad(self, value):
+        self._input_grad = value
+        if self.layers:
+            self.layers[0].input_grad = value
+
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}: {layer!r}")
+        if isinstance(layer, InputLayer) and self._layers:
+            raise ValueError("an Input layer can only be the first layer of a Sequential")
+        if any(layer is other for other in self._layers):
+            raise ValueError(f"layer {layer.name!r} is already in this model")
+        self._layers.append(layer)
+        if self.built:
+            previous = self.layers[-2].output_shape if len(self.layers) > 1 else self.input_shape
+            self._build_layer(layer, previous, len(self.layers) - 1)
+            self.output_shape = layer.output_shape
+
+    def _declared_input_shape(self):
+        if not self._layers:
+            return None
+        first = self._layers[0]
+        return first.input_shape
+
+    def structural_keys(self):
+        """Keras 3's weight-file keys: snake_case class name, made unique by position."""
+        counts, keys = {}, []
+        for layer in self.layers:
+            base = snake_case(type(layer).__name__)
+            n = counts.get(base, 0)
+            counts[base] = n + 1
+            keys.append(base if n == 0 else f"{base}_{n}")
+        return keys
+
+    def _build_layer(self, layer, shape, index):
+        layer.input_grad = index > 0 or self._input_grad
+        if layer.built:
+            if tuple(layer.input_shape) != tuple(shape):
+                raise ValueError(f"layer {layer.name!r} was built for input {layer.input_shape}, "
+                                 f"but the layer before it gives {tuple(shape)}")
+        else:
+            layer.build(tuple(shape))
+
+    def build(self, input_shape=None):
+        if input_shape is None:
+            input_shape = self._declared_input_shape()
+        if input_shape is None:
+            raise ValueError("cannot build the model: give the first layer input_shape=..., start with "
+                             "Input(shape=...), or call model.build(input_shape)")
+        input_shape = tuple(input_shape)
+        if input_shape and input_shape[0] is None:           # Keras style (None, H, W, C)
+            input_shape = input_shape[1:]
+        if not self.layers:
+            raise ValueError("cannot build an empty Sequential: add layers first")
+        if self.seed is None:
+            self.seed = int(backend.new_rng().integers(2**31))
+        self.input_shape = input_shape
+        shape = input_shape
+        for i, layer in enumerate(self.layers):
+            self._build_layer(layer, shape, i)
+            shape = layer.output_shape
+        self.output_shape = tuple(shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        for layer in self.layers:
+            input_shape = layer.compute_output_shape(input_shape)
+        return input_shape
+
+    # ---- computing ----------------------------------------------------------------------------
+    def forward(self, x, training=False):
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, dout, layers=None):
+        for layer in reversed(self.layers if layers is None else layers):
+            dout = layer.backward(dout)
+            if dout is None:
+                break
+        return dout
+
+    def variables(self, prefix=""):
+        """(path, layer, key) for every trainable parameter, in Keras order."""
+        out = []
+        for key, layer in zip(self.structural_keys(), self.layers):
+            if not layer.trainable:
+                continue
+            if isinstance(layer, Sequential):
+                out += layer.variables(prefix + key + "/")
+            else:
+                out += [(f"{prefix}{key}/{k}", layer, k) for k in layer.params]
+        return out
+
+    # ---- weights ------------------------------------------------------------------------------
+    def weight_keys(self):
+        return [f"{key}/{k}" for key, layer in zip(self.structural_keys(), self.layers) for k in layer.weight_keys()]
+
+    def get_weights(self):
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = sum(len(layer.weight_keys()) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"model {self.name!r} expects {expected} weight arrays, got {len(weights)}")
+        for layer in self.layers:
+            n = len(layer.weight_keys())
+            layer.set_weights(weights[:n])
+            weights = weights[n:]
+
+    @property
+    def params(self):
+        return {f"{key}/{k}": v for key, layer in zip(self.structural_keys(), self.layers) for k, v in layer.params.items()}
+
+    @params.setter
+    def params(self, value):
+        pass        # the base class initialiser assigns {}; a Sequential's params live in its layers
+
+    @property
+    def state(self):
+        return {f"{key}/{k}": v for key, layer in zip(self.structural_keys(), self.layers) for k, v in layer.state.items()}
+
+    @state.setter
+    def state(self, value):
+        pass
+
+    def count_params(self, trainable=None):
+        return sum(layer.count_params(trainable) for layer in self.layers)
+
+    # ---- compile ------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        for key in kwargs:
+            if key not in ("loss_weights", "weighted_metrics", "run_eagerly", "jit_compile", "steps_per_execution"):
+                raise TypeError(f"compile() got an unexpected argument {key!r}")
+        if loss is None:
+            raise ValueError("compile() needs a loss, e.g. loss='categorical_crossentropy'")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in _ACCURACY_NAMES:
+                raise ValueError(f"unknown metric {m!r}; minicnn computes 'accuracy' (or 'acc')")
+        self.metric_names = metrics
+        self.compiled = True
+        if not self.built and self._declared_input_shape() is not None:
+            self.build()
+        self._configure_head()
+
+    def _head(self):
+        head = self.layers[-1] if self.layers else None
+        while isinstance(head, Sequential) and head.layers:
+            head = head.layers[-1]
+        return head
+
+    def _configure_head(self):
+        head = self._head()
+        activation = getattr(head, "activation", None)
+        self._fused = bool(self.loss.fuses_softmax and activation is not None and activation.name == "softmax")
+        if head is not None:
+            head.keep_logits = self._fused
+
+    # ---- input checks ------------------------------------------------------------------------
+    def _check_x(self, x, what="x"):
+        """Validate inputs before any computation; returns a NumPy (or device) array."""
+        if x is None:
+            raise ValueError(f"{what} is None; pass an array of images")
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise TypeError(f"{what} must hold real numbers (float or integer), got dtype {x.dtype}")
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise ValueError(f"{what} is empty (shape {tuple(x.shape)}); there is nothing to train or predict on")
+        if not self.built:
+            self.build(self._declared_input_shape() or x.shape[1:])
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(f"model {self.name!r} expects {what} of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(x.shape)}")
+        if np.issubdtype(x.dtype, np.floating):
+            step = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
+            for start in range(0, x.shape[0], step):
+                if not bool(backend.xp.isfinite(x[start:start + step]).all()):
+                    raise ValueError(f"{what} contains NaN or infinite values (first bad chunk starts at "
+                                     f"sample {start}); clean or re-scale the data")
+        elif x.size and int(x.max()) > 1 and not getattr(self, "_warned_integer_input", False):
+            self._warned_integer_input = True
+            warnings.warn(f"{what} is {x.dtype} with values up to {int(x.max())}; minicnn casts it to "
+                          f"{backend.floatx()} unscaled (the tutorials divide by 255 first)", stacklevel=3)
+        return x
+
+    def _check_y(self, y, n, what="y"):
+        if y is None:
+            raise ValueError(f"{what} is None; fit/evaluate need labels")
+        y = self.loss.check_labels(backend.to_host(y), self.output_shape[-1])
+        if len(y) != n:
+            raise ValueError(f"{what} has {len(y)} samples but x has {n}; they must match")
+        return y
+
+    @staticmethod
+    def _check_batch_size(batch_size, what="batch_size"):
+        if batch_size is None:
+            return 32
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ValueError(f"{what} must be a positive int, got {batch_size!r}")
+        return int(batch_size)
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"call model.compile(optimizer, loss, metrics) before {what}()")
+
+    # ---- batches ------------------------------------------------------------------------------
+    def _batches(self, x, y, order, batch_size):
+        """Yield (xb, yb) on the device, gathered into one reused float buffer."""
+        xp, dtype = backend.xp, np.dtype(backend.floatx())
+        buf = xp.empty((min(batch_size, len(order)),) + tuple(x.shape[1:]), dtype=dtype)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            xb = buf[:len(idx)]
+            if backend.name == "cpu" and x.dtype == dtype:
+                np.take(x, idx, axis=0, out=xb)
+            else:
+                xb[...] = backend.to_device(x[idx] if backend.name == "cpu" else x[xp.asarray(idx)])
+            yield xb, (None if y is None else backend.to_device(y[idx]))
+
+    # ---- one step -----------------------------------------------------------------------------
+    def _loss_and_grad(self, out, yb):
+        """Loss of the batch and backward through the whole stack."""
+        if self._fused:
+            head = self._head()
+            loss, dz = self.loss.from_logits_of_softmax(yb, head.logits)
+            dx = head.backward_logits(dz)
+            if dx is not None:
+                self._backward_below_head(dx)
+        else:
+            loss, dout = self.loss(yb, out)
+            self.backward(dout)
+        return loss
+
+    def _backward_below_head(self, dx):
+        """Backward through every layer under the softmax head (nested Sequentials included)."""
+        chain, model = [], self
+        while isinstance(model, Sequential):
+            chain.append(model)
+            model = model.layers[-1]
+        for container in reversed(chain):
+            dx = container.backward(dx, container.layers[:-1])
+            if dx is None:
+                return
+
+    def _correct(self, out, yb):
+        """Number of correct predictions in the batch (a device scalar)."""
+        xp = backend.xp
+        if out.shape[-1] == 1:
+            return ((out[:, 0] > 0.5) == (yb.reshape(-1) > 0.5)).sum()
+        truth = yb if yb.ndim == 1 else yb.argmax(axis=-1)
+        return (out.argmax(axis=-1) == truth).sum()
+
+    def train_step(self, xb, yb):
+        """One update on one batch; returns (batch mean loss, correct count) as device scalars."""
+        out = self.forward(xb, training=True)
+        loss = self._loss_and_grad(out, yb)
+        correct = self._correct(out, yb)
+        self.optimizer.apply([(path, layer.params[k], layer.grads[k], layer.constraints.get(k))
+                              for path, layer, k in self._variables])
+        return loss, correct
+
+    def _prepare_training(self):
+        self._require_compiled("fit")
+        self._variables = self.variables()
+
+    def train_on_batch(self, x, y):
+        self._require_compiled("train_on_batch")
+        x = self._check_x(x)
+        y = self._check_y(y, len(x))
+        self._prepare_training()
+        loss, correct = self.train_step(backend.to_device(x, backend.floatx()), backend.to_device(y))
+        return self._result(float(loss), float(correct) / len(x))
+
+    def _result(self, loss, accuracy, return_dict=False):
+        if return_dict:
+            return {**({"accuracy": accuracy} if self.metric_names else {}), "loss": loss}
+        return [loss, accuracy] if self.metric_names else loss
+
+    # ---- fit ----------------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, **kwargs):
+        """Train for `epochs` epochs (counted from initial_epoch); returns the History callback."""
+        if kwargs:
+            raise TypeError(f"fit() got unexpected argument(s): {sorted(kwargs)}")
+        self._require_compiled("fit")
+        batch_size = self._check_batch_size(batch_size)
+        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+        if not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be an int >= 0, got {initial_epoch!r}")
+        if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if verbose == "auto":
+            verbose = 1
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        x = self._check_x(x)
+        y = self._check_y(y, len(x))
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            xv = self._check_x(validation_data[0], "validation x")
+            val = (xv, self._check_y(validation_data[1], len(xv), "validation y"))
+        elif validation_split:
+            split_at = int(math.floor(len(x) * (1 - validation_split)))
+            if split_at == 0 or split_at == len(x):
+                raise ValueError(f"validation_split={validation_split} leaves an empty training or validation "
+                                 f"set for {len(x)} samples")
+            x, y, val = x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
+        self._prepare_training()
+
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        history = callbacks_module.History()
+        cbs = [history] + ([callbacks_module.ProgbarLogger(verbose, steps, epochs)] if verbose else [])
+        cbs = callbacks_module.CallbackList(cbs + list(callbacks or []), self)
+        self._fit_params = {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size}
+        self.history = history
+        self.stop_training, self.stop_reason = False, None
+        cbs.on_train_begin()
+        epoch = step = None
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch)
+                order = self._epoch_order(epoch, n, shuffle)
+                self._reset_metrics()
+                for step, (xb, yb) in enumerate(self._batches(x, y, order, batch_size)):
+                    loss, correct = self.train_step(xb, yb)
+                    self._accumulate(loss, correct, len(xb))
+                    cbs.on_train_batch_end(step, self._running_logs)
+                    if self.stop_training:
+                        break
+                logs = self._running_logs()
+                if val is not None and not self.stop_training:
+                    val_logs = self.evaluate(val[0], val[1], batch_size=validation_batch_size or batch_size,
+                                             verbose=0, return_dict=True, _checked=True)
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        except KeyboardInterrupt:
+            where = "before the first epoch" if epoch is None else f"in epoch {epoch + 1}, step {(step or 0) + 1}"
+            print(f"\nTraining interrupted {where}; returning the history of the completed epochs.", flush=True)
+            self.stop_reason = f"interrupted {where}"
+        cbs.on_train_end()
+        return history
+
+    def _epoch_order(self, epoch, n, shuffle):
+        """Sample order of one epoch: a permutation keyed by (model seed, epoch), so a run resumed
+        with initial_epoch sees the same batches as an uninterrupted one."""
+        if shuffle in (False, None):
+            return np.arange(n)
+        if shuffle == "batch":
+            raise ValueError("shuffle='batch' is not supported; use True or False")
+        return np.random.default_rng((self.seed, epoch)).permutation(n)
+
+    def _reset_metrics(self):
+        self._loss_sum = self._correct_sum = 0.0
+        self._seen = 0
+        self._batch_loss = 0.0
+
+    def _accumulate(self, loss, correct, count):
+        self._loss_sum = self._loss_sum + loss * count
+        self._correct_sum = self._correct_sum + correct
+        self._seen += count
+        self._batch_loss = loss
+
+    def _last_batch_loss(self):
+        return float(self._batch_loss)
+
+    def _running_logs(self):
+        """The epoch's running means so far (reads the device: call only when displaying)."""
+        logs = {}
+        if self.metric_names:
+            logs["accuracy"] = float(self._correct_sum) / max(self._seen, 1)
+        logs["loss"] = float(self._loss_sum) / max(self._seen, 1)
+        return logs
+
+    # ---- evaluate / predict -------------------------------------------------------------------
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, _checked=False):
+        """Loss and accuracy over (x, y) in inference mode; returns [loss, accuracy] like Keras."""
+        import time
+        self._require_compiled("evaluate")
+        batch_size = self._check_batch_size(batch_size)
+        if not _checked:
+            x = self._check_x(x)
+            y = self._check_y(y, len(x))
+        start = time.perf_counter()
+        loss_sum = correct = 0.0
+        for xb, yb in self._batches(x, y, np.arange(len(x)), batch_size):
+            out = self.forward(xb, training=False)
+            if self._fused:
+                loss, _ = self.loss.from_logits_of_softmax(yb, self._head().logits)
+            else:
+                loss, _ = self.loss(yb, out)
+            loss_sum = loss_sum + loss * len(xb)
+            correct = correct + self._correct(out, yb)
+        result = self._result(float(loss_sum) / len(x), float(correct) / len(x), return_dict=True)
+        if verbose in (1, 2, "auto"):
+            steps, elapsed = math.ceil(len(x) / batch_size), time.perf_counter() - start
+            print(f"{steps}/{steps} - {elapsed:.0f}s - {elapsed / steps * 1e3:.0f}ms/step - "
+                  f"{callbacks_module.format_logs(result)}", flush=True)
+        if return_dict:
+            return result
+        return [result["loss"], result["accuracy"]] if self.metric_names else result["loss"]
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """Outputs for x, computed batch by batch in inference mode; a NumPy array (N, ...)."""
+        batch_size = self._check_batch_size(batch_size)
+        x = self._check_x(x)
+        out = np.empty((len(x),) + tuple(self.output_shape), dtype=backend.floatx())
+        start = 0
+        for xb, _ in self._batches(x, None, np.arange(len(x)), batch_size):
+            out[start:start + len(xb)] = backend.to_host(self.forward(xb, training=False))
+            start += len(xb)
+        return out
+
+    # ---- summary ------------------------------------------------------------------------------
+    def summary(self, print_fn=print):
+        """Keras 3's table: layer (type), output shape, params; totals with sizes."""
+        if not self.built:
+            self.build()
+        rows = [(f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.output_shape)),
+                 f"{layer.count_params():,}") for layer in self.layers]
+        widths = [max(31, *(len(r[0]) + 2 for r in rows)), max(22, *(len(r[1]) + 2 for r in rows)), 15]
+
+        def line(left, mid, right, fill):
+            return left + mid.join(fill * (w + 2) for w in widths) + right
+
+        def row(cells, align=("<", "<", ">")):
+            return "│" + "│".join(f" {c:{a}{w}} " for c, a, w in zip(cells, align, widths)) + "│"
+
+        out = [f'Model: "{self.name}"', line("┏", "┳", "┓", "━"),
+               "┃" + "┃".join(f" {c:{a}{w}} " for c, a, w in zip(("Layer (type)", "Output Shape", "Param #"),
+                                                                     ("<", "<", ">"), widths)) + "┃",
+               line("┡", "╇", "┩", "━")]
+        for i, r in enumerate(rows):
+            out.append(row(r))
+            out.append(line("├", "┼", "┤", "─") if i < len(rows) - 1 else line("└", "┴", "┘", "─"))
+        trainable, non_trainable = self.count_params(True), self.count_params(False)
+        opt = self.optimizer.count_params() if self.optimizer is not None else 0
+        total = trainable + non_trainable + opt
+        out.append(f" Total params: {total:,} ({readable_size(total * 4)})")
+        out.append(f" Trainable params: {trainable:,} ({readable_size(trainable * 4)})")
+        out.append(f" Non-trainable params: {non_trainable:,} ({readable_size(non_trainable * 4)})")
+        if opt:
+            out.append(f" Optimizer params: {opt:,} ({readable_size(opt * 4)})")
+        print_fn("\n".join(out))
+
+    # ---- config and files ---------------------------------------------------------------------
+    def get_config(self):
+        return {"name": self.name, "seed": self.seed,
+                "input_shape": None if self.input_shape is None else list(self.input_shape),
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        from minicnn import layers as layers_module
+        model = cls(name=config.get("name"))
+        for spec in config["layers"]:
+            klass = cls if spec["class_name"] == "Sequential" else layers_module.get_class(spec["class_name"])
+            model.add(klass.from_config(spec["config"]))
+        model.seed = config.get("seed")
+        if config.get("input_shape") is not None:
+            model.build(tuple(config["input_shape"]))
+        return model
+
+    def save_weights(self, filepath):
+        from minicnn import saving
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        from minicnn import saving
+        saving.load_weights(self, filepath)
+
+    def save(self, filepath):
+        from minicnn import saving
+        saving.save_model(self, filepath)
+
+
+def readable_size(nbytes):
+    """Keras's memory format: 1024-based units, two decimals."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if nbytes < 1024:
+            return f"{nbytes:.2f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.2f} PB"

@@ -1,0 +1,245 @@
+"""Optimizers with Keras 3's update rules, defaults and epsilons, updating weights in place.
+
+Notation: g = gradient of the mean batch loss, t = number of updates already applied (0 first),
+lr = learning rate at step t (a schedule is evaluated at t, before the increment).
+    SGD          no momentum: w -= lr*g
+                 momentum mu: m = mu*m - lr*g;  w += m   (nesterov: w += mu*m - lr*g, new m)
+    RMSprop      v = rho*v + (1-rho)*g^2;  w -= lr*g / sqrt(v + eps)          (eps INSIDE the sqrt)
+                 centered: a = rho*a + (1-rho)*g, denominator sqrt(v - a^2 + eps)
+                 momentum: mom = mu*mom + lr*g/sqrt(...);  w -= mom
+    Adam         m += (g - m)*(1-b1);  v += (g^2 - v)*(1-b2)
+                 alpha = lr * sqrt(1 - b2^(t+1)) / (1 - b1^(t+1));  w -= alpha*m / (sqrt(v) + eps)
+After the update, constraints (max_norm) are applied, then t += 1.
+Keras 2 arguments: ``lr=`` is accepted for ``learning_rate``; ``decay=d`` becomes
+InverseTimeDecay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches (Keras <= 2.x).
+"""
+import math
+
+from minicnn import backend
+
+
+# ---- learning-rate schedules ---------------------------------------------------------------
+class LearningRateSchedule:
+    def __call__(self, step):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+
+class InverseTimeDecay(LearningRateSchedule):
+    """lr(t) = initial / (1 + decay_rate * t / decay_steps)   (floor(t / decay_steps) if staircase)."""
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        if decay_steps <= 0:
+            raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
+        self.initial_learning_rate, self.decay_steps = float(initial_learning_rate), float(decay_steps)
+        self.decay_rate, self.staircase = float(decay_rate), bool(staircase)
+
+    def __call__(self, step):
+        p = step / self.decay_steps
+        return self.initial_learning_rate / (1 + self.decay_rate * (math.floor(p) if self.staircase else p))
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "staircase": self.staircase}
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """lr(t) = initial * decay_rate ^ (t / decay_steps)   (floor if staircase)."""
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        if decay_steps <= 0:
+            raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
+        self.initial_learning_rate, self.decay_steps = float(initial_learning_rate), float(decay_steps)
+        self.decay_rate, self.staircase = float(decay_rate), bool(staircase)
+
+    def __call__(self, step):
+        p = step / self.decay_steps
+        return self.initial_learning_rate * self.decay_rate ** (math.floor(p) if self.staircase else p)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "staircase": self.staircase}
+
+
+_SCHEDULES = {c.__name__: c for c in (InverseTimeDecay, ExponentialDecay)}
+
+
+# ---- optimizers ----------------------------------------------------------------------------
+class Optimizer:
+    """Base: holds the learning rate (or schedule), the step count and per-variable slots."""
+    slot_names = ()
+
+    def __init__(self, learning_rate=0.001, name=None, lr=None, decay=0.0, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected argument(s): {sorted(kwargs)}")
+        if lr is not None:                       # Keras 2 spelling
+            learning_rate = lr
+        if not isinstance(learning_rate, LearningRateSchedule):
+            if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+                raise ValueError(f"learning_rate must be a positive number or a schedule, got {learning_rate!r}")
+            learning_rate = float(learning_rate)
+            if decay:
+                if decay < 0:
+                    raise ValueError(f"decay must be >= 0, got {decay}")
+                learning_rate = InverseTimeDecay(learning_rate, 1, decay)
+        elif decay:
+            raise ValueError("decay= cannot be combined with a learning-rate schedule")
+        self.learning_rate = learning_rate
+        self.name = name or type(self).__name__.lower()
+        self.iterations = 0
+        self.slots = {}              # variable path -> {slot name: array}
+        self.built = False
+
+    def current_learning_rate(self):
+        lr = self.learning_rate
+        return lr(self.iterations) if isinstance(lr, LearningRateSchedule) else lr
+
+    def build(self, variables):
+        """variables: list of (path, weight array). Creates zeroed slots for each."""
+        xp = backend.xp
+        self.slots = {path: {s: xp.zeros_like(w) for s in self.slot_names} for path, w in variables}
+        self.built = True
+
+    def apply(self, variables):
+        """variables: list of (path, w, g, constraint). Updates each w in place, then t += 1."""
+        if not self.built:
+            self.build([(p, w) for p, w, _, _ in variables])
+        lr = self.current_learning_rate()
+        for path, w, g, constraint in variables:
+            self.update_step(w, g, self.slots[path], lr)
+            if constraint is not None:
+                constraint(w)
+        self.iterations += 1
+
+    def update_step(self, w, g, slots, lr):
+        raise NotImplementedError
+
+    def count_params(self):
+        """Variables Keras counts as 'Optimizer params': the slots, plus iterations and learning rate."""
+        return sum(int(a.size) for s in self.slots.values() for a in s.values()) + 2 if self.built else 0
+
+    def get_config(self):
+        lr = self.learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            lr = {"class_name": type(lr).__name__, "config": lr.get_config()}
+        return {"name": self.name, "learning_rate": lr}
+
+
+class SGD(Optimizer):
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.slot_names = ("momentum",) if self.momentum else ()
+
+    def update_step(self, w, g, slots, lr):
+        if not self.momentum:
+            w -= lr * g
+            return
+        m, mu = slots["momentum"], self.momentum
+        m *= mu
+        m -= lr * g
+        if self.nesterov:
+            w += mu * m - lr * g
+        else:
+            w += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class RMSprop(Optimizer):
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        if not 0 <= rho < 1:
+            raise ValueError(f"rho must be in [0, 1), got {rho}")
+        self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), centered
+        self.slot_names = ("velocity",) + (("momentum",) if momentum else ()) + (("average_gradient",) if centered else ())
+
+    def update_step(self, w, g, slots, lr):
+        xp, rho = backend.xp, self.rho
+        v = slots["velocity"]
+        v *= rho
+        v += (1 - rho) * g * g
+        denominator = v
+        if self.centered:
+            a = slots["average_gradient"]
+            a *= rho
+            a += (1 - rho) * g
+            denominator = v - a * a
+        step = lr * g / xp.sqrt(denominator + self.epsilon)
+        if self.momentum:
+            mom = slots["momentum"]
+            mom *= self.momentum
+            mom += step
+            w -= mom
+        else:
+            w -= step
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+
+class Adam(Optimizer):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        for name, b in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0 <= b < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {b}")
+        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), amsgrad
+        self.slot_names = ("m", "v") + (("vhat",) if amsgrad else ())
+
+    def update_step(self, w, g, slots, lr):
+        xp, b1, b2, t = backend.xp, self.beta_1, self.beta_2, self.iterations + 1
+        m, v = slots["m"], slots["v"]
+        m += (g - m) * (1 - b1)
+        v += (g * g - v) * (1 - b2)
+        if self.amsgrad:
+            xp.maximum(slots["vhat"], v, out=slots["vhat"])
+            v = slots["vhat"]
+        alpha = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        w -= alpha * m / (xp.sqrt(v) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
+
+
+_OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+
+# Keras 2 lowercase aliases (keras.optimizers.rmsprop(...), used by tutorial 001)
+sgd, rmsprop, adam = SGD, RMSprop, Adam
+
+
+def get(identifier):
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
+        return _OPTIMIZERS[identifier.lower()]()
+    raise ValueError(f"unknown optimizer {identifier!r}; expected one of {sorted(_OPTIMIZERS)} "
+                     "or an Optimizer instance")
+
+
+def serialize(opt):
+    return {"class_name": type(opt).__name__, "config": opt.get_config()}
+
+
+def deserialize(spec):
+    classes = {c.__name__: c for c in (SGD, RMSprop, Adam)}
+    if spec.get("class_name") not in classes:
+        raise ValueError(f"unknown optimizer in config: {spec!r}")
+    config = dict(spec["config"])
+    lr = config.get("learning_rate")
+    if isinstance(lr, dict):
+        if lr.get("class_name") not in _SCHEDULES:
+            raise ValueError(f"unknown learning-rate schedule in config: {lr!r}")
+        config["learning_rate"] = _SCHEDULES[lr["class_name"]](**lr["config"])
+    return classes[spec["class_name"]](**config)
+
+
+class schedules:            # keras.optimizers.schedules.InverseTimeDecay(...)
+    LearningRateSchedule = LearningRateSchedule
+    InverseTimeDecay = InverseTimeDecay
+    ExponentialDecay = ExponentialDecay

@@ -1,0 +1,50 @@
+"""BatchNormalization: Keras 3 statistics, gradient checks in training and inference mode."""
+import numpy as np
+import pytest
+
+from minicnn import gradcheck
+from minicnn.layers import BatchNormalization
+
+
+def _randomized(layer, rng, C):
+    layer.set_weights([rng.uniform(0.5, 1.5, C), rng.standard_normal(C), rng.standard_normal(C),
+                       rng.uniform(0.5, 2, C)])
+    return layer
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 4, 3), (8, 5)])
+@pytest.mark.parametrize("training", [True, False])
+def test_gradcheck(f64, shape, training, rng):
+    layer = BatchNormalization()
+    layer.build(shape[1:])
+    _randomized(layer, rng, shape[-1])
+    errors = gradcheck.check_layer(layer, rng.standard_normal(shape) * 2 + 1, training=training)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_training_statistics_and_moving_update(rng):
+    x = (rng.standard_normal((16, 4, 4, 3)) * 3 + 2).astype(np.float32)
+    layer = BatchNormalization(momentum=0.9)
+    layer.build(x.shape[1:])
+    y = layer.forward(x, training=True)
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))          # biased variance
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3), atol=1e-5)
+    np.testing.assert_allclose(layer.state["moving_mean"], 0.1 * mean, rtol=1e-5)
+    np.testing.assert_allclose(layer.state["moving_variance"], 0.9 + 0.1 * var, rtol=1e-5)
+
+
+def test_inference_uses_moving_statistics(rng):
+    layer = BatchNormalization()
+    layer.build((3,))
+    gamma, beta, mm, mv = np.array([1., 2, 3]), np.array([0., 1, -1]), np.array([.5, 0, 1]), np.array([1., 4, 9])
+    layer.set_weights([gamma, beta, mm, mv])
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    np.testing.assert_allclose(layer.forward(x, training=False), gamma * (x - mm) / np.sqrt(mv + 1e-3) + beta,
+                               rtol=1e-5)
+
+
+def test_param_counts():
+    layer = BatchNormalization()
+    layer.build((8, 8, 6))
+    assert layer.count_params(True) == 12 and layer.count_params(False) == 12
+    assert [w.shape for w in layer.get_weights()] == [(6,)] * 4

@@ -1,0 +1,125 @@
+"""Dense, Flatten, Activation, Dropout, Input: shapes, gradient checks, behaviour."""
+import numpy as np
+import pytest
+
+from minicnn import backend as B
+from minicnn import gradcheck
+from minicnn.layers import Activation, Dense, Dropout, Flatten, Input
+
+ACTIVATIONS = ["linear", "relu", "tanh", "sigmoid", "softmax"]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_gradcheck(f64, activation, rng):
+    x = rng.standard_normal((4, 7))
+    if activation == "relu":
+        x = x + np.sign(x) * 0.1          # stay away from the kink at 0
+    errors = gradcheck.check_layer(Dense(5, activation=activation), x)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_dense_matches_formula(rng):
+    layer = Dense(3, activation="relu")
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    layer.build((5,))
+    W, b = layer.get_weights()
+    np.testing.assert_allclose(layer.forward(x), np.maximum(x @ W + b, 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activation_gradcheck(f64, activation, rng):
+    x = rng.standard_normal((3, 4, 5))
+    if activation == "relu":
+        x = x + np.sign(x) * 0.1
+    errors = gradcheck.check_layer(Activation(activation), x)
+    assert errors["x"] < 1e-6, errors
+
+
+def test_activation_values():
+    x = np.array([[-2.0, 0.0, 3.0]], dtype=np.float32)
+    act = {a: Activation(a) for a in ACTIVATIONS}
+    np.testing.assert_allclose(act["relu"].forward(x), [[0, 0, 3]])
+    np.testing.assert_allclose(act["tanh"].forward(x), np.tanh(x), rtol=1e-6)
+    np.testing.assert_allclose(act["sigmoid"].forward(x), 1 / (1 + np.exp(-x)), rtol=1e-6)
+    e = np.exp(x - 3)
+    np.testing.assert_allclose(act["softmax"].forward(x), e / e.sum(), rtol=1e-6)
+    big = np.array([[1000.0, 0.0]], dtype=np.float32)
+    assert np.isfinite(act["softmax"].forward(big)).all() and np.isfinite(act["sigmoid"].forward(-big)).all()
+    # ReLU's gradient at exactly 0 is 0 (TF/JAX convention)
+    act["relu"].forward(x)
+    np.testing.assert_array_equal(act["relu"].backward(np.ones_like(x)), [[0, 0, 1]])
+
+
+def test_flatten_is_nhwc_c_order(rng, f64):
+    x = rng.standard_normal((2, 3, 4, 5))
+    layer = Flatten()
+    layer.build(x.shape[1:])
+    y = layer.forward(x)
+    assert layer.output_shape == (60,)
+    assert y[1, (2 * 4 + 3) * 5 + 4] == x[1, 2, 3, 4]       # flat index (h*W + w)*C + c
+    assert gradcheck.check_layer(Flatten(), x)["x"] < 1e-9
+
+
+def test_dropout_inverted_and_inference_identity(rng):
+    layer = Dropout(0.4)
+    x = np.ones((200, 50), dtype=np.float32)
+    layer.build(x.shape[1:])
+    y = layer.forward(x, training=True)
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.6)}
+    assert abs((y == 0).mean() - 0.4) < 0.02
+    dx = layer.backward(np.ones_like(x))
+    np.testing.assert_array_equal(dx, y)                     # same mask, same scale
+    np.testing.assert_array_equal(layer.forward(x, training=False), x)
+
+
+def test_dropout_seeded_masks(rng):
+    a, b = Dropout(0.5, seed=7), Dropout(0.5, seed=7)
+    x = np.ones((4, 10), dtype=np.float32)
+    a.build(x.shape[1:]), b.build(x.shape[1:])
+    m1, m2 = a.forward(x, True), a.forward(x, True)
+    assert not np.array_equal(m1, m2)                        # a new mask every step
+    np.testing.assert_array_equal(b.forward(x, True), m1)    # the same seed repeats the sequence
+
+
+def test_dropout_gradcheck_fixed_mask(f64, rng):
+    errors = gradcheck.check_layer(Dropout(0.3, seed=3), rng.standard_normal((3, 4, 4, 2)))
+    assert errors["x"] < 1e-9
+
+
+def test_dropout_noise_shape(rng):
+    layer = Dropout(0.5, noise_shape=(None, 1, 1, 3), seed=1)
+    x = np.ones((2, 4, 4, 3), dtype=np.float32)
+    layer.build(x.shape[1:])
+    y = layer.forward(x, True)
+    assert (y == y[:, :1, :1, :]).all()                      # one draw per (sample, channel)
+
+
+def test_input_layer():
+    inp = Input(shape=(32, 32, 3))
+    assert inp.input_shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="shape"):
+        Input(shape=(0, 3))
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: Dense(0), "units"), (lambda: Dense(3, activation="gelu2"), "activation"),
+    (lambda: Dropout(1.0), "rate"), (lambda: Dropout(-0.1), "rate"), (lambda: Activation("nope"), "activation"),
+    (lambda: Dense(3, bogus=1), "unexpected"),
+])
+def test_bad_arguments(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+def test_dense_needs_flat_input():
+    with pytest.raises(ValueError, match="Flatten"):
+        Dense(4).build((3, 3, 2))
+
+
+def test_dense_backend_parity(backend, rng):
+    layer = Dense(4, activation="tanh")
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    layer.build((6,))
+    W, b = layer.get_weights()
+    y = B.to_host(layer.forward(B.to_device(x)))
+    np.testing.assert_allclose(y, np.tanh(x @ W + b), atol=1e-6)

@@ -1,0 +1,76 @@
+"""Losses: values against formulas, fused softmax gradient, clipped path, label checks."""
+import numpy as np
+import pytest
+
+from minicnn import gradcheck, losses
+from minicnn.activations import Softmax
+
+
+def _onehot(labels, K):
+    return np.eye(K)[labels]
+
+
+def test_fused_value_is_exact_logsumexp(rng, f64):
+    z = rng.standard_normal((5, 4)) * 3
+    y = _onehot(rng.integers(0, 4, 5), 4)
+    loss, dz = losses.CategoricalCrossentropy().from_logits_of_softmax(y, z)
+    lse = np.log(np.exp(z).sum(1))
+    np.testing.assert_allclose(loss, np.mean(lse - (y * z).sum(1)), rtol=1e-12)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    np.testing.assert_allclose(dz, (p - y) / 5, rtol=1e-12)
+
+
+def test_fused_no_clipping_like_tensorflow():
+    loss, _ = losses.CategoricalCrossentropy().from_logits_of_softmax(np.array([[0., 1, 0]]), np.array([[100., 0, 0]]))
+    assert abs(float(loss) - 100.0) < 1e-4
+
+
+def test_clipped_probability_path_like_jax():
+    p = Softmax().forward(np.array([[100., 0, 0]]))
+    loss, _ = losses.CategoricalCrossentropy(fuse_softmax=False)(np.array([[0., 1, 0]]), p)
+    assert abs(float(loss) + np.log(1e-7)) < 1e-4            # capped at -log(1e-7) = 16.118
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_gradcheck(f64, rng, fused, sparse):
+    z = rng.standard_normal((6, 5))
+    labels = rng.integers(0, 5, 6)
+    loss = losses.SparseCategoricalCrossentropy() if sparse else losses.CategoricalCrossentropy()
+    y = labels if sparse else _onehot(labels, 5)
+    pred = z if fused else Softmax().forward(z)
+    assert gradcheck.check_loss(loss, y, pred, from_logits_of_softmax=fused) < 1e-6
+
+
+def test_label_smoothing_and_mse_gradcheck(f64, rng):
+    z, y = rng.standard_normal((4, 3)), _onehot([0, 2, 1, 1], 3)
+    assert gradcheck.check_loss(losses.CategoricalCrossentropy(label_smoothing=0.1), y, z,
+                                from_logits_of_softmax=True) < 1e-6
+    assert gradcheck.check_loss(losses.MeanSquaredError(), rng.standard_normal((4, 3)), z) < 1e-6
+
+
+def test_sparse_equals_categorical(rng):
+    z = rng.standard_normal((7, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 7)
+    a = losses.SparseCategoricalCrossentropy().from_logits_of_softmax(labels.reshape(-1, 1), z)
+    b = losses.CategoricalCrossentropy().from_logits_of_softmax(_onehot(labels, 4).astype(np.float32), z)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
+
+
+def test_label_checks():
+    cce, scce = losses.CategoricalCrossentropy(), losses.SparseCategoricalCrossentropy()
+    with pytest.raises(ValueError, match="to_categorical"):
+        cce.check_labels(np.array([1, 2, 3]), 10)
+    with pytest.raises(ValueError, match=r"\(N, 10\)"):
+        cce.check_labels(np.zeros((3, 5)), 10)
+    with pytest.raises(ValueError, match=r"\[0, 9\]"):
+        scce.check_labels(np.array([[1], [10]]), 10)
+    with pytest.raises(ValueError, match="categorical_crossentropy"):
+        scce.check_labels(np.zeros((3, 10)), 10)
+    assert scce.check_labels(np.array([[1], [9]], dtype=np.uint8), 10).tolist() == [1, 9]
+
+
+def test_unknown_loss_name():
+    with pytest.raises(ValueError, match="unknown loss"):
+        losses.get("hinge_of_doom")

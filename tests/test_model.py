@@ -1,0 +1,215 @@
+"""Sequential: building, training, the Keras-compatible loop, summary, gradient check of a whole model."""
+import io
+import re
+import contextlib
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import backend as B
+from minicnn import gradcheck, zoo
+from minicnn.callbacks import Callback, EarlyStopping, ModelCheckpoint, TerminateOnNaN
+from minicnn.layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input,
+                            MaxPooling2D)
+from minicnn.utils import to_categorical
+
+
+def small_model(**compile_kwargs):
+    model = minicnn.Sequential([
+        Input(shape=(8, 8, 3)), Conv2D(8, 3, padding="same", activation="relu"), MaxPooling2D(2),
+        Conv2D(16, 3, activation="relu"), Flatten(), Dense(32, activation="relu"), Dense(4, activation="softmax")])
+    model.compile(**{"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"],
+                     **compile_kwargs})
+    return model
+
+
+def toy_data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 8, 8, 3)).astype(np.float32)
+    labels = rng.integers(0, 4, n)
+    return x, to_categorical(labels, 4), labels
+
+
+@pytest.mark.parametrize("name", sorted(zoo.MODELS))
+def test_zoo_param_counts_equal_keras(name):
+    entry = zoo.get(name)
+    assert entry.build(compile=False).count_params() == entry.params
+
+
+def test_overfits_64_images():
+    x, y, _ = toy_data(64)
+    model = small_model(optimizer=minicnn.optimizers.Adam(3e-3))
+    model.fit(x, y, batch_size=16, epochs=60, verbose=0)
+    loss, acc = model.evaluate(x, y, verbose=0)
+    assert acc == 1.0 and loss < 0.05
+
+
+def test_history_keys_and_running_means():
+    """Epoch metrics are sample-weighted running means over batches of 32, 32 and 16."""
+    x, y, _ = toy_data(80)
+    seen = []
+
+    class Spy(Callback):
+        def on_train_batch_end(self, step, logs=None):
+            seen.append((float(self.model._batch_loss), float(self.model._correct_sum)))
+
+    model = small_model()
+    h = model.fit(x, y, batch_size=32, epochs=2, validation_split=0.25, verbose=0, callbacks=[Spy()], shuffle=False)
+    assert list(h.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert h.epoch == [0, 1] and len(seen) == 4             # 60 training samples -> 2 batches
+    first_epoch = seen[:2]
+    assert h.history["accuracy"][0] == pytest.approx(first_epoch[1][1] / 60)
+    # validation_split takes the LAST fraction before shuffling
+    val = model.evaluate(x[60:], y[60:], verbose=0)
+    assert h.history["val_loss"][1] == pytest.approx(val[0], rel=1e-5)
+
+
+def test_partial_last_batch_is_kept():
+    x, y, _ = toy_data(70)
+    model = small_model()
+    steps = []
+
+    class Count(Callback):
+        def on_train_batch_end(self, step, logs=None):
+            steps.append(step)
+
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Count()])
+    assert steps == [0, 1, 2] and model.optimizer.iterations == 3
+
+
+def test_sparse_labels_and_predict_batches():
+    x, _, labels = toy_data(50)
+    model = small_model(loss="sparse_categorical_crossentropy")
+    model.fit(x, labels.reshape(-1, 1).astype(np.uint8), batch_size=16, epochs=1, verbose=0)
+    p_all = model.predict(x, batch_size=7)
+    assert p_all.shape == (50, 4) and p_all.dtype == np.float32
+    np.testing.assert_allclose(p_all.sum(1), 1, rtol=1e-5)
+    np.testing.assert_allclose(p_all, model.predict(x, batch_size=50), rtol=1e-5, atol=1e-6)
+
+
+def test_model_gradcheck_float64():
+    with B.float64_mode():
+        model = minicnn.Sequential([
+            Input(shape=(7, 6, 2)), Conv2D(3, 3, strides=2, padding="same", activation="tanh"), BatchNormalization(),
+            AveragePooling2D(2, padding="same"), Conv2D(4, 2, activation="sigmoid"), Dropout(0.3, seed=1), Flatten(),
+            Dense(5, activation="tanh"), Dense(3), Activation("softmax")])
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((4, 7, 6, 2))
+        y = to_categorical(rng.integers(0, 3, 4), 3)
+        errors = gradcheck.check_model(model, x, y)
+    assert len(errors) == 10 and max(errors.values()) < 1e-6, errors
+
+
+def test_nested_sequential_is_a_layer():
+    block = minicnn.Sequential([Conv2D(4, 3, padding="same", activation="relu"), MaxPooling2D(2)])
+    model = minicnn.Sequential([Input(shape=(8, 8, 3)), block, Flatten(), Dense(4, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    x, y, _ = toy_data(32)
+    model.fit(x, y, epochs=2, verbose=0)
+    assert model.count_params() == (3 * 3 * 3 * 4 + 4) + (4 * 4 * 4 * 4 + 4)
+    assert [p for p, _, _ in model.variables()] == ["sequential/conv2d/W", "sequential/conv2d/b", "dense/W", "dense/b"]
+
+
+def test_summary_counts_and_optimizer_line():
+    model = small_model()
+    out = io.StringIO()
+    model.summary(print_fn=lambda s: out.write(s))
+    text = out.getvalue()
+    n = model.count_params()
+    assert f"Total params: {n:,}" in text and "Non-trainable params: 0 (0.00 B)" in text
+    assert "conv2d" in text and "(None, 8, 8, 8)" in text
+    x, y, _ = toy_data(16)
+    model.fit(x, y, epochs=1, verbose=0)
+    out = io.StringIO()
+    model.summary(print_fn=lambda s: out.write(s))
+    assert f"Total params: {3 * n + 2:,}" in out.getvalue()          # Adam: m, v + iterations + lr
+
+
+def test_summary_bn_non_trainable():
+    model = zoo.get("tutorial003_lenet5_bn").build()
+    assert model.count_params(True) == 61_718 and model.count_params(False) == 12
+
+
+def test_progress_output_verbose_1_and_2():
+    x, y, _ = toy_data(64)
+    for verbose, needle in ((1, "2/2 "), (2, "2/2 - ")):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            small_model().fit(x, y, batch_size=32, epochs=2, verbose=verbose, validation_split=0.25)
+        text = buf.getvalue()
+        assert "Epoch 2/2" in text and needle in text and "val_accuracy: " in text and "s/step" in text
+
+
+def test_checkpoint_best_only_and_reload(tmp_path):
+    x, y, _ = toy_data(64)
+    model = small_model()
+    path = tmp_path / "best.weights.npz"
+    ckpt = ModelCheckpoint(str(path), monitor="val_loss", save_best_only=True, save_weights_only=True)
+    h = model.fit(x, y, epochs=4, verbose=0, validation_split=0.25, callbacks=[ckpt])
+    best_epoch = int(np.argmin(h.history["val_loss"]))
+    assert ckpt.best == min(h.history["val_loss"])
+    fresh = small_model()
+    fresh.load_weights(str(path))
+    assert fresh.evaluate(x[48:], y[48:], verbose=0)[0] == pytest.approx(h.history["val_loss"][best_epoch], rel=1e-5)
+
+
+def test_early_stopping_and_restore():
+    x, y, _ = toy_data(64)
+    model = small_model(optimizer=minicnn.optimizers.SGD(1e-9))       # practically frozen: no improvement
+    es = EarlyStopping(monitor="loss", patience=1, min_delta=1.0)
+    h = model.fit(x, y, epochs=10, verbose=0, callbacks=[es])
+    assert len(h.epoch) == 2 and es.stopped_epoch == 1
+
+
+def test_terminate_on_nan():
+    x, y, _ = toy_data(64)
+    model = small_model(optimizer=minicnn.optimizers.SGD(1e6))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), np.errstate(all="ignore"):
+        h = model.fit(x, y, epochs=5, batch_size=8, verbose=0, callbacks=[TerminateOnNaN()])
+    assert model.stop_training and re.fullmatch(r"loss became (nan|inf) at epoch 1, batch \d+", model.stop_reason)
+    assert "invalid loss" in buf.getvalue() and h.epoch == [0]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(batch_size=0), "batch_size"), (dict(epochs=-1), "epochs"), (dict(validation_split=1.0), "validation_split"),
+    (dict(verbose=3), "verbose")])
+def test_fit_argument_errors(kwargs, match):
+    x, y, _ = toy_data(8)
+    with pytest.raises(ValueError, match=match):
+        small_model().fit(x, y, **kwargs)
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    x, y, _ = toy_data(8)
+    model = small_model()
+    with pytest.raises(ValueError, match=r"expects x of shape \(N, 8, 8, 3\), got \(8, 8, 8, 1\)"):
+        model.fit(x[..., :1], y)
+    with pytest.raises(ValueError, match="NaN"):
+        bad = x.copy()
+        bad[3, 0, 0, 0] = np.nan
+        model.predict(bad)
+    with pytest.raises(ValueError, match="to_categorical"):
+        model.fit(x, np.arange(8) % 4)
+    with pytest.raises(RuntimeError, match="compile"):
+        minicnn.Sequential([Input(shape=(8, 8, 3)), Flatten(), Dense(2)]).fit(x, y)
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        small_model(optimizer="adamax9")
+    with pytest.raises(ValueError, match="unknown metric"):
+        small_model(metrics=["f1"])
+
+
+def test_add_and_build_later():
+    model = minicnn.Sequential()
+    model.add(Conv2D(2, 3))
+    model.add(Flatten())
+    model.add(Dense(3, activation="softmax"))
+    with pytest.raises(ValueError, match="input_shape"):
+        model.build()
+    model.build((None, 5, 5, 1))
+    assert model.output_shape == (3,) and model.count_params() == 20 + 9 * 2 * 3 + 3

@@ -1,0 +1,116 @@
+"""Optimizers: several steps against Keras's update rules worked out by hand in float64."""
+import math
+
+import numpy as np
+import pytest
+
+from minicnn import optimizers
+from minicnn.constraints import MaxNorm
+
+
+def _run(opt, w0, grads):
+    w = w0.copy()
+    for g in grads:
+        opt.apply([("layer/W", w, g, None)])
+    return w
+
+
+@pytest.fixture
+def data(rng):
+    return rng.standard_normal((3, 4)), [rng.standard_normal((3, 4)) for _ in range(5)]
+
+
+def lr_at(lr, decay, t):
+    return lr / (1 + decay * t)
+
+
+@pytest.mark.parametrize("momentum,nesterov,decay", [(0, False, 0), (0.9, False, 0), (0.9, True, 0), (0.9, False, 0.1)])
+def test_sgd(data, momentum, nesterov, decay):
+    w0, grads = data
+    w, m = w0.copy(), np.zeros_like(w0)
+    for t, g in enumerate(grads):
+        lr = lr_at(0.1, decay, t)
+        if momentum:
+            m = momentum * m - lr * g
+            w = w + (momentum * m - lr * g if nesterov else m)
+        else:
+            w = w - lr * g
+    got = _run(optimizers.SGD(lr=0.1, momentum=momentum, nesterov=nesterov, decay=decay), w0, grads)
+    np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("momentum,centered,decay", [(0, False, 0), (0.5, False, 0), (0, True, 0), (0, False, 1e-2)])
+def test_rmsprop(data, momentum, centered, decay):
+    w0, grads = data
+    w, v, a, mom = w0.copy(), np.zeros_like(w0), np.zeros_like(w0), np.zeros_like(w0)
+    for t, g in enumerate(grads):
+        lr = lr_at(5e-3, decay, t)
+        v = 0.9 * v + 0.1 * g * g
+        denom = v
+        if centered:
+            a = 0.9 * a + 0.1 * g
+            denom = v - a * a
+        step = lr * g / np.sqrt(denom + 1e-7)                     # eps inside the sqrt (Keras 3)
+        if momentum:
+            mom = momentum * mom + step
+            w = w - mom
+        else:
+            w = w - step
+    got = _run(optimizers.RMSprop(learning_rate=5e-3, momentum=momentum, centered=centered, decay=decay), w0, grads)
+    np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("amsgrad,decay", [(False, 0), (True, 0), (False, 0.05)])
+def test_adam(data, amsgrad, decay):
+    w0, grads = data
+    w, m, v, vhat = w0.copy(), np.zeros_like(w0), np.zeros_like(w0), np.zeros_like(w0)
+    for t, g in enumerate(grads):
+        lr = lr_at(1e-2, decay, t)
+        m = m + (g - m) * 0.1
+        v = v + (g * g - v) * 0.001
+        vhat = np.maximum(vhat, v)
+        alpha = lr * math.sqrt(1 - 0.999 ** (t + 1)) / (1 - 0.9 ** (t + 1))
+        w = w - alpha * m / (np.sqrt(vhat if amsgrad else v) + 1e-7)   # eps-hat, not the paper's eps
+    got = _run(optimizers.Adam(learning_rate=1e-2, amsgrad=amsgrad, decay=decay), w0, grads)
+    np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
+def test_defaults_and_string_names():
+    assert optimizers.get("sgd").learning_rate == 0.01
+    assert optimizers.get("rmsprop").learning_rate == 0.001 and optimizers.get("rmsprop").rho == 0.9
+    adam = optimizers.get("adam")
+    assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon) == (0.001, 0.9, 0.999, 1e-7)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        optimizers.get("adamw2")
+
+
+def test_legacy_decay_is_inverse_time_per_batch():
+    opt = optimizers.SGD(lr=0.1, decay=0.5)
+    sizes = []
+    for _ in range(3):
+        sizes.append(opt.current_learning_rate())
+        opt.iterations += 1
+    np.testing.assert_allclose(sizes, [0.1, 0.1 / 1.5, 0.05])
+
+
+def test_max_norm_applied_after_update(rng):
+    w = rng.standard_normal((20, 4)) * 5
+    opt = optimizers.SGD(0.0001)
+    opt.apply([("d/W", w, np.zeros_like(w), MaxNorm(3))])
+    np.testing.assert_allclose(np.linalg.norm(w, axis=0), 3 * np.ones(4) * (1 - 1e-7 / 3), rtol=1e-6)
+
+
+def test_updates_are_in_place(rng):
+    w = rng.standard_normal(5)
+    before = w.ctypes.data
+    opt = optimizers.Adam()
+    opt.apply([("x/W", w, np.ones(5), None)])
+    slot = opt.slots["x/W"]["m"].ctypes.data
+    opt.apply([("x/W", w, np.ones(5), None)])
+    assert w.ctypes.data == before and opt.iterations == 2
+    assert opt.slots["x/W"]["m"].ctypes.data == slot
+
+
+def test_bad_learning_rate():
+    with pytest.raises(ValueError, match="learning_rate"):
+        optimizers.Adam(learning_rate=-1)

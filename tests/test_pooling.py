@@ -1,0 +1,86 @@
+"""MaxPooling2D / AveragePooling2D: shapes, tie rule, 'same' semantics, gradient checks, naive loops."""
+import itertools
+
+import numpy as np
+import pytest
+
+import reference as ref
+from minicnn import backend as B
+from minicnn import gradcheck
+from minicnn.layers import AveragePooling2D, MaxPooling2D
+
+CASES = list(itertools.product([(2, 2), (3, 3), (2, 3)], [None, (1, 1), (2, 1)], ["valid", "same"], [(7, 7), (6, 5)]))
+
+
+def _distinct(rng, shape):
+    """Random values without ties, far enough apart for finite differences (max-pool kinks)."""
+    return rng.permutation(np.prod(shape)).reshape(shape) * 0.01 + rng.uniform(0, 1e-3, shape)
+
+
+@pytest.mark.parametrize("layer_cls", [MaxPooling2D, AveragePooling2D])
+@pytest.mark.parametrize("pool,strides,padding,hw", CASES)
+def test_against_naive_loops(layer_cls, pool, strides, padding, hw, rng):
+    layer = layer_cls(pool, strides=strides, padding=padding)
+    x = rng.standard_normal((2,) + hw + (3,)).astype(np.float32)
+    layer.build(x.shape[1:])
+    y = layer.forward(x, training=True)
+    s = strides or pool
+    fwd = ref.maxpool_forward if layer_cls is MaxPooling2D else ref.avgpool_forward
+    bwd = ref.maxpool_backward if layer_cls is MaxPooling2D else ref.avgpool_backward
+    assert y.shape == ref.pool_output_shape(x.shape, pool, s, padding) == (2,) + layer.output_shape
+    np.testing.assert_allclose(y, fwd(x, pool, s, padding), atol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_allclose(layer.backward(dy), bwd(x, dy, pool, s, padding), atol=1e-5)
+
+
+@pytest.mark.parametrize("layer_cls", [MaxPooling2D, AveragePooling2D])
+@pytest.mark.parametrize("pool,strides,padding,hw", CASES[::4])
+def test_gradcheck(f64, layer_cls, pool, strides, padding, hw, rng):
+    x = _distinct(rng, (2,) + hw + (2,))
+    errors = gradcheck.check_layer(layer_cls(pool, strides=strides, padding=padding), x)
+    assert errors["x"] < 1e-6, errors
+
+
+def test_max_tie_goes_to_first_maximum():
+    layer = MaxPooling2D(2)
+    x = np.array([[1, 2], [2, 2]], dtype=np.float32).reshape(1, 2, 2, 1)
+    layer.build(x.shape[1:])
+    layer.forward(x)
+    dx = layer.backward(np.ones((1, 1, 1, 1), np.float32))
+    np.testing.assert_array_equal(dx.reshape(2, 2), [[0, 1], [0, 0]])
+
+
+def test_same_padding_is_ignored_not_zero():
+    x = -np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)     # all negative: a zero pad would win
+    mp, ap = MaxPooling2D(2, padding="same"), AveragePooling2D(2, padding="same")
+    mp.build(x.shape[1:]), ap.build(x.shape[1:])
+    assert mp.forward(x)[0, 1, 1, 0] == -9          # corner window holds only the real cell -9
+    assert ap.forward(x)[0, 1, 1, 0] == -9
+    assert ap.forward(x)[0, 0, 1, 0] == (-3 - 6) / 2
+
+
+def test_valid_drops_trailing_rows():
+    layer = MaxPooling2D(2)
+    layer.build((13, 13, 4))
+    assert layer.output_shape == (6, 6, 4)
+
+
+def test_backend_parity(backend, rng):
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    for layer, fwd in ((MaxPooling2D(3, strides=2, padding="same"), ref.maxpool_forward),
+                       (AveragePooling2D(3, strides=2, padding="same"), ref.avgpool_forward)):
+        layer.build(x.shape[1:])
+        y = B.to_host(layer.forward(B.to_device(x)))
+        np.testing.assert_allclose(y, fwd(x, (3, 3), (2, 2), "same"), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(pool_size=0), "pool_size"), (dict(strides=(0, 1)), "strides"),
+                                          (dict(padding="zero"), "padding")])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MaxPooling2D(**kwargs)
+
+
+def test_pool_larger_than_input():
+    with pytest.raises(ValueError, match="larger than"):
+        AveragePooling2D(5).build((4, 4, 1))
