@@ -9,7 +9,13 @@ which would freeze the binding before ``set_backend`` is called).
 """
 import os
 
-import numpy
+# Threading policy (CPU): BLAS (OpenBLAS pthreads) and Numba's parallel kernels take turns on the
+# same cores. Both spin-wait after their work by default, so each starves the other (measured on a
+# 2-core VM: 100 ms/step for tutorial 000's model, 20 ms with passive waiting). Numba's OpenMP layer
+# reads this once, when it starts; a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy  # noqa: E402
 
 xp = numpy          # the active array module
 name = "cpu"        # "cpu" or "gpu"

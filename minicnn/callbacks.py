@@ -244,3 +244,16 @@ class TerminateOnNaN(Callback):
                   flush=True)
             self.model.stop_training = True
             self.model.stop_reason = f"loss became {loss} at epoch {self.epoch + 1}, batch {step + 1}"
+
+
+class EpochTimer(Callback):
+    """Wall-clock seconds of each epoch (training plus validation): `times`."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)

@@ -47,3 +47,63 @@ def set_random_seed(seed):
     """Seed minicnn (weights, dropout, shuffling) and NumPy's global generator."""
     backend.set_seed(seed)
     np.random.seed(seed)
+
+
+def write_json(path, obj):
+    """Write obj as indented JSON, atomically."""
+    import json
+    from minicnn.saving import atomic_write
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, default=_json_default) + "\n").encode()))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def write_history(history, folder):
+    """history.json and history.csv (one row per epoch) in folder; returns their paths."""
+    import pathlib
+    from minicnn.saving import atomic_write
+    folder = pathlib.Path(folder)
+    h = history.history if hasattr(history, "history") else history
+    epochs = history.epoch if hasattr(history, "epoch") else list(range(len(next(iter(h.values()), []))))
+    write_json(folder / "history.json", {"epoch": [e + 1 for e in epochs], **h})
+    keys = list(h)
+    lines = [",".join(["epoch"] + keys)]
+    lines += [",".join([str(e + 1)] + [repr(float(h[k][i])) for k in keys]) for i, e in enumerate(epochs)]
+    atomic_write(folder / "history.csv", lambda f: f.write(("\n".join(lines) + "\n").encode()))
+    return folder / "history.json", folder / "history.csv"
+
+
+def environment_info():
+    """Versions, backend and threading settings: what a reported figure depends on."""
+    import os
+    import platform
+    import minicnn
+    info = {"minicnn": minicnn.__version__, "python": platform.python_version(), "numpy": np.__version__,
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "backend": backend.name, "floatx": backend.floatx(),
+            "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+                                                    "OMP_WAIT_POLICY", "NUMBA_NUM_THREADS", "MINICNN_BACKEND")}}
+    try:
+        import numba
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.get_num_threads()
+        info["numba_threading_layer"] = numba.threading_layer()
+    except (ImportError, ValueError):
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [{k: p.get(k) for k in ("internal_api", "num_threads", "architecture", "version")}
+                        for p in threadpool_info() if p.get("user_api") == "blas"]
+    except ImportError:
+        pass
+    if backend.name == "gpu":
+        import cupy
+        info["cupy"] = cupy.__version__
+        info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    return info
