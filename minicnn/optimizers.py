@@ -15,7 +15,7 @@ InverseTimeDecay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches
 """
 import math
 
-from minicnn import backend
+from minicnn import backend, kernels
 
 
 # ---- learning-rate schedules ---------------------------------------------------------------
@@ -137,13 +137,7 @@ class SGD(Optimizer):
         if not self.momentum:
             w -= lr * g
             return
-        m, mu = slots["momentum"], self.momentum
-        m *= mu
-        m -= lr * g
-        if self.nesterov:
-            w += mu * m - lr * g
-        else:
-            w += m
+        kernels.sgd_momentum_update(w, g, slots["momentum"], lr, self.momentum, self.nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -158,6 +152,9 @@ class RMSprop(Optimizer):
         self.slot_names = ("velocity",) + (("momentum",) if momentum else ()) + (("average_gradient",) if centered else ())
 
     def update_step(self, w, g, slots, lr):
+        if not (self.centered or self.momentum):
+            kernels.rmsprop_update(w, g, slots["velocity"], lr, self.rho, self.epsilon)
+            return
         xp, rho = backend.xp, self.rho
         v = slots["velocity"]
         v *= rho
@@ -193,14 +190,15 @@ class Adam(Optimizer):
 
     def update_step(self, w, g, slots, lr):
         xp, b1, b2, t = backend.xp, self.beta_1, self.beta_2, self.iterations + 1
+        alpha = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        if not self.amsgrad:
+            kernels.adam_update(w, g, slots["m"], slots["v"], alpha, b1, b2, self.epsilon)
+            return
         m, v = slots["m"], slots["v"]
         m += (g - m) * (1 - b1)
         v += (g * g - v) * (1 - b2)
-        if self.amsgrad:
-            xp.maximum(slots["vhat"], v, out=slots["vhat"])
-            v = slots["vhat"]
-        alpha = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-        w -= alpha * m / (xp.sqrt(v) + self.epsilon)
+        xp.maximum(slots["vhat"], v, out=slots["vhat"])
+        w -= alpha * m / (xp.sqrt(slots["vhat"]) + self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,

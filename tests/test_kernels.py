@@ -65,3 +65,37 @@ def test_dispatch_follows_backend(backend, rng):
     cols = B.to_host(kernels.im2col(B.to_device(x), *g))
     B.set_backend("cpu")
     np.testing.assert_allclose(cols, reference.im2col(x, *g), atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear", "tanh"])
+@pytest.mark.parametrize("rows", [1, 7, 513])
+def test_bias_activation(activation, rows, rng):
+    from minicnn import activations
+    act = activations.get(activation)
+    z = rng.standard_normal((rows, 6)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    expected = reference.bias_activation(z.copy(), b, act)
+    y = cpu.bias_activation(z.copy(), b, act)
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+    dout = rng.standard_normal(y.shape).astype(np.float32)
+    dz, db = cpu.bias_activation_backward(dout, y, act)
+    rdz, rdb = reference.bias_activation_backward(dout, expected, act)
+    np.testing.assert_allclose(dz, rdz, atol=1e-6)
+    np.testing.assert_allclose(db, rdb, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,args", [("adam_update", (1e-2, 0.9, 0.999, 1e-7)),
+                                       ("sgd_momentum_update", (0.1, 0.9, False)),
+                                       ("sgd_momentum_update", (0.1, 0.9, True)),
+                                       ("rmsprop_update", (1e-3, 0.9, 1e-7))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_optimizer_kernels(name, args, dtype, rng):
+    n_slots = 2 if name == "adam_update" else 1
+    arrays = [rng.standard_normal((5, 7)).astype(dtype) for _ in range(2 + n_slots)]
+    arrays[2:] = [np.abs(a) for a in arrays[2:]]
+    mine = [a.copy() for a in arrays]
+    for _ in range(3):
+        getattr(cpu, name)(*mine, *args)
+        getattr(reference, name)(*arrays, *args)
+    for a, b in zip(mine, arrays):
+        np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12)

@@ -40,3 +40,23 @@ def avgpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):
 
 def avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl):
     return _impl().avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl)
+
+
+def bias_activation(z, b, activation):
+    return _impl().bias_activation(z, b, activation)
+
+
+def bias_activation_backward(dout, y, activation):
+    return _impl().bias_activation_backward(dout, y, activation)
+
+
+def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    return _impl().adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon)
+
+
+def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
+    return _impl().sgd_momentum_update(w, g, m, lr, momentum, nesterov)
+
+
+def rmsprop_update(w, g, v, lr, rho, epsilon):
+    return _impl().rmsprop_update(w, g, v, lr, rho, epsilon)

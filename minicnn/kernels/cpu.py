@@ -5,9 +5,11 @@ keep the reference signatures. Windows are walked without padding the input: a c
 input is 0 for convolution and skipped for pooling. Parallel loops split over independent rows
 (im2col) or images (everything that scatters), so no two threads write the same cell.
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
+from minicnn.kernels import reference
 from minicnn.kernels.reference import argmax_dtype
 
 
@@ -61,23 +63,27 @@ def _nb_maxpool_forward(x, PH, PW, sh, sw, pt, pl, y, arg):
         n = r // OH
         oh = r - n * OH
         for ow in range(OW):
-            for c in range(C):
-                best = -np.inf
-                k = 0
-                for i in range(PH):
-                    h = oh * sh - pt + i
-                    if h < 0 or h >= H:
+            yv, av = y[n, oh, ow], arg[n, oh, ow]      # views over the C channels (contiguous)
+            first = True
+            for i in range(PH):
+                h = oh * sh - pt + i
+                if h < 0 or h >= H:
+                    continue
+                for j in range(PW):
+                    w = ow * sw - pl + j
+                    if w < 0 or w >= W:
                         continue
-                    for j in range(PW):
-                        w = ow * sw - pl + j
-                        if w < 0 or w >= W:
-                            continue
-                        v = x[n, h, w, c]
-                        if v > best:            # strict: ties keep the first cell
-                            best = v
-                            k = i * PW + j
-                y[n, oh, ow, c] = best
-                arg[n, oh, ow, c] = k
+                    xv, k = x[n, h, w], i * PW + j
+                    if first:                           # the first real cell starts the maximum
+                        for c in range(C):
+                            yv[c] = xv[c]
+                            av[c] = k
+                        first = False
+                    else:
+                        for c in range(C):              # strict: ties keep the earlier cell
+                            if xv[c] > yv[c]:
+                                yv[c] = xv[c]
+                                av[c] = k
 
 
 @njit(parallel=True, cache=True)
@@ -169,3 +175,96 @@ def avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl):
     dx = np.empty(x_shape, dtype=dout.dtype)
     _nb_avgpool_backward(np.ascontiguousarray(dout), PH, PW, sh, sw, pt, pl, dx)
     return dx
+
+
+# ---- fused elementwise: bias + activation, and its backward with the bias gradient --------------
+@njit(parallel=True, cache=True)
+def _nb_bias_relu(z, b):
+    R, F = z.shape
+    for r in prange(R):
+        for f in range(F):
+            v = z[r, f] + b[f]
+            z[r, f] = v if v > 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _nb_relu_backward(dout, y, dz, partial):
+    R, F = dz.shape
+    T = partial.shape[0]
+    chunk = (R + T - 1) // T
+    for t in prange(T):                                 # each thread sums its own rows into partial[t]
+        for f in range(F):
+            partial[t, f] = 0
+        for r in range(t * chunk, min(R, (t + 1) * chunk)):
+            for f in range(F):
+                g = dout[r, f] if y[r, f] > 0 else 0
+                dz[r, f] = g
+                partial[t, f] += g
+
+
+def bias_activation(z, b, activation):
+    """In place on z when the activation is relu or linear (z is the fresh GEMM output)."""
+    if activation.name not in ("relu", "linear") or not z.flags.c_contiguous or z.ndim != 2:
+        return reference.bias_activation(z, b, activation)
+    if activation.name == "linear":
+        if b is not None:
+            z += b
+        return z
+    _nb_bias_relu(z, b if b is not None else np.zeros(z.shape[1], z.dtype))
+    return z
+
+
+def bias_activation_backward(dout, y, activation):
+    if activation.name == "linear":
+        return dout, dout.sum(axis=0)
+    if activation.name != "relu":
+        return reference.bias_activation_backward(dout, y, activation)
+    dz = np.empty(dout.shape, dtype=dout.dtype)
+    partial = np.empty((min(numba.get_num_threads(), max(1, dout.shape[0])), dout.shape[1]), dtype=dout.dtype)
+    _nb_relu_backward(dout, y, dz, partial)
+    return dz, partial.sum(axis=0)
+
+
+# ---- optimizer updates, in place, one pass over each parameter ------------------------------------
+@njit(parallel=True, cache=True)
+def _nb_adam(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    for i in prange(w.size):
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * (1 - beta_1)
+        vi = v[i] + (gi * gi - v[i]) * (1 - beta_2)
+        m[i] = mi
+        v[i] = vi
+        w[i] -= alpha * mi / (np.sqrt(vi) + epsilon)
+
+
+@njit(parallel=True, cache=True)
+def _nb_sgd_momentum(w, g, m, lr, momentum, nesterov):
+    for i in prange(w.size):
+        mi = momentum * m[i] - lr * g[i]
+        m[i] = mi
+        w[i] += momentum * mi - lr * g[i] if nesterov else mi
+
+
+@njit(parallel=True, cache=True)
+def _nb_rmsprop(w, g, v, lr, rho, epsilon):
+    for i in prange(w.size):
+        gi = g[i]
+        vi = rho * v[i] + (1 - rho) * gi * gi
+        v[i] = vi
+        w[i] -= lr * gi / np.sqrt(vi + epsilon)
+
+
+def _flat(*arrays):
+    return [a.reshape(-1) for a in arrays]
+
+
+def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    _nb_adam(*_flat(w, g, m, v), alpha, beta_1, beta_2, epsilon)
+
+
+def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
+    _nb_sgd_momentum(*_flat(w, g, m), lr, momentum, nesterov)
+
+
+def rmsprop_update(w, g, v, lr, rho, epsilon):
+    _nb_rmsprop(*_flat(w, g, v), lr, rho, epsilon)

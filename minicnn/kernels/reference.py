@@ -122,3 +122,42 @@ def avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl):
             _window(dxpad, i, j, sh, sw, OH, OW)[...] += share
     H, W = x_shape[1:3]
     return dxpad[:, pt:pt + H, pl:pl + W, :].copy()
+
+
+# ---- fused elementwise ---------------------------------------------------------------------------
+def bias_activation(z, b, activation):
+    """y = act(z + b): z (R, F) the GEMM output, b (F,) or None."""
+    return activation.forward(z if b is None else z + b)
+
+
+def bias_activation_backward(dout, y, activation):
+    """dz = dL/dz from dout = dL/dy and y = act(z); db = sum over rows of dz.  dout, y (R, F)."""
+    dz = activation.backward(dout, y)
+    return dz, dz.sum(axis=0)
+
+
+# ---- optimizer updates (in place; formulas in optimizers.py) --------------------------------------
+def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+    """m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);  w -= alpha m / (sqrt(v) + eps)."""
+    xp = backend.xp
+    m += (g - m) * (1 - beta_1)
+    v += (g * g - v) * (1 - beta_2)
+    w -= alpha * m / (xp.sqrt(v) + epsilon)
+
+
+def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
+    """m = mu m - lr g;  w += m  (nesterov: w += mu m - lr g)."""
+    m *= momentum
+    m -= lr * g
+    if nesterov:
+        w += momentum * m - lr * g
+    else:
+        w += m
+
+
+def rmsprop_update(w, g, v, lr, rho, epsilon):
+    """v = rho v + (1 - rho) g^2;  w -= lr g / sqrt(v + eps)."""
+    xp = backend.xp
+    v *= rho
+    v += (1 - rho) * g * g
+    w -= lr * g / xp.sqrt(v + epsilon)

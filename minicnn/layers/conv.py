@@ -65,28 +65,31 @@ class Conv2D(Layer):
         OH, OW, pt, pl = self.geometry
         cols = kernels.im2col(x, KH, KW, sh, sw, pt, pl, OH, OW)
         z = cols @ self.params["W"].reshape(-1, F)
-        if self.use_bias:
-            z += self.params["b"]
-        y = self.activation.forward(z).reshape(x.shape[0], OH, OW, F)
-        self.cache = (x.shape, cols, y)
         if self.keep_logits:
-            self.logits = z.reshape(y.shape)
-        return y
+            self.logits = (z + self.params["b"] if self.use_bias else z).reshape(x.shape[0], OH, OW, F)
+        y = kernels.bias_activation(z, self.params.get("b"), self.activation)      # act(z + b), fused
+        self.cache = (x.shape, cols, y)
+        return y.reshape(x.shape[0], OH, OW, F)
 
     def backward(self, dout):
         y = self.cache[2]
-        return self.backward_logits(self.activation.backward(dout, y))
+        dz, db = kernels.bias_activation_backward(dout.reshape(y.shape), y, self.activation)
+        return self._backward_linear(dz, db)
 
     def backward_logits(self, dz):
-        """Backward from dL/dz (the gradient before the activation)."""
+        """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""
+        dz = dz.reshape(-1, self.filters)
+        return self._backward_linear(dz, dz.sum(axis=0))
+
+    def _backward_linear(self, dZ, db):
+        """dWm = cols^T @ dZ;  db given;  dx = col2im(dZ @ Wm^T).  dZ (N*OH*OW, F)."""
         x_shape, cols, _ = self.cache
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
         OH, OW, pt, pl = self.geometry
-        dZ = dz.reshape(-1, F)
         Wm = self.params["W"].reshape(-1, F)
         backend.xp.matmul(cols.T, dZ, out=self.grads["W"].reshape(-1, F))
         if self.use_bias:
-            dZ.sum(axis=0, out=self.grads["b"])
+            self.grads["b"][...] = db
         if not self.input_grad:
             return None
         return kernels.col2im(dZ @ Wm.T, x_shape, KH, KW, sh, sw, pt, pl, OH, OW)

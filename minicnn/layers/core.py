@@ -1,7 +1,7 @@
 """Core layers: Input, Dense, Flatten, Activation, Dropout."""
 import numpy as np
 
-from minicnn import activations, backend, constraints, initializers
+from minicnn import activations, backend, constraints, initializers, kernels
 from minicnn.layers.base import Layer
 
 
@@ -71,24 +71,27 @@ class Dense(Layer):
 
     def forward(self, x, training=False):
         z = x @ self.params["W"]
-        if self.use_bias:
-            z += self.params["b"]
-        y = self.activation.forward(z)
-        self.cache = (x, y)
         if self.keep_logits:
-            self.logits = z
+            self.logits = z + self.params["b"] if self.use_bias else z
+        y = kernels.bias_activation(z, self.params.get("b"), self.activation)      # act(z + b), fused
+        self.cache = (x, y)
         return y
 
     def backward(self, dout):
         y = self.cache[1]
-        return self.backward_logits(self.activation.backward(dout, y))
+        dz, db = kernels.bias_activation_backward(dout, y, self.activation)
+        return self._backward_linear(dz, db)
 
     def backward_logits(self, dz):
-        """Backward from dL/dz (the gradient before the activation)."""
+        """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""
+        return self._backward_linear(dz, dz.sum(axis=0))
+
+    def _backward_linear(self, dz, db):
+        """dW = x^T @ dz;  db given;  dx = dz @ W^T."""
         x = self.cache[0]
         backend.xp.matmul(x.T, dz, out=self.grads["W"])
         if self.use_bias:
-            dz.sum(axis=0, out=self.grads["b"])
+            self.grads["b"][...] = db
         return dz @ self.params["W"].T if self.input_grad else None
 
     def get_config(self):

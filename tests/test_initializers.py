@@ -1,0 +1,42 @@
+"""Initializers: Keras's fans and limits, and the statistics of the draws."""
+import numpy as np
+import pytest
+
+from minicnn import initializers
+
+
+def test_compute_fans():
+    assert initializers.compute_fans((3, 3, 16, 32)) == (144, 288)
+    assert initializers.compute_fans((512, 256)) == (512, 256)
+
+
+def test_glorot_uniform_limit():
+    rng = np.random.default_rng(0)
+    w = initializers.get("glorot_uniform")((3, 3, 64, 128), rng)
+    limit = np.sqrt(6 / (9 * 64 + 9 * 128))
+    assert np.abs(w).max() <= limit and np.abs(w).max() > 0.99 * limit
+    assert abs(w.std() - limit / np.sqrt(3)) < 0.01 * limit
+
+
+@pytest.mark.parametrize("name,std", [("he_normal", lambda fi, fo: np.sqrt(2 / fi)),
+                                      ("glorot_normal", lambda fi, fo: np.sqrt(2 / (fi + fo))),
+                                      ("lecun_normal", lambda fi, fo: np.sqrt(1 / fi))])
+def test_truncated_normal_std(name, std):
+    w = initializers.get(name)((400, 300), np.random.default_rng(1))
+    expected = std(400, 300)
+    assert abs(w.std() - expected) < 0.02 * expected
+    assert np.abs(w).max() <= 2 * expected / 0.87962566 + 1e-12
+
+
+def test_constants_and_unknown():
+    rng = np.random.default_rng(0)
+    assert (initializers.get("zeros")((3,), rng) == 0).all() and (initializers.get("ones")((3,), rng) == 1).all()
+    assert (initializers.Constant(0.5)((2,), rng) == 0.5).all()
+    with pytest.raises(ValueError, match="unknown initializer"):
+        initializers.get("orthogonal_ish")
+
+
+def test_serialize_round_trip():
+    for init in (initializers.get("he_normal"), initializers.RandomNormal(0.1, 0.2), initializers.Constant(3)):
+        again = initializers.deserialize(initializers.serialize(init))
+        assert type(again) is type(init) and again.get_config() == init.get_config()
