@@ -1,0 +1,46 @@
+"""Per-layer forward/backward time of one minicnn training step (what `bench_speed.py --profile` prints)."""
+import time
+
+import numpy as np
+
+
+def profile_step(model, x, y, repeats=30):
+    """Average milliseconds per layer (forward, backward), loss and optimizer over `repeats` steps.
+
+    The step is the one Sequential.train_step runs, unrolled so each piece can be timed; the
+    fused softmax head is timed as its layer's backward from the logits.
+    """
+    from minicnn import backend
+    model.train_on_batch(x, y)                                # warm-up (compilation)
+    model._prepare_training()
+    xb, yb = backend.to_device(x, backend.floatx()), backend.to_device(model._check_y(y, len(x)))
+    layers = model.layers
+    fwd, bwd = np.zeros(len(layers)), np.zeros(len(layers))
+    loss_t = opt_t = step_t = 0.0
+    for _ in range(repeats):
+        t_step = time.perf_counter()
+        h = xb
+        for i, layer in enumerate(layers):
+            t = time.perf_counter()
+            h = layer.forward(h, training=True)
+            fwd[i] += time.perf_counter() - t
+        t = time.perf_counter()
+        if model._fused:
+            _, d = model.loss.from_logits_of_softmax(yb, layers[-1].logits)
+        else:
+            _, d = model.loss(yb, h)
+        loss_t += time.perf_counter() - t
+        for i in reversed(range(len(layers))):
+            t = time.perf_counter()
+            d = layers[i].backward_logits(d) if (model._fused and i == len(layers) - 1) else layers[i].backward(d)
+            bwd[i] += time.perf_counter() - t
+            if d is None:
+                break
+        t = time.perf_counter()
+        model.optimizer.apply([(p, l.params[k], l.grads[k], l.constraints.get(k)) for p, l, k in model._variables])
+        opt_t += time.perf_counter() - t
+        step_t += time.perf_counter() - t_step
+    ms = 1e3 / repeats
+    return {"layers": [{"layer": f"{l.name} ({type(l).__name__})", "forward": f * ms, "backward": b * ms}
+                       for l, f, b in zip(layers, fwd, bwd)],
+            "loss": loss_t * ms, "optimizer": opt_t * ms, "step": step_t * ms}

@@ -1,0 +1,29 @@
+"""The speed benchmark runs in --quick mode on synthetic data (minicnn side only) and writes a valid result."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_bench_speed_quick_minicnn_only(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_speed.py"), "--quick", "--no-keras", "--profile",
+         "--models", "tutorial003_small,tutorial001_model_1", "--epochs", "2", "--steps", "4", "--out", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 1 and files[0].with_suffix(".md").exists()
+    record = json.loads(files[0].read_text())
+    assert [r["model"] for r in record["results"]] == ["tutorial003_small", "tutorial001_model_1"]
+    for r in record["results"]:
+        m = r["minicnn"]
+        assert len(m["epoch_seconds"]) == 2 and m["steady_epoch_s"] > 0 and m["images_per_s"] > 0
+        assert m["peak_rss_mb"] > 0 and m["predict_10k_s"] > 0 and "keras" not in r
+        assert m["settings"]["framework"] == "minicnn" and "numpy" in m["settings"]
+        layers = m["profile_ms"]["layers"]
+        assert len(layers) == 5 if r["model"] == "tutorial003_small" else len(layers) == 12
+        assert m["profile_ms"]["step"] > 0
+    assert "| tutorial003_small |" in result.stdout and "Per-layer time" in result.stdout
