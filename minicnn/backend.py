@@ -110,12 +110,3 @@ def to_host(a):
 
 if os.environ.get("MINICNN_BACKEND"):
     set_backend(os.environ["MINICNN_BACKEND"].strip().lower())
-
-
-def device_rng(key):
-    """A Generator on the active device (NumPy on the CPU, CuPy on the GPU) seeded by `key`,
-    a tuple of ints such as (layer seed, call counter): the same key gives the same numbers."""
-    if name == "gpu":
-        import cupy
-        return cupy.random.default_rng(int(numpy.random.SeedSequence(key).generate_state(1)[0]))
-    return numpy.random.default_rng(key)

@@ -78,8 +78,9 @@ def test_bias_activation(activation, rows, rng):
     y = cpu.bias_activation(z.copy(), b, act)
     np.testing.assert_allclose(y, expected, atol=1e-6)
     dout = rng.standard_normal(y.shape).astype(np.float32)
-    dz, db = cpu.bias_activation_backward(dout, y, act)
-    rdz, rdb = reference.bias_activation_backward(dout, expected, act)
+    dz, rdz = np.empty_like(dout), np.empty_like(dout)
+    db = cpu.bias_activation_backward(dout, y, act, dz)
+    rdb = reference.bias_activation_backward(dout, expected, act, rdz)
     np.testing.assert_allclose(dz, rdz, atol=1e-6)
     np.testing.assert_allclose(db, rdb, rtol=1e-5, atol=1e-5)
 
@@ -99,3 +100,15 @@ def test_optimizer_kernels(name, args, dtype, rng):
         getattr(reference, name)(*arrays, *args)
     for a, b in zip(mine, arrays):
         np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.5])
+def test_dropout_mask_twins_agree_and_are_uniform(rate):
+    a = cpu.dropout_mask((64, 33), 7, 3, rate, np.float32)
+    b = reference.dropout_mask((64, 33), 7, 3, rate, np.float32)
+    np.testing.assert_array_equal(a, b)
+    assert set(np.unique(a)) <= {0.0, np.float32(1 / (1 - rate))}
+    big = cpu.dropout_mask((200_000,), 1, 0, rate, np.float32)
+    assert abs((big == 0).mean() - rate) < 0.005
+    assert not np.array_equal(cpu.dropout_mask((64, 33), 7, 4, 0.5, np.float32),
+                              cpu.dropout_mask((64, 33), 7, 3, 0.5, np.float32))

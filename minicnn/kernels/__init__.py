@@ -18,8 +18,8 @@ def _impl():
     return reference
 
 
-def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW):
-    return _impl().im2col(x, KH, KW, sh, sw, pt, pl, OH, OW)
+def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=None):
+    return _impl().im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out)
 
 
 def col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW):
@@ -46,8 +46,8 @@ def bias_activation(z, b, activation):
     return _impl().bias_activation(z, b, activation)
 
 
-def bias_activation_backward(dout, y, activation):
-    return _impl().bias_activation_backward(dout, y, activation)
+def bias_activation_backward(dout, y, activation, out):
+    return _impl().bias_activation_backward(dout, y, activation, out)
 
 
 def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
@@ -60,3 +60,7 @@ def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
 
 def rmsprop_update(w, g, v, lr, rho, epsilon):
     return _impl().rmsprop_update(w, g, v, lr, rho, epsilon)
+
+
+def dropout_mask(shape, seed, counter, rate, dtype):
+    return _impl().dropout_mask(shape, seed, counter, rate, dtype)

@@ -94,11 +94,19 @@ def _nb_maxpool_backward(dout, arg, PH, PW, sh, sw, pt, pl, dx):
         dx[n] = 0
         for oh in range(OH):
             for ow in range(OW):
-                for c in range(C):
-                    k = arg[n, oh, ow, c]
-                    i = k // PW
-                    j = k - i * PW
-                    dx[n, oh * sh - pt + i, ow * sw - pl + j, c] += dout[n, oh, ow, c]
+                av, dv = arg[n, oh, ow], dout[n, oh, ow]
+                for i in range(PH):
+                    h = oh * sh - pt + i
+                    if h < 0 or h >= H:
+                        continue
+                    for j in range(PW):
+                        w = ow * sw - pl + j
+                        if w < 0 or w >= W:
+                            continue
+                        dxv, k = dx[n, h, w], i * PW + j
+                        for c in range(C):              # the cell gets dout where it won the window
+                            if av[c] == k:
+                                dxv[c] += dv[c]
 
 
 @njit(parallel=True, cache=True)
@@ -137,9 +145,9 @@ def _nb_avgpool_backward(dout, PH, PW, sh, sw, pt, pl, dx):
                             dx[n, h, w, c] += dout[n, oh, ow, c] * inv
 
 
-def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW):
+def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=None):
     x = np.ascontiguousarray(x)
-    cols = np.empty((x.shape[0] * OH * OW, KH * KW * x.shape[3]), dtype=x.dtype)
+    cols = np.empty((x.shape[0] * OH * OW, KH * KW * x.shape[3]), dtype=x.dtype) if out is None else out
     _nb_im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, cols)
     return cols
 
@@ -214,15 +222,37 @@ def bias_activation(z, b, activation):
     return z
 
 
-def bias_activation_backward(dout, y, activation):
-    if activation.name == "linear":
-        return dout, dout.sum(axis=0)
+def bias_activation_backward(dout, y, activation, out):
     if activation.name != "relu":
-        return reference.bias_activation_backward(dout, y, activation)
-    dz = np.empty(dout.shape, dtype=dout.dtype)
+        return reference.bias_activation_backward(dout, y, activation, out)
     partial = np.empty((min(numba.get_num_threads(), max(1, dout.shape[0])), dout.shape[1]), dtype=dout.dtype)
-    _nb_relu_backward(dout, y, dz, partial)
-    return dz, partial.sum(axis=0)
+    _nb_relu_backward(np.ascontiguousarray(dout), y, out, partial)
+    return partial.sum(axis=0)
+
+
+# ---- dropout: a counter-based random stream (SplitMix64), the same numbers on every backend ----------
+_GOLDEN, _M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True)
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(parallel=True, cache=True)
+def _nb_dropout_mask(seed, counter, rate, scale, mask):
+    key = _mix64((np.uint64(seed) << np.uint64(32)) ^ np.uint64(counter))
+    for i in prange(mask.size):
+        u = (_mix64(key + (np.uint64(i) + np.uint64(1)) * _GOLDEN) >> np.uint64(40)) * (1.0 / 16777216.0)
+        mask[i] = scale if u >= rate else 0
+
+
+def dropout_mask(shape, seed, counter, rate, dtype):
+    mask = np.empty(shape, dtype=dtype)
+    _nb_dropout_mask(seed, counter, rate, 1.0 / (1.0 - rate), mask.reshape(-1))
+    return mask
 
 
 # ---- optimizer updates, in place, one pass over each parameter ------------------------------------

@@ -24,7 +24,7 @@ def _window(a, i, j, sh, sw, OH, OW):
     return a[:, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw, :]
 
 
-def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW):
+def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=None):
     """Unfold patches: cols[(n*OH + oh)*OW + ow, (i*KW + j)*C + c] = xpad[n, oh*sh + i, ow*sw + j, c].
 
     x (N, H, W, C) -> cols (N*OH*OW, KH*KW*C). Patch order (kh, kw, c) matches a Keras kernel
@@ -37,7 +37,11 @@ def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW):
     for i in range(KH):
         for j in range(KW):
             cols[:, :, :, i, j, :] = _window(xpad, i, j, sh, sw, OH, OW)
-    return cols.reshape(N * OH * OW, KH * KW * C)
+    cols = cols.reshape(N * OH * OW, KH * KW * C)
+    if out is not None:
+        out[...] = cols
+        return out
+    return cols
 
 
 def col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW):
@@ -130,10 +134,37 @@ def bias_activation(z, b, activation):
     return activation.forward(z if b is None else z + b)
 
 
-def bias_activation_backward(dout, y, activation):
-    """dz = dL/dz from dout = dL/dy and y = act(z); db = sum over rows of dz.  dout, y (R, F)."""
-    dz = activation.backward(dout, y)
-    return dz, dz.sum(axis=0)
+def bias_activation_backward(dout, y, activation, out):
+    """out = dz = dL/dz from dout = dL/dy and y = act(z); returns db = sum over rows of dz.
+    dout, y, out (R, F)."""
+    out[...] = activation.backward(dout, y)
+    return out.sum(axis=0)
+
+
+# ---- dropout mask from a counter-based stream ----------------------------------------------------
+def _mix64(z):
+    """SplitMix64's finalizer on uint64 (wrapping arithmetic)."""
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+def dropout_mask(shape, seed, counter, rate, dtype):
+    """mask = keep / (1 - rate), keep = [u >= rate] with u uniform in [0, 1) (24 bits).
+
+    u for element i (flat, C order) is the i-th number of a SplitMix64 stream keyed by
+    (seed, counter): key = mix64(seed * 2^32 XOR counter), u_i = mix64(key + (i + 1) * golden) / 2^64.
+    Counter-based, so any element can be computed on its own: the same mask on CPU and GPU.
+    """
+    import numpy as np
+    xp = backend.xp
+    golden = xp.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        key = _mix64(np.uint64((int(seed) << 32) ^ int(counter)))
+        i = xp.arange(1, int(np.prod(shape)) + 1, dtype=xp.uint64)
+        u = (_mix64(xp.uint64(key) + i * golden) >> xp.uint64(40)).astype(xp.float64) / 16777216.0
+    keep = (u >= rate).reshape(shape)
+    return keep.astype(dtype) * np.dtype(dtype).type(1.0 / (1.0 - rate))
 
 
 # ---- optimizer updates (in place; formulas in optimizers.py) --------------------------------------

@@ -103,6 +103,15 @@ class Layer:
         return value
 
     # ---- computing ------------------------------------------------------------------------
+    def workspace(self, key, shape, dtype):
+        """A scratch array kept from step to step, for intermediates a layer never hands out
+        (im2col matrices, gradients inside backward). Fresh memory is slow to touch; reuse is not."""
+        ws = self.__dict__.setdefault("_workspaces", {})
+        buf = ws.get(key)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = ws[key] = backend.xp.empty(shape, dtype=dtype)
+        return buf
+
     def forward(self, x, training=False):
         raise NotImplementedError
 

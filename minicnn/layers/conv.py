@@ -63,7 +63,8 @@ class Conv2D(Layer):
     def forward(self, x, training=False):
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
         OH, OW, pt, pl = self.geometry
-        cols = kernels.im2col(x, KH, KW, sh, sw, pt, pl, OH, OW)
+        cols = self.workspace("cols", (x.shape[0] * OH * OW, KH * KW * x.shape[3]), x.dtype)
+        kernels.im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=cols)
         z = cols @ self.params["W"].reshape(-1, F)
         if self.keep_logits:
             self.logits = (z + self.params["b"] if self.use_bias else z).reshape(x.shape[0], OH, OW, F)
@@ -73,7 +74,8 @@ class Conv2D(Layer):
 
     def backward(self, dout):
         y = self.cache[2]
-        dz, db = kernels.bias_activation_backward(dout.reshape(y.shape), y, self.activation)
+        dz = self.workspace("dz", y.shape, y.dtype)
+        db = kernels.bias_activation_backward(dout.reshape(y.shape), y, self.activation, out=dz)
         return self._backward_linear(dz, db)
 
     def backward_logits(self, dz):
@@ -92,7 +94,8 @@ class Conv2D(Layer):
             self.grads["b"][...] = db
         if not self.input_grad:
             return None
-        return kernels.col2im(dZ @ Wm.T, x_shape, KH, KW, sh, sw, pt, pl, OH, OW)
+        dcols = backend.xp.matmul(dZ, Wm.T, out=self.workspace("dcols", cols.shape, cols.dtype))
+        return kernels.col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),

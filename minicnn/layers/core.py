@@ -79,7 +79,8 @@ class Dense(Layer):
 
     def backward(self, dout):
         y = self.cache[1]
-        dz, db = kernels.bias_activation_backward(dout, y, self.activation)
+        dz = self.workspace("dz", y.shape, y.dtype)
+        db = kernels.bias_activation_backward(dout, y, self.activation, out=dz)
         return self._backward_linear(dz, db)
 
     def backward_logits(self, dz):
@@ -155,8 +156,9 @@ class Dropout(Layer):
     """Inverted dropout: training y = x * m / (1 - rate), m ~ Bernoulli(1 - rate); inference y = x.
 
     dx = dout * m / (1 - rate).  `rate` is the fraction DROPPED. noise_shape broadcasts the mask
-    (None entries take the input's size). The k-th training call draws its mask from a stream
-    keyed by (seed, k): the same seed gives the same masks, and a resumed run continues the sequence.
+    (None entries take the input's size). The k-th training call draws its mask from a
+    counter-based stream keyed by (seed, k) (kernels.dropout_mask): the same seed gives the same
+    masks on every backend, and a resumed run continues the sequence.
     """
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
@@ -182,10 +184,8 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             self.cache = None
             return x
-        rng = backend.device_rng((self.seed, self.draws))
+        mask = kernels.dropout_mask(self._mask_shape(x.shape), self.seed, self.draws, self.rate, x.dtype)
         self.draws += 1
-        keep = rng.random(self._mask_shape(x.shape), dtype=x.dtype) >= self.rate
-        mask = keep * x.dtype.type(1.0 / (1.0 - self.rate))
         self.cache = mask
         return x * mask
 
