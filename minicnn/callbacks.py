@@ -150,9 +150,13 @@ class _MonitorCallback(Callback):
         return value > self.best + self.min_delta
 
     def _get_monitor_value(self, logs):
+        """The monitored value, or None (with a warning, as Keras does) when the logs lack it."""
         if self.monitor not in (logs or {}):
-            raise KeyError(f"{type(self).__name__} monitors {self.monitor!r}, but the logs only have "
-                           f"{sorted(logs or {})}; pass validation_data/validation_split or monitor another metric")
+            import warnings
+            warnings.warn(f"{type(self).__name__} monitors {self.monitor!r}, but this epoch's logs only have "
+                          f"{sorted(logs or {})}; skipping (pass validation_data/validation_split, or monitor "
+                          "another metric)", stacklevel=3)
+            return None
         return logs[self.monitor]
 
 
@@ -175,15 +179,22 @@ class ModelCheckpoint(_MonitorCallback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         path = self.filepath.format(epoch=epoch + 1, **logs)
+        bad = [k for k, v in logs.items() if not math.isfinite(v)]
+        if bad or self.model.stop_reason:
+            # a diverged or interrupted epoch never overwrites the last good checkpoint
+            print(f"\nEpoch {epoch + 1}: not saving to {path}: "
+                  f"{'non-finite ' + ', '.join(bad) if bad else self.model.stop_reason}", flush=True)
+            return
         if self.save_best_only:
             value = self._get_monitor_value(logs)
-            if value is None or (isinstance(value, float) and math.isnan(value)) or not self._improved(value):
+            if value is None:
+                return
+            best = "None" if self.best is None else f"{self.best:.5f}"
+            if not self._improved(value):
                 if self.verbose:
-                    best = "None" if self.best is None else f"{self.best:.5f}"
                     print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}", flush=True)
                 return
             if self.verbose:
-                best = "None" if self.best is None else f"{self.best:.5f}"
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {value:.5f}, "
                       f"saving model to {path}", flush=True)
             self.best = value
@@ -210,7 +221,7 @@ class EarlyStopping(_MonitorCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = self._get_monitor_value(logs)
-        if epoch < self.start_from_epoch:
+        if value is None or epoch < self.start_from_epoch:
             return
         self.wait += 1
         if self._improved(value):

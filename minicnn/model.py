@@ -510,11 +510,16 @@ class Sequential(Layer):
                            for layer in self.layers]}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         from minicnn import layers as layers_module
+        custom = dict(custom_objects or {})
         model = cls(name=config.get("name"))
         for spec in config["layers"]:
-            klass = cls if spec["class_name"] == "Sequential" else layers_module.get_class(spec["class_name"])
+            name = spec["class_name"]
+            if name == "Sequential":
+                model.add(cls.from_config(spec["config"], custom_objects))
+                continue
+            klass = custom[name] if name in custom else layers_module.get_class(name)
             model.add(klass.from_config(spec["config"]))
         model.seed = config.get("seed")
         if config.get("input_shape") is not None:

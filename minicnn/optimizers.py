@@ -224,16 +224,24 @@ def serialize(opt):
     return {"class_name": type(opt).__name__, "config": opt.get_config()}
 
 
-def deserialize(spec):
+def deserialize(spec, custom_objects=None):
+    """Rebuild an optimizer from serialize()'s dict; custom_objects maps names of user classes
+    (optimizers or learning-rate schedules) to the classes."""
+    custom = dict(custom_objects or {})
     classes = {c.__name__: c for c in (SGD, RMSprop, Adam)}
+    classes.update({k: v for k, v in custom.items() if isinstance(v, type) and issubclass(v, Optimizer)})
+    schedules_by_name = {**_SCHEDULES, **{k: v for k, v in custom.items()
+                                         if isinstance(v, type) and issubclass(v, LearningRateSchedule)}}
     if spec.get("class_name") not in classes:
-        raise ValueError(f"unknown optimizer in config: {spec!r}")
+        raise ValueError(f"unknown optimizer in config: {spec!r}; pass its class in "
+                         "load_model(..., custom_objects={name: class})")
     config = dict(spec["config"])
     lr = config.get("learning_rate")
     if isinstance(lr, dict):
-        if lr.get("class_name") not in _SCHEDULES:
-            raise ValueError(f"unknown learning-rate schedule in config: {lr!r}")
-        config["learning_rate"] = _SCHEDULES[lr["class_name"]](**lr["config"])
+        if lr.get("class_name") not in schedules_by_name:
+            raise ValueError(f"unknown learning-rate schedule in config: {lr!r}; pass its class in "
+                             "load_model(..., custom_objects={name: class})")
+        config["learning_rate"] = schedules_by_name[lr["class_name"]](**lr["config"])
     return classes[spec["class_name"]](**config)
 
 

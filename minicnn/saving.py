@@ -156,15 +156,17 @@ def load_weights(model, filepath):
     _assign_weights(model, arrays)
 
 
-def load_model(filepath):
-    """Rebuild a model saved with model.save(): architecture, weights, compile settings, optimizer state."""
+def load_model(filepath, custom_objects=None):
+    """Rebuild a model saved with model.save(): architecture, weights, compile settings, optimizer state.
+
+    custom_objects: {class name: class} for user-defined layers, optimizers or schedules."""
     from minicnn import losses, optimizers
     from minicnn.model import Sequential
     meta, arrays = _read(filepath)
     if meta["format"] != FORMAT_MODEL or "__config__" not in arrays:
         raise ValueError(f"{filepath} holds only weights; build the model and call model.load_weights() on it")
     config = json.loads(arrays.pop("__config__").tobytes().decode("utf-8"))
-    model = Sequential.from_config(config["model"])
+    model = Sequential.from_config(config["model"], custom_objects)
     if not model.built:
         model.build(tuple(meta["input_shape"]))
     _check_structure(model, meta, filepath)
@@ -173,7 +175,7 @@ def load_model(filepath):
         layer.set_extra_state(config["extra_state"].get(key, {}))
     compile_config = config.get("compile")
     if compile_config:
-        model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"]),
+        model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"], custom_objects),
                       loss=losses.deserialize(compile_config["loss"]), metrics=compile_config["metrics"])
         opt = model.optimizer
         opt.iterations = int(arrays["optimizer/iterations"])

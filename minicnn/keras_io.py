@@ -1,0 +1,250 @@
+"""Keras <-> minicnn: import Keras weights, build a minicnn model from a Keras one, export weights.
+
+    keras_io.load_keras_weights(model, "m.weights.h5")   # Keras 3 .weights.h5, .keras, or legacy .h5
+    model = keras_io.from_keras(keras_model)             # same layers, config and weights
+    keras_io.save_keras_weights(model, "m.weights.h5")   # loadable by keras_model.load_weights()
+
+Layouts need no conversion: minicnn stores Conv2D kernels as (KH, KW, C, F), Dense kernels as
+(D_in, D_out) and flattens NHWC in C order, exactly as Keras does. Keras 3 weight files key each
+layer by its class name in snake_case made unique by position (conv2d, conv2d_1, ...), which is
+minicnn's structural key too; legacy .h5 files are matched by position over layers with weights.
+h5py is needed (pip install h5py); Keras itself only for from_keras.
+"""
+import io
+import os
+import zipfile
+
+import numpy as np
+
+from minicnn.saving import atomic_write
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("reading or writing Keras weight files needs h5py: pip install h5py") from None
+    return h5py
+
+
+def _mismatch(path, rows):
+    raise ValueError(f"{path} does not match the model; the layers that differ:\n" + "\n".join(rows))
+
+
+def _read_keras3(h5, path):
+    """{structural key: [arrays in creation order]} from a Keras 3 .weights.h5 (or a .keras's)."""
+    if "layers" not in h5:
+        raise ValueError(f"{path}: no /layers group; not a Keras 3 weights file")
+    out = {}
+    for key, group in h5["layers"].items():
+        variables = group.get("vars", {})
+        out[key] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+    return out
+
+
+def _read_legacy(h5, path):
+    """[(layer name, [arrays])] in file order from a legacy HDF5 file (tf.keras save_weights / save)."""
+    root = h5["model_weights"] if "model_weights" in h5 else h5
+    if "layer_names" not in root.attrs:
+        raise ValueError(f"{path}: neither a Keras 3 weights file nor a legacy HDF5 weights file")
+    layers = []
+    for name in root.attrs["layer_names"]:
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        group = root[name]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
+        layers.append((name, [np.asarray(group[n]) for n in names]))
+    return layers
+
+
+def read_keras_weights(path):
+    """('keras3', {key: arrays}) or ('legacy', [(name, arrays)]) from .weights.h5 / .keras / .h5."""
+    h5py = _h5py()
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such Keras weights file: {path}")
+    try:
+        if zipfile.is_zipfile(path):                       # .keras: a zip holding model.weights.h5
+            with zipfile.ZipFile(path) as z:
+                if "model.weights.h5" not in z.namelist():
+                    raise ValueError(f"{path}: a zip without model.weights.h5; not a .keras file")
+                with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as h5:
+                    return "keras3", _read_keras3(h5, path)
+        with h5py.File(path, "r") as h5:
+            if "layers" in h5:
+                return "keras3", _read_keras3(h5, path)
+            return "legacy", _read_legacy(h5, path)
+    except OSError as e:
+        raise ValueError(f"{path} is not a readable HDF5/.keras file: {e}") from None
+
+
+def load_keras_weights(model, path):
+    """Copy the weights of a Keras file into `model` (same architecture), with a clear error listing
+    every layer whose weights differ."""
+    if not model.built:
+        model.build()
+    kind, data = read_keras_weights(path)
+    with_weights = [(key, layer) for key, layer in zip(model.structural_keys(), model.layers) if layer.weight_keys()]
+    rows, plan = [], []
+    if kind == "keras3":
+        for key, layer in zip(model.structural_keys(), model.layers):
+            arrays = data.get(key, [])
+            mine = [tuple(w.shape) for w in layer.get_weights()]
+            theirs = [tuple(a.shape) for a in arrays]
+            if key not in data and mine:
+                rows.append(f"  {key} ({type(layer).__name__}): in the model, not in the file")
+            elif mine != theirs:
+                rows.append(f"  {key} ({type(layer).__name__}): file {theirs} vs model {mine}")
+            elif mine:
+                plan.append((layer, arrays))
+        rows += [f"  {key}: in the file, not in the model" for key in data
+                 if data[key] and key not in model.structural_keys()]
+    else:
+        if len(data) != len(with_weights):
+            rows.append(f"  the file has {len(data)} layers with weights, the model {len(with_weights)}")
+        for (name, arrays), (key, layer) in zip(data, with_weights):
+            mine, theirs = [tuple(w.shape) for w in layer.get_weights()], [tuple(a.shape) for a in arrays]
+            if mine != theirs:
+                rows.append(f"  {key} (file layer {name!r}): file {theirs} vs model {mine}")
+            else:
+                plan.append((layer, arrays))
+    if rows:
+        _mismatch(path, rows)
+    for layer, arrays in plan:
+        layer.set_weights(arrays)
+
+
+def save_keras_weights(model, path):
+    """Write a Keras 3 .weights.h5 that keras_model.load_weights(path) accepts for the same architecture."""
+    h5py = _h5py()
+    if not str(path).endswith(".weights.h5"):
+        raise ValueError(f"Keras requires a weights file name ending in .weights.h5, got {path!r}")
+
+    def write(f):
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as h5:
+            h5.create_group("vars")
+            layers = h5.create_group("layers")
+            for key, layer in zip(model.structural_keys(), model.layers):
+                group = layers.create_group(key)
+                variables = group.create_group("vars")
+                for i, w in enumerate(layer.get_weights()):
+                    variables.create_dataset(str(i), data=w.astype(np.float32))
+        f.write(buf.getvalue())
+    atomic_write(path, write)
+
+
+# ---- building a minicnn model from a Keras model --------------------------------------------------
+def _convert_layer(layer):
+    from minicnn import layers as L
+    from minicnn.constraints import MaxNorm
+    c = layer.get_config()
+    kind = type(layer).__name__
+    act = lambda: c.get("activation", "linear") if isinstance(c.get("activation", "linear"), str) else "linear"
+
+    def constraint(spec):
+        if spec is None:
+            return None
+        if isinstance(spec, dict) and spec.get("class_name") == "MaxNorm":
+            return MaxNorm(spec["config"]["max_value"], spec["config"].get("axis", 0))
+        raise ValueError(f"layer {layer.name}: constraint {spec!r} has no minicnn equivalent")
+
+    if kind == "Conv2D":
+        if tuple(c.get("dilation_rate", (1, 1))) != (1, 1) or c.get("groups", 1) != 1:
+            raise ValueError(f"layer {layer.name}: dilated or grouped Conv2D is not supported")
+        return L.Conv2D(c["filters"], tuple(c["kernel_size"]), strides=tuple(c["strides"]), padding=c["padding"],
+                        activation=act(), use_bias=c["use_bias"], kernel_constraint=constraint(c.get("kernel_constraint")))
+    if kind == "Dense":
+        return L.Dense(c["units"], activation=act(), use_bias=c["use_bias"],
+                       kernel_constraint=constraint(c.get("kernel_constraint")))
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        cls = L.MaxPooling2D if kind == "MaxPooling2D" else L.AveragePooling2D
+        return cls(tuple(c["pool_size"]), strides=tuple(c["strides"]), padding=c["padding"])
+    if kind == "Dropout":
+        return L.Dropout(c["rate"])
+    if kind == "Flatten":
+        return L.Flatten()
+    if kind == "Activation":
+        return L.Activation(c["activation"])
+    if kind == "BatchNormalization":
+        axis = c["axis"][0] if isinstance(c["axis"], (list, tuple)) else c["axis"]
+        return L.BatchNormalization(axis=-1 if axis in (-1, 3) else axis, momentum=c["momentum"],
+                                    epsilon=c["epsilon"], center=c["center"], scale=c["scale"])
+    raise ValueError(f"Keras layer {layer.name} ({kind}) has no minicnn equivalent")
+
+
+def from_keras(kmodel):
+    """A minicnn Sequential with the same layers, configuration and weights as Keras Sequential `kmodel`."""
+    from minicnn.model import Sequential
+    shape = tuple(kmodel.input_shape[1:])
+    model = Sequential([_convert_layer(layer) for layer in kmodel.layers], name=kmodel.name)
+    model.build(shape)
+    for layer, klayer in zip(model.layers, kmodel.layers):
+        weights = [np.asarray(w) for w in klayer.get_weights()]
+        if weights:
+            layer.set_weights(weights)
+    return model
+
+
+# ---- the Keras twin of a minicnn model (for side-by-side benchmarks and parity checks) ----------
+def _keras_constraint(keras, constraint):
+    if constraint is None:
+        return None
+    return keras.constraints.MaxNorm(constraint.max_value, axis=constraint.axis)
+
+
+def _keras_layer(keras, layer):
+    from minicnn import layers as L
+    c = layer.get_config()
+    name = type(layer).__name__
+    if isinstance(layer, L.Conv2D):
+        return keras.layers.Conv2D(c["filters"], tuple(c["kernel_size"]), strides=tuple(c["strides"]),
+                                   padding=c["padding"], activation=c["activation"], use_bias=c["use_bias"],
+                                   kernel_constraint=_keras_constraint(keras, layer.kernel_constraint))
+    if isinstance(layer, L.Dense):
+        return keras.layers.Dense(c["units"], activation=c["activation"], use_bias=c["use_bias"],
+                                  kernel_constraint=_keras_constraint(keras, layer.kernel_constraint))
+    if isinstance(layer, L.MaxPooling2D):
+        return keras.layers.MaxPooling2D(tuple(c["pool_size"]), strides=tuple(c["strides"]), padding=c["padding"])
+    if isinstance(layer, L.AveragePooling2D):
+        return keras.layers.AveragePooling2D(tuple(c["pool_size"]), strides=tuple(c["strides"]), padding=c["padding"])
+    if isinstance(layer, L.Dropout):
+        return keras.layers.Dropout(c["rate"])
+    if isinstance(layer, L.Flatten):
+        return keras.layers.Flatten()
+    if isinstance(layer, L.Activation):
+        return keras.layers.Activation(c["activation"])
+    if isinstance(layer, L.BatchNormalization):
+        return keras.layers.BatchNormalization(momentum=c["momentum"], epsilon=c["epsilon"])
+    raise ValueError(f"no Keras twin for layer class {name}")
+
+
+def _keras_optimizer(keras, opt):
+    from minicnn import optimizers as O
+    lr = opt.learning_rate
+    if isinstance(lr, O.InverseTimeDecay):
+        lr = keras.optimizers.schedules.InverseTimeDecay(lr.initial_learning_rate, lr.decay_steps, lr.decay_rate)
+    if isinstance(opt, O.Adam):
+        return keras.optimizers.Adam(learning_rate=lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+    if isinstance(opt, O.RMSprop):
+        return keras.optimizers.RMSprop(learning_rate=lr, rho=opt.rho, momentum=opt.momentum, epsilon=opt.epsilon,
+                                        centered=opt.centered)
+    if isinstance(opt, O.SGD):
+        return keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum, nesterov=opt.nesterov)
+    raise ValueError(f"no Keras twin for optimizer {type(opt).__name__}")
+
+
+def to_keras(model, compile=True, copy_weights=True):
+    """A Keras Sequential with the same layers (and, with copy_weights, the same weights) as minicnn
+    `model`, compiled with the Keras equivalent of its optimizer (legacy decay as InverseTimeDecay,
+    which is what it meant)."""
+    import keras
+    if not model.built:
+        model.build()
+    kmodel = keras.Sequential([keras.Input(shape=model.input_shape)] + [_keras_layer(keras, l) for l in model.layers])
+    for layer, klayer in zip(model.layers, kmodel.layers):
+        if copy_weights and layer.weight_keys():
+            klayer.set_weights(layer.get_weights())
+    if compile and model.compiled:
+        kmodel.compile(optimizer=_keras_optimizer(keras, model.optimizer), loss="categorical_crossentropy",
+                       metrics=["accuracy"])
+    return kmodel

@@ -1,0 +1,179 @@
+"""Reliability: bad input fails early with a clear message, NaN and Ctrl-C keep the last good
+checkpoint, resumed runs equal uninterrupted ones, and the same seed repeats bit for bit."""
+import warnings
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import optimizers
+from minicnn.callbacks import Callback, ModelCheckpoint, TerminateOnNaN
+from minicnn.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
+from minicnn.utils import to_categorical
+
+from test_model import small_model, toy_data
+
+
+def dropout_model(seed=0, optimizer="adam"):
+    minicnn.utils.set_random_seed(seed)
+    model = minicnn.Sequential([Input(shape=(8, 8, 3)), Conv2D(6, 3, padding="same", activation="relu"),
+                                MaxPooling2D(2), Dropout(0.3), Flatten(), Dense(16, activation="relu"), Dropout(0.2),
+                                Dense(4, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+X, Y, LABELS = toy_data(48)
+
+
+def _fit(**kw):
+    return lambda m: m.fit(**{"x": X, "y": Y, "epochs": 1, "verbose": 0, **kw})
+
+
+def _sparse(model):
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+def _nan_x():
+    x = X.copy()
+    x[7, 1, 2, 0] = np.inf
+    return x
+
+
+BAD_INPUT = [  # (case, call on a compiled small model, error type, message pattern)
+    ("rank", _fit(x=X[:, :, :, 0]), ValueError, r"expects x of shape \(N, 8, 8, 3\), got \(48, 8, 8\)"),
+    ("size", _fit(x=np.zeros((48, 9, 8, 3), np.float32)), ValueError, r"expects x of shape \(N, 8, 8, 3\), got \(48, 9, 8, 3\)"),
+    ("channels", _fit(x=X[..., :1]), ValueError, r"got \(48, 8, 8, 1\)"),
+    ("predict shape", lambda m: m.predict(X[:, :4]), ValueError, r"expects x of shape \(N, 8, 8, 3\)"),
+    ("nan/inf", _fit(x=_nan_x()), ValueError, r"NaN or infinite"),
+    ("bool images", _fit(x=X > 0.5), TypeError, r"real numbers .* got dtype bool"),
+    ("string images", lambda m: m.predict(np.array([["a"]])), TypeError, r"real numbers"),
+    ("empty", _fit(x=X[:0], y=Y[:0]), ValueError, r"empty"),
+    ("labels out of range", lambda m: _sparse(m).fit(X, LABELS + 1, verbose=0), ValueError,
+     r"class ids in \[0, 3\] .* got values in \[1, 4\]"),
+    ("one-hot width", _fit(y=to_categorical(LABELS, 5)), ValueError, r"labels of shape \(N, 4\) .* got \(48, 5\)"),
+    ("sparse to categorical", _fit(y=LABELS), ValueError, r"integer class labels .*to_categorical"),
+    ("label count", _fit(y=Y[:40]), ValueError, r"y has 40 samples but x has 48"),
+    ("missing labels", _fit(y=None), ValueError, r"y is None"),
+    ("batch_size 0", _fit(batch_size=0), ValueError, r"batch_size must be a positive int, got 0"),
+    ("batch_size float", _fit(batch_size=2.5), ValueError, r"batch_size must be a positive int"),
+    ("epochs < 0", _fit(epochs=-1), ValueError, r"epochs must be an int >= 0, got -1"),
+    ("validation_split 1", _fit(validation_split=1.0), ValueError, r"validation_split must be in \[0, 1\)"),
+    ("validation_split < 0", _fit(validation_split=-0.1), ValueError, r"validation_split must be in \[0, 1\)"),
+    ("validation_data form", _fit(validation_data=X), ValueError, r"validation_data must be a tuple"),
+    ("unknown optimizer", lambda m: m.compile("adamw9", "categorical_crossentropy"), ValueError, r"unknown optimizer 'adamw9'"),
+    ("unknown loss", lambda m: m.compile("adam", "hinge9"), ValueError, r"unknown loss 'hinge9'"),
+    ("unknown metric", lambda m: m.compile("adam", "categorical_crossentropy", ["f1"]), ValueError, r"unknown metric 'f1'"),
+]
+
+
+@pytest.mark.parametrize("case,call,error,pattern", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_fails_before_any_computation(case, call, error, pattern):
+    model = small_model()
+    before = model.get_weights()
+    with pytest.raises(error, match=pattern):
+        call(model)
+    assert model.optimizer.iterations == 0                 # no step was taken
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make,error,pattern", [
+    (lambda: Conv2D(4, 3, activation="swish9"), ValueError, r"unknown activation 'swish9'"),
+    (lambda: Dense(4, kernel_initializer="glorot9"), ValueError, r"unknown initializer 'glorot9'"),
+    (lambda: Conv2D(4, 3, strides=0), ValueError, r"strides must be >= 1, got \(0, 0\)"),
+    (lambda: MaxPooling2D(2, padding="valid").build((1, 5, 3)), ValueError, r"pool \(2, 2\) is larger than its valid-padded input \(1, 5\)"),
+    (lambda: Conv2D(4, 5).build((4, 9, 3)), ValueError, r"kernel \(5, 5\) is larger than its valid-padded input \(4, 9\)"),
+    (lambda: minicnn.layers.get_class("Conv3D"), ValueError, r"unknown layer class 'Conv3D'"),
+    (lambda: minicnn.Sequential([Dense(3)]).add("conv"), TypeError, r"expects a minicnn layer, got str"),
+])
+def test_bad_layer_arguments(make, error, pattern):
+    with pytest.raises(error, match=pattern):
+        make()
+
+
+def test_dtype_policy_floats_cast_integers_warn():
+    """Any real dtype is accepted and cast to float32 batch by batch (as Keras does); an integer
+    array with values above 1 warns that it looks unscaled."""
+    model = small_model()
+    p32 = model.predict(X)
+    np.testing.assert_array_equal(model.predict(X.astype(np.float64)), p32)
+    raw = (X * 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match="uint8 with values up to 25[0-9]; .* unscaled"):
+        out = model.predict(raw)
+    np.testing.assert_allclose(out, model.predict(raw.astype(np.float32)), rtol=1e-6)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    class Explode(optimizers.LearningRateSchedule):          # sane for epoch 1 (6 steps), then a fault
+        def __call__(self, step):
+            return 1e-3 if step < 6 else float("nan")
+
+    model = dropout_model(optimizer=optimizers.SGD(Explode(), momentum=0.9))
+    snapshots = []
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append(self.model.get_weights())
+
+    path = tmp_path / "ckpt.minicnn"
+    with np.errstate(all="ignore"):
+        history = model.fit(X, Y, batch_size=8, epochs=5, verbose=0,
+                            callbacks=[TerminateOnNaN(), Snapshot(), ModelCheckpoint(str(path))])
+    out = capsys.readouterr().out
+    assert model.stop_training and "Epoch 2, batch" in out and "invalid loss" in out
+    assert model.stop_reason.startswith("loss became") and "at epoch 2, batch" in model.stop_reason
+    assert f"Epoch 2: not saving to {path}" in out
+    assert history.epoch == [0, 1]
+    loaded = minicnn.load_model(path, custom_objects={"Explode": Explode})   # the epoch-1 checkpoint, intact
+    for a, b in zip(loaded.get_weights(), snapshots[0]):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.isfinite(w).all() for w in loaded.get_weights())
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    straight = dropout_model(seed=3)
+    h4 = straight.fit(X, Y, batch_size=8, epochs=4, verbose=0, validation_split=0.25)
+    first = dropout_model(seed=3)
+    h2 = first.fit(X, Y, batch_size=8, epochs=2, verbose=0, validation_split=0.25)
+    first.save(tmp_path / "half.minicnn")
+    resumed = minicnn.load_model(tmp_path / "half.minicnn")
+    h_rest = resumed.fit(X, Y, batch_size=8, epochs=4, initial_epoch=2, verbose=0, validation_split=0.25)
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert h_rest.epoch == [2, 3]
+    for key in h4.history:
+        assert h2.history[key] + h_rest.history[key] == h4.history[key]
+
+
+def test_ctrl_c_returns_history_and_keeps_checkpoint(tmp_path, capsys):
+    class CtrlC(Callback):                                   # what Ctrl-C raises, at epoch 2, step 3
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, step, logs=None):
+            if self.epoch == 1 and step == 2:
+                raise KeyboardInterrupt
+
+    model = dropout_model()
+    path = tmp_path / "w.weights.npz"
+    history = model.fit(X, Y, batch_size=8, epochs=3, verbose=0,
+                        callbacks=[ModelCheckpoint(str(path), save_weights_only=True), CtrlC()])
+    assert history.epoch == [0] and "interrupted in epoch 2, step 3" in capsys.readouterr().out
+    fresh = dropout_model()
+    fresh.load_weights(path)                                 # epoch 1's weights, loadable
+    assert model.stop_reason == "interrupted in epoch 2, step 3"
+
+
+def test_same_seed_gives_bit_identical_weights():
+    runs = []
+    for _ in range(2):
+        model = dropout_model(seed=11)
+        model.fit(X, Y, batch_size=8, epochs=2, verbose=0)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    other = dropout_model(seed=12)
+    other.fit(X, Y, batch_size=8, epochs=2, verbose=0)
+    assert not np.array_equal(other.get_weights()[0], runs[0][0])
