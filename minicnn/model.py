@@ -228,9 +228,11 @@ class Sequential(Layer):
         if np.issubdtype(x.dtype, np.floating):
             step = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
             for start in range(0, x.shape[0], step):
-                if not bool(backend.xp.isfinite(x[start:start + step]).all()):
-                    raise ValueError(f"{what} contains NaN or infinite values (first bad chunk starts at "
-                                     f"sample {start}); clean or re-scale the data")
+                finite = backend.xp.isfinite(x[start:start + step]).reshape(min(step, x.shape[0] - start), -1)
+                if not bool(finite.all()):
+                    first = start + int(backend.xp.argmin(finite.all(axis=1)))
+                    raise ValueError(f"{what} contains NaN or infinite values (first at sample {first}); "
+                                     "clean or re-scale the data")
         elif x.size and int(x.max()) > 1 and not getattr(self, "_warned_integer_input", False):
             self._warned_integer_input = True
             warnings.warn(f"{what} is {x.dtype} with values up to {int(x.max())}; minicnn casts it to "

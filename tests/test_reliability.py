@@ -46,7 +46,7 @@ BAD_INPUT = [  # (case, call on a compiled small model, error type, message patt
     ("size", _fit(x=np.zeros((48, 9, 8, 3), np.float32)), ValueError, r"expects x of shape \(N, 8, 8, 3\), got \(48, 9, 8, 3\)"),
     ("channels", _fit(x=X[..., :1]), ValueError, r"got \(48, 8, 8, 1\)"),
     ("predict shape", lambda m: m.predict(X[:, :4]), ValueError, r"expects x of shape \(N, 8, 8, 3\)"),
-    ("nan/inf", _fit(x=_nan_x()), ValueError, r"NaN or infinite"),
+    ("nan/inf", _fit(x=_nan_x()), ValueError, r"NaN or infinite values \(first at sample 7\)"),
     ("bool images", _fit(x=X > 0.5), TypeError, r"real numbers .* got dtype bool"),
     ("string images", lambda m: m.predict(np.array([["a"]])), TypeError, r"real numbers"),
     ("empty", _fit(x=X[:0], y=Y[:0]), ValueError, r"empty"),
@@ -177,3 +177,39 @@ def test_same_seed_gives_bit_identical_weights():
     other = dropout_model(seed=12)
     other.fit(X, Y, batch_size=8, epochs=2, verbose=0)
     assert not np.array_equal(other.get_weights()[0], runs[0][0])
+
+
+def test_real_sigint_during_fit(tmp_path):
+    """Ctrl-C (SIGINT) in a training process: fit returns the completed epochs and the checkpoint loads."""
+    import os
+    import pathlib
+    import signal
+    import subprocess
+    import sys
+    import time
+    root = pathlib.Path(__file__).resolve().parents[1]
+    ckpt = tmp_path / "ckpt.weights.npz"
+    script = f"""
+import sys; sys.path.insert(0, {str(root / 'tests')!r})
+import numpy as np, minicnn
+from test_model import small_model, toy_data
+x, y, _ = toy_data(64)
+model = small_model()
+h = model.fit(x, y, batch_size=4, epochs=100000, verbose=0,
+              callbacks=[minicnn.callbacks.ModelCheckpoint({str(ckpt)!r}, save_weights_only=True)])
+print("EPOCHS", len(h.epoch), flush=True)
+"""
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(root)})
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err[-2000:]
+    assert "Training interrupted in epoch" in out and "EPOCHS" in out
+    assert int(out.split("EPOCHS")[1].split()[0]) >= 1
+    model = small_model()
+    model.load_weights(ckpt)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
