@@ -103,12 +103,7 @@ def main(argv=None):
     test_loss, test_acc = model.evaluate(x_test, y_test, verbose=0)
     print(f"\nTest accuracy: {test_acc:.4f}  (test loss {test_loss:.4f}, {'best-val_loss' if entry.checkpoint else 'last-epoch'} weights)")
 
-    probs = model.predict(x_test, batch_size=256)
-    plot.history_curves(history, path=out / "history.png")
-    plot.prediction_grid(x_test, y_test, probs, cifar10.CLASS_NAMES, path=out / "predictions.png")
-    plot.confusion_matrix(y_test, probs, cifar10.CLASS_NAMES, path=out / "confusion_matrix.png")
-    plot.first_layer_filters(model, path=out / "filters.png")
-    plot.feature_maps(model, x_test[0], path=out / "feature_maps.png")
+    plot.training_report(model, history, x_test, y_test, cifar10.CLASS_NAMES, out)
     write_json(out / "run.json", {
         "model": entry.name, "tutorial": entry.tutorial, "protocol": entry.protocol(), "args": vars(args),
         "epochs": epochs, "batch_size": batch_size, "train_samples": len(x_train),

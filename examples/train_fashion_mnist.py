@@ -65,12 +65,7 @@ def main(argv=None):
     model.save_weights(out / "final.weights.npz")
     loss, acc = model.evaluate(x_test, y_test, verbose=0)
     print(f"\nTest accuracy: {acc:.4f}  (test loss {loss:.4f})")
-    probs = model.predict(x_test, batch_size=512)
-    plot.history_curves(history, path=out / "history.png")
-    plot.prediction_grid(x_test, y_test, probs, fashion_mnist.CLASS_NAMES, path=out / "predictions.png")
-    plot.confusion_matrix(y_test, probs, fashion_mnist.CLASS_NAMES, path=out / "confusion_matrix.png")
-    plot.first_layer_filters(model, path=out / "filters.png")
-    plot.feature_maps(model, x_test[0], path=out / "feature_maps.png")
+    plot.training_report(model, history, x_test, y_test, fashion_mnist.CLASS_NAMES, out)
     write_json(out / "run.json", {"model": entry.name, "protocol": entry.protocol(), "args": vars(args),
                                   "epoch_seconds": timer.times, "test_accuracy": acc, "test_loss": loss,
                                   "environment": environment_info()})

@@ -27,38 +27,33 @@ class LearningRateSchedule:
         return {}
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class _DecaySchedule(LearningRateSchedule):
+    """Shared arguments: lr(t) decays from initial_learning_rate with p = t / decay_steps."""
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        if decay_steps <= 0:
+            raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
+        self.initial_learning_rate, self.decay_steps = float(initial_learning_rate), float(decay_steps)
+        self.decay_rate, self.staircase = float(decay_rate), bool(staircase)
+
+    def _p(self, step):
+        p = step / self.decay_steps
+        return math.floor(p) if self.staircase else p
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "staircase": self.staircase}
+
+
+class InverseTimeDecay(_DecaySchedule):
     """lr(t) = initial / (1 + decay_rate * t / decay_steps)   (floor(t / decay_steps) if staircase)."""
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
-        if decay_steps <= 0:
-            raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
-        self.initial_learning_rate, self.decay_steps = float(initial_learning_rate), float(decay_steps)
-        self.decay_rate, self.staircase = float(decay_rate), bool(staircase)
-
     def __call__(self, step):
-        p = step / self.decay_steps
-        return self.initial_learning_rate / (1 + self.decay_rate * (math.floor(p) if self.staircase else p))
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase}
+        return self.initial_learning_rate / (1 + self.decay_rate * self._p(step))
 
 
-class ExponentialDecay(LearningRateSchedule):
+class ExponentialDecay(_DecaySchedule):
     """lr(t) = initial * decay_rate ^ (t / decay_steps)   (floor if staircase)."""
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
-        if decay_steps <= 0:
-            raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
-        self.initial_learning_rate, self.decay_steps = float(initial_learning_rate), float(decay_steps)
-        self.decay_rate, self.staircase = float(decay_rate), bool(staircase)
-
     def __call__(self, step):
-        p = step / self.decay_steps
-        return self.initial_learning_rate * self.decay_rate ** (math.floor(p) if self.staircase else p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase}
+        return self.initial_learning_rate * self.decay_rate ** self._p(step)
 
 
 _SCHEDULES = {c.__name__: c for c in (InverseTimeDecay, ExponentialDecay)}

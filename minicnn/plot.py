@@ -8,6 +8,7 @@ Every function returns the matplotlib Figure and, given `path`, also writes it a
     confusion_matrix    counts of true class (rows) vs predicted class (columns)
     first_layer_filters the first Conv2D layer's kernels as small images
     feature_maps        what each Conv2D/pooling layer outputs for one image
+    training_report     all of the last five for a trained model, as PNGs in one folder
 """
 import io
 
@@ -162,3 +163,16 @@ def feature_maps(model, image, path=None, max_channels=8):
             ax = fig.add_subplot(len(rows), max_channels + 1, r * (max_channels + 1) + 2 + c)
             _show_image(ax, fmap[..., c])
     return _finish(fig, path)
+
+
+def training_report(model, history, x_test, y_test, class_names, folder, batch_size=256):
+    """history.png, predictions.png, confusion_matrix.png, filters.png, feature_maps.png in folder."""
+    import pathlib
+    folder = pathlib.Path(folder)
+    probs = model.predict(x_test, batch_size=batch_size)
+    history_curves(history, path=folder / "history.png")
+    prediction_grid(x_test, y_test, probs, class_names, path=folder / "predictions.png")
+    confusion_matrix(y_test, probs, class_names, path=folder / "confusion_matrix.png")
+    first_layer_filters(model, path=folder / "filters.png")
+    feature_maps(model, x_test[0], path=folder / "feature_maps.png")
+    return probs

@@ -13,7 +13,7 @@ import itertools
 import math
 import re
 
-from minicnn import backend, initializers
+from minicnn import backend, constraints, initializers
 
 _name_counters = {}
 
@@ -61,6 +61,25 @@ def window_geometry(size, k, s, padding):
         return (size - k) // s + 1, 0
     out = math.ceil(size / s)
     return out, max((out - 1) * s + k - size, 0) // 2
+
+
+def kernel_bias_config(layer):
+    """Config entries shared by the layers with a kernel, a bias and an activation (Conv2D, Dense)."""
+    return {"activation": layer.activation.name, "use_bias": layer.use_bias,
+            "kernel_initializer": initializers.serialize(layer.kernel_initializer),
+            "bias_initializer": initializers.serialize(layer.bias_initializer),
+            "kernel_constraint": constraints.serialize(layer.kernel_constraint),
+            "bias_constraint": constraints.serialize(layer.bias_constraint)}
+
+
+def kernel_bias_from_config(config):
+    """A copy of `config` with kernel_bias_config's entries turned back into objects."""
+    config = dict(config)
+    for key in ("kernel_initializer", "bias_initializer"):
+        config[key] = initializers.deserialize(config[key])
+    for key in ("kernel_constraint", "bias_constraint"):
+        config[key] = constraints.deserialize(config[key])
+    return config
 
 
 class Layer:

@@ -1,6 +1,7 @@
 """Conv2D by im2col + one GEMM (NHWC, Keras kernel layout (KH, KW, C, F))."""
 from minicnn import activations, backend, constraints, initializers, kernels
-from minicnn.layers.base import Layer, as_pair, check_padding, window_geometry
+from minicnn.layers.base import (Layer, as_pair, check_padding, kernel_bias_config, kernel_bias_from_config,
+                                 window_geometry)
 
 
 class Conv2D(Layer):
@@ -99,21 +100,11 @@ class Conv2D(Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
-                "strides": list(self.strides), "padding": self.padding, "activation": self.activation.name,
-                "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_constraint": constraints.serialize(self.kernel_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint)}
+                "strides": list(self.strides), "padding": self.padding, **kernel_bias_config(self)}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("kernel_initializer", "bias_initializer"):
-            config[key] = initializers.deserialize(config[key])
-        for key in ("kernel_constraint", "bias_constraint"):
-            config[key] = constraints.deserialize(config[key])
-        return cls(**config)
+        return cls(**kernel_bias_from_config(config))
 
 
 Convolution2D = Conv2D

@@ -2,7 +2,7 @@
 import numpy as np
 
 from minicnn import activations, backend, constraints, initializers, kernels
-from minicnn.layers.base import Layer
+from minicnn.layers.base import Layer, kernel_bias_config, kernel_bias_from_config
 
 
 class InputLayer(Layer):
@@ -96,21 +96,11 @@ class Dense(Layer):
         return dz @ self.params["W"].T if self.input_grad else None
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation.name,
-                "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer),
-                "kernel_constraint": constraints.serialize(self.kernel_constraint),
-                "bias_constraint": constraints.serialize(self.bias_constraint)}
+        return {**super().get_config(), "units": self.units, **kernel_bias_config(self)}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("kernel_initializer", "bias_initializer"):
-            config[key] = initializers.deserialize(config[key])
-        for key in ("kernel_constraint", "bias_constraint"):
-            config[key] = constraints.deserialize(config[key])
-        return cls(**config)
+        return cls(**kernel_bias_from_config(config))
 
 
 class Flatten(Layer):
