@@ -340,34 +340,10 @@ class Sequential(Layer):
             raise TypeError(f"fit() got unexpected argument(s): {sorted(kwargs)}")
         self._require_compiled("fit")
         batch_size = self._check_batch_size(batch_size)
-        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-        if not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
-            raise ValueError(f"initial_epoch must be an int >= 0, got {initial_epoch!r}")
-        if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        if verbose == "auto":
-            verbose = 1
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        x = self._check_x(x)
-        y = self._check_y(y, len(x))
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            xv = self._check_x(validation_data[0], "validation x")
-            val = (xv, self._check_y(validation_data[1], len(xv), "validation y"))
-        elif validation_split:
-            split_at = int(math.floor(len(x) * (1 - validation_split)))
-            if split_at == 0 or split_at == len(x):
-                raise ValueError(f"validation_split={validation_split} leaves an empty training or validation "
-                                 f"set for {len(x)} samples")
-            x, y, val = x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
+        verbose = self._check_fit_numbers(epochs, initial_epoch, validation_split, verbose)
+        x, y, val = self._fit_data(x, y, validation_data, validation_split)
         self._prepare_training()
-
-        n = len(x)
-        steps = math.ceil(n / batch_size)
+        steps = math.ceil(len(x) / batch_size)
         history = callbacks_module.History()
         cbs = [history] + ([callbacks_module.ProgbarLogger(verbose, steps, epochs)] if verbose else [])
         cbs = callbacks_module.CallbackList(cbs + list(callbacks or []), self)
@@ -375,19 +351,11 @@ class Sequential(Layer):
         self.history = history
         self.stop_training, self.stop_reason = False, None
         cbs.on_train_begin()
-        epoch = step = None
+        self._where = "before the first epoch"
         try:
             for epoch in range(initial_epoch, epochs):
                 cbs.on_epoch_begin(epoch)
-                order = self._epoch_order(epoch, n, shuffle)
-                self._reset_metrics()
-                for step, (xb, yb) in enumerate(self._batches(x, y, order, batch_size)):
-                    loss, correct = self.train_step(xb, yb)
-                    self._accumulate(loss, correct, len(xb))
-                    cbs.on_train_batch_end(step, self._running_logs)
-                    if self.stop_training:
-                        break
-                logs = self._running_logs()
+                logs = self._train_epoch(x, y, epoch, batch_size, shuffle, cbs)
                 if val is not None and not self.stop_training:
                     val_logs = self.evaluate(val[0], val[1], batch_size=validation_batch_size or batch_size,
                                              verbose=0, return_dict=True, _checked=True)
@@ -396,11 +364,53 @@ class Sequential(Layer):
                 if self.stop_training:
                     break
         except KeyboardInterrupt:
-            where = "before the first epoch" if epoch is None else f"in epoch {epoch + 1}, step {(step or 0) + 1}"
-            print(f"\nTraining interrupted {where}; returning the history of the completed epochs.", flush=True)
-            self.stop_reason = f"interrupted {where}"
+            print(f"\nTraining interrupted {self._where}; returning the history of the completed epochs.", flush=True)
+            self.stop_reason = f"interrupted {self._where}"
         cbs.on_train_end()
         return history
+
+    def _train_epoch(self, x, y, epoch, batch_size, shuffle, cbs):
+        """One pass over (x, y); returns the epoch's running training metrics."""
+        self._reset_metrics()
+        order = self._epoch_order(epoch, len(x), shuffle)
+        for step, (xb, yb) in enumerate(self._batches(x, y, order, batch_size)):
+            self._where = f"in epoch {epoch + 1}, step {step + 1}"
+            loss, correct = self.train_step(xb, yb)
+            self._accumulate(loss, correct, len(xb))
+            cbs.on_train_batch_end(step, self._running_logs)
+            if self.stop_training:
+                break
+        return self._running_logs()
+
+    @staticmethod
+    def _check_fit_numbers(epochs, initial_epoch, validation_split, verbose):
+        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+        if not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be an int >= 0, got {initial_epoch!r}")
+        if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        verbose = 1 if verbose == "auto" else verbose
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        return verbose
+
+    def _fit_data(self, x, y, validation_data, validation_split):
+        """Checked training arrays and the validation pair (given, or the LAST fraction, as Keras)."""
+        x = self._check_x(x)
+        y = self._check_y(y, len(x))
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            xv = self._check_x(validation_data[0], "validation x")
+            return x, y, (xv, self._check_y(validation_data[1], len(xv), "validation y"))
+        if not validation_split:
+            return x, y, None
+        split_at = int(math.floor(len(x) * (1 - validation_split)))
+        if split_at == 0 or split_at == len(x):
+            raise ValueError(f"validation_split={validation_split} leaves an empty training or validation "
+                             f"set for {len(x)} samples")
+        return x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
 
     def _epoch_order(self, epoch, n, shuffle):
         """Sample order of one epoch: a permutation keyed by (model seed, epoch), so a run resumed
@@ -475,34 +485,10 @@ class Sequential(Layer):
     # ---- summary ------------------------------------------------------------------------------
     def summary(self, print_fn=print):
         """Keras 3's table: layer (type), output shape, params; totals with sizes."""
+        from minicnn.summary import summary_text
         if not self.built:
             self.build()
-        rows = [(f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(layer.output_shape)),
-                 f"{layer.count_params():,}") for layer in self.layers]
-        widths = [max(31, *(len(r[0]) + 2 for r in rows)), max(22, *(len(r[1]) + 2 for r in rows)), 15]
-
-        def line(left, mid, right, fill):
-            return left + mid.join(fill * (w + 2) for w in widths) + right
-
-        def row(cells, align=("<", "<", ">")):
-            return "│" + "│".join(f" {c:{a}{w}} " for c, a, w in zip(cells, align, widths)) + "│"
-
-        out = [f'Model: "{self.name}"', line("┏", "┳", "┓", "━"),
-               "┃" + "┃".join(f" {c:{a}{w}} " for c, a, w in zip(("Layer (type)", "Output Shape", "Param #"),
-                                                                     ("<", "<", ">"), widths)) + "┃",
-               line("┡", "╇", "┩", "━")]
-        for i, r in enumerate(rows):
-            out.append(row(r))
-            out.append(line("├", "┼", "┤", "─") if i < len(rows) - 1 else line("└", "┴", "┘", "─"))
-        trainable, non_trainable = self.count_params(True), self.count_params(False)
-        opt = self.optimizer.count_params() if self.optimizer is not None else 0
-        total = trainable + non_trainable + opt
-        out.append(f" Total params: {total:,} ({readable_size(total * 4)})")
-        out.append(f" Trainable params: {trainable:,} ({readable_size(trainable * 4)})")
-        out.append(f" Non-trainable params: {non_trainable:,} ({readable_size(non_trainable * 4)})")
-        if opt:
-            out.append(f" Optimizer params: {opt:,} ({readable_size(opt * 4)})")
-        print_fn("\n".join(out))
+        print_fn(summary_text(self))
 
     # ---- config and files ---------------------------------------------------------------------
     def get_config(self):
@@ -539,12 +525,3 @@ class Sequential(Layer):
     def save(self, filepath):
         from minicnn import saving
         saving.save_model(self, filepath)
-
-
-def readable_size(nbytes):
-    """Keras's memory format: 1024-based units, two decimals."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if nbytes < 1024:
-            return f"{nbytes:.2f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.2f} PB"
