@@ -52,10 +52,6 @@ def set_backend(which="auto"):
     return name
 
 
-def get_backend():
-    return name
-
-
 def floatx():
     """The default float dtype name ('float32' unless a gradient check asked for 'float64')."""
     return _floatx

@@ -113,32 +113,27 @@ class VarianceScaling(Initializer):
 
 
 def GlorotUniform():
-    return _named(VarianceScaling(1.0, "fan_avg", "uniform"), "glorot_uniform")
+    return VarianceScaling(1.0, "fan_avg", "uniform")
 
 
 def GlorotNormal():
-    return _named(VarianceScaling(1.0, "fan_avg", "truncated_normal"), "glorot_normal")
+    return VarianceScaling(1.0, "fan_avg", "truncated_normal")
 
 
 def HeUniform():
-    return _named(VarianceScaling(2.0, "fan_in", "uniform"), "he_uniform")
+    return VarianceScaling(2.0, "fan_in", "uniform")
 
 
 def HeNormal():
-    return _named(VarianceScaling(2.0, "fan_in", "truncated_normal"), "he_normal")
+    return VarianceScaling(2.0, "fan_in", "truncated_normal")
 
 
 def LecunUniform():
-    return _named(VarianceScaling(1.0, "fan_in", "uniform"), "lecun_uniform")
+    return VarianceScaling(1.0, "fan_in", "uniform")
 
 
 def LecunNormal():
-    return _named(VarianceScaling(1.0, "fan_in", "truncated_normal"), "lecun_normal")
-
-
-def _named(init, name):
-    init.name = name
-    return init
+    return VarianceScaling(1.0, "fan_in", "truncated_normal")
 
 
 _BY_NAME = {
@@ -153,9 +148,7 @@ def get(identifier):
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
-        init = _BY_NAME[identifier.lower()]()
-        init.name = identifier.lower()
-        return init
+        return _BY_NAME[identifier.lower()]()
     raise ValueError(f"unknown initializer {identifier!r}; expected one of {sorted(_BY_NAME)} "
                      "or an Initializer instance")
 

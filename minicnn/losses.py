@@ -51,15 +51,15 @@ class CategoricalCrossentropy(Loss):
         self.label_smoothing = float(label_smoothing)
         self.fuses_softmax = bool(fuse_softmax) and not self.from_logits
 
-    def _targets(self, y):
+    def _targets(self, y, K):
+        """The target distribution (B, K): the labels, smoothed toward uniform if asked."""
         if self.label_smoothing:
-            K = y.shape[-1]
             return y * (1 - self.label_smoothing) + self.label_smoothing / K
         return y
 
     def from_logits_of_softmax(self, y_true, z):
         """Fused softmax + cross-entropy: L = mean(logsumexp(z) - y.z), dz = (p * sum(y) - y) / B."""
-        y = self._targets(y_true)
+        y = self._targets(y_true, z.shape[-1])
         B = z.shape[0]
         logp = _log_softmax(z)
         loss = -(y * logp).sum() / B
@@ -71,7 +71,7 @@ class CategoricalCrossentropy(Loss):
         if self.from_logits:
             return self.from_logits_of_softmax(y_true, y_pred)
         xp = backend.xp
-        y, B = self._targets(y_true), y_pred.shape[0]
+        y, B = self._targets(y_true, y_pred.shape[-1]), y_pred.shape[0]
         S = y_pred.sum(axis=-1, keepdims=True)
         q = y_pred / S
         qc = xp.clip(q, EPSILON, 1 - EPSILON)
@@ -105,18 +105,10 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     """Cross-entropy with integer class ids y (B,) or (B, 1)."""
     name = "sparse_categorical_crossentropy"
 
-    def _targets(self, y):
-        xp = backend.xp
-        onehot = (y.reshape(-1, 1) == xp.arange(self._K)).astype(backend.floatx())
-        return super()._targets(onehot)
-
-    def from_logits_of_softmax(self, y_true, z):
-        self._K = z.shape[-1]
-        return super().from_logits_of_softmax(y_true, z)
-
-    def __call__(self, y_true, y_pred):
-        self._K = y_pred.shape[-1]
-        return super().__call__(y_true, y_pred)
+    def _targets(self, y, K):
+        """Class ids (B,) -> one-hot (B, K), then as the categorical loss."""
+        onehot = (y.reshape(-1, 1) == backend.xp.arange(K)).astype(backend.floatx())
+        return super()._targets(onehot, K)
 
     def check_labels(self, y, num_outputs):
         y = np.asarray(y)
