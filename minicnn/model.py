@@ -228,9 +228,10 @@ class Sequential(Layer):
         if np.issubdtype(x.dtype, np.floating):
             step = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
             for start in range(0, x.shape[0], step):
-                finite = backend.xp.isfinite(x[start:start + step]).reshape(min(step, x.shape[0] - start), -1)
+                xm = np if isinstance(x, np.ndarray) else backend.xp      # host data stays on the host
+                finite = xm.isfinite(x[start:start + step]).reshape(min(step, x.shape[0] - start), -1)
                 if not bool(finite.all()):
-                    first = start + int(backend.xp.argmin(finite.all(axis=1)))
+                    first = start + int(xm.argmin(finite.all(axis=1)))
                     raise ValueError(f"{what} contains NaN or infinite values (first at sample {first}); "
                                      "clean or re-scale the data")
         elif x.size and int(x.max()) > 1 and not getattr(self, "_warned_integer_input", False):
@@ -270,7 +271,8 @@ class Sequential(Layer):
             if backend.name == "cpu" and x.dtype == dtype:
                 np.take(x, idx, axis=0, out=xb)
             else:
-                xb[...] = backend.to_device(x[idx] if backend.name == "cpu" else x[xp.asarray(idx)])
+                # host arrays are gathered on the host; device arrays on the device
+                xb[...] = backend.to_device(x[idx]) if isinstance(x, np.ndarray) else x[xp.asarray(idx)]
             yield xb, (None if y is None else backend.to_device(y[idx]))
 
     # ---- one step -----------------------------------------------------------------------------
