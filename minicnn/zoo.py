@@ -1,5 +1,5 @@
-"""The tutorials' models (../shared/seeds in the project's history; see README), each with its
-tutorial's compile settings and training protocol.
+"""The models of the five Keras tutorials minicnn reproduces (each entry names its tutorial file;
+table in the README), each with its tutorial's compile settings and training protocol.
 
     entry = zoo.get("tutorial000");  model = entry.build()   # compiled, as the tutorial compiles it
     entry.batch_size, entry.epochs, entry.validation, entry.checkpoint
