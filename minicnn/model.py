@@ -190,7 +190,7 @@ class Sequential(Layer):
         for m in metrics:
             if m not in _ACCURACY_NAMES:
                 raise ValueError(f"unknown metric {m!r}; minicnn computes 'accuracy' (or 'acc')")
-        self.metric_names = metrics
+        self.metric_names = metrics[:1]          # 'accuracy' or 'acc': the history key, as in Keras
         self.compiled = True
         if not self.built and self._declared_input_shape() is not None:
             self.build()
@@ -331,7 +331,7 @@ class Sequential(Layer):
 
     def _result(self, loss, accuracy, return_dict=False):
         if return_dict:
-            return {**({"accuracy": accuracy} if self.metric_names else {}), "loss": loss}
+            return {**({self.metric_names[0]: accuracy} if self.metric_names else {}), "loss": loss}
         return [loss, accuracy] if self.metric_names else loss
 
     # ---- fit ----------------------------------------------------------------------------------
@@ -441,7 +441,7 @@ class Sequential(Layer):
         """The epoch's running means so far (reads the device: call only when displaying)."""
         logs = {}
         if self.metric_names:
-            logs["accuracy"] = float(self._correct_sum) / max(self._seen, 1)
+            logs[self.metric_names[0]] = float(self._correct_sum) / max(self._seen, 1)   # the name given
         logs["loss"] = float(self._loss_sum) / max(self._seen, 1)
         return logs
 
@@ -471,7 +471,7 @@ class Sequential(Layer):
                   f"{callbacks_module.format_logs(result)}", flush=True)
         if return_dict:
             return result
-        return [result["loss"], result["accuracy"]] if self.metric_names else result["loss"]
+        return [result["loss"], result[self.metric_names[0]]] if self.metric_names else result["loss"]
 
     def predict(self, x, batch_size=None, verbose=0):
         """Outputs for x, computed batch by batch in inference mode; a NumPy array (N, ...)."""

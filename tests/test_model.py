@@ -213,3 +213,11 @@ def test_add_and_build_later():
         model.build()
     model.build((None, 5, 5, 1))
     assert model.output_shape == (3,) and model.count_params() == 20 + 9 * 2 * 3 + 3
+
+
+def test_metric_name_is_the_history_key():
+    x, y, _ = toy_data(32)
+    model = small_model(metrics=["acc"])
+    h = model.fit(x, y, epochs=1, verbose=0, validation_split=0.25)
+    assert list(h.history) == ["acc", "loss", "val_acc", "val_loss"]
+    assert len(model.evaluate(x, y, verbose=0)) == 2
