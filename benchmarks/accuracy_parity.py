@@ -44,30 +44,23 @@ if entry.validation == "first5000":
 else:
     xv, yv = xt, yt
 start = time.perf_counter()
-if framework == "keras":
+if framework == "keras":                      # Keras initialises its own weights
     import keras
     from minicnn import keras_io
     keras.utils.set_random_seed(seed)
-    kmodel = keras_io.to_keras(entry.build(), copy_weights=False)
-    ckpt = os.path.join(out, "best.weights.h5")
-    cbs = [keras.callbacks.ModelCheckpoint(ckpt, save_best_only=True, save_weights_only=True)] if entry.checkpoint else []
-    hist = kmodel.fit(x, y, batch_size=entry.batch_size, epochs=epochs, validation_data=(xv, yv), callbacks=cbs,
-                      verbose=2, shuffle=True)
-    if entry.checkpoint:
-        kmodel.load_weights(ckpt)
-    loss, acc = kmodel.evaluate(xt, yt, verbose=0)
-    val_loss = hist.history["val_loss"]
+    model = keras_io.to_keras(entry.build(), copy_weights=False)
+    Checkpoint, ckpt = keras.callbacks.ModelCheckpoint, os.path.join(out, "best.weights.h5")
 else:
     minicnn.utils.set_random_seed(seed)
     model = entry.build()
-    ckpt = os.path.join(out, "best.weights.npz")
-    cbs = [minicnn.callbacks.ModelCheckpoint(ckpt, save_best_only=True, save_weights_only=True)] if entry.checkpoint else []
-    hist = model.fit(x, y, batch_size=entry.batch_size, epochs=epochs, validation_data=(xv, yv), callbacks=cbs,
-                     verbose=2, shuffle=True)
-    if entry.checkpoint:
-        model.load_weights(ckpt)
-    loss, acc = model.evaluate(xt, yt, verbose=0)
-    val_loss = hist.history["val_loss"]
+    Checkpoint, ckpt = minicnn.callbacks.ModelCheckpoint, os.path.join(out, "best.weights.npz")
+cbs = [Checkpoint(ckpt, save_best_only=True, save_weights_only=True)] if entry.checkpoint else []
+hist = model.fit(x, y, batch_size=entry.batch_size, epochs=epochs, validation_data=(xv, yv), callbacks=cbs,
+                 verbose=2, shuffle=True)
+if entry.checkpoint:
+    model.load_weights(ckpt)
+loss, acc = model.evaluate(xt, yt, verbose=0)
+val_loss = hist.history["val_loss"]
 print("RESULT " + json.dumps({"test_accuracy": float(acc), "test_loss": float(loss), "seconds": time.perf_counter() - start,
                               "best_epoch": int(np.argmin(val_loss)) + 1}))
 """
