@@ -14,7 +14,6 @@ Results: benchmarks/results/<date>-<machine>.json and .md (a markdown table with
 """
 import argparse
 import datetime
-import json
 import math
 import multiprocessing as mp
 import os
@@ -81,7 +80,6 @@ def worker(conn, framework, model_name, spec, backend_name, keras_backend):
     if framework == "keras":
         os.environ["KERAS_BACKEND"] = keras_backend
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import numpy as np
     import minicnn
     from minicnn import zoo
     minicnn.set_backend(backend_name)

@@ -47,7 +47,6 @@ def check_layer(layer, x, training=True, h=1e-5, seed=0, dout=None):
 
     Returns {'x': err, '<param>': err, ...}. The layer is built on x.shape[1:] if needed.
     """
-    xp = backend.xp
     x = backend.to_device(x)
     if not layer.built:
         layer.build(x.shape[1:])

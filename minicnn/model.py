@@ -302,7 +302,6 @@ class Sequential(Layer):
 
     def _correct(self, out, yb):
         """Number of correct predictions in the batch (a device scalar)."""
-        xp = backend.xp
         if out.shape[-1] == 1:
             return ((out[:, 0] > 0.5) == (yb.reshape(-1) > 0.5)).sum()
         truth = yb if yb.ndim == 1 else yb.argmax(axis=-1)

@@ -1,7 +1,5 @@
 """Reliability: bad input fails early with a clear message, NaN and Ctrl-C keep the last good
 checkpoint, resumed runs equal uninterrupted ones, and the same seed repeats bit for bit."""
-import warnings
-
 import numpy as np
 import pytest
 

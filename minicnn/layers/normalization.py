@@ -1,5 +1,5 @@
 """Batch normalization over the last (channel) axis, as Keras 3 computes it."""
-from minicnn import backend, initializers
+from minicnn import backend
 from minicnn.layers.base import Layer
 
 
