@@ -222,12 +222,12 @@ def bias_activation(z, b, activation):
     return z
 
 
-def bias_activation_backward(dout, y, activation, out):
+def bias_activation_backward(dout, y, activation, out, db_out=None):
     if activation.name != "relu":
-        return reference.bias_activation_backward(dout, y, activation, out)
+        return reference.bias_activation_backward(dout, y, activation, out, db_out)
     partial = np.empty((min(numba.get_num_threads(), max(1, dout.shape[0])), dout.shape[1]), dtype=dout.dtype)
     _nb_relu_backward(np.ascontiguousarray(dout), y, out, partial)
-    return partial.sum(axis=0)
+    return partial.sum(axis=0, out=db_out)
 
 
 # ---- dropout: a counter-based random stream (SplitMix64), the same numbers on every backend ----------

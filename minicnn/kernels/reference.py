@@ -134,11 +134,14 @@ def bias_activation(z, b, activation):
     return activation.forward(z if b is None else z + b)
 
 
-def bias_activation_backward(dout, y, activation, out):
-    """out = dz = dL/dz from dout = dL/dy and y = act(z); returns db = sum over rows of dz.
-    dout, y, out (R, F)."""
+def bias_activation_backward(dout, y, activation, out, db_out=None):
+    """out = dz = dL/dz from dout = dL/dy and y = act(z); returns db = sum over rows of dz
+    (written into db_out when given).  dout, y, out (R, F)."""
     out[...] = activation.backward(dout, y)
-    return out.sum(axis=0)
+    if db_out is None:
+        return out.sum(axis=0)
+    db_out[...] = out.sum(axis=0)
+    return db_out
 
 
 # ---- dropout mask from a counter-based stream ----------------------------------------------------

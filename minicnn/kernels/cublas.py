@@ -1,0 +1,142 @@
+"""A small direct cuBLAS wrapper (ctypes) whose GEMMs can be captured into a CUDA graph.
+
+Why not ``cupy.matmul``: CuPy refuses every cuBLAS call while a stream is capturing
+(``NotImplementedError: calling cuBLAS API during stream capture is currently unsupported``),
+although cuBLAS itself supports capture. So minicnn keeps its own cuBLAS handle, with
+  - its own workspace (``cublasSetWorkspace``): cuBLAS then never allocates while capturing;
+  - the stream set to CuPy's current stream before each call (the capturing stream included);
+  - a math mode: plain FP32, or TF32 tensor cores (``set_tf32(True)``; Keras-JAX's default on
+    Ampere/Hopper GPUs). float64 always runs as plain DGEMM.
+
+cuBLAS is column-major; our arrays are row-major. A row-major (M, N) matrix is the column-major
+(N, M) matrix of its transpose, so row-major C = op(A) @ op(B) is computed as the column-major
+C^T = op(B)^T @ op(A)^T: swap the operands and the sizes, keep the transpose flags.
+"""
+import ctypes
+import os
+
+_OP_N, _OP_T = 0, 1
+_DEFAULT_MATH, _TF32_MATH = 0, 3          # cublasMath_t: CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH
+_WORKSPACE_BYTES = 32 << 20
+
+_lib = None
+_handle = None
+_workspace = None
+_stream = None
+_tf32 = os.environ.get("MINICNN_TF32", "0") == "1"
+_math_mode_set = None
+
+
+def _find_library():
+    """The libcublas CuPy has loaded (read from /proc/self/maps), else the loader's search."""
+    import importlib
+    importlib.import_module("cupy_backends.cuda.libs.cublas")      # makes CuPy load libcublas
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if "libcublas.so" in path and "libcublasLt" not in path:
+                    return path
+    except OSError:
+        pass
+    import ctypes.util
+    found = ctypes.util.find_library("cublas")
+    if found:
+        return found
+    raise RuntimeError("could not locate libcublas (CuPy is installed but its cuBLAS library was not found)")
+
+
+def _check(status, what):
+    if status != 0:
+        raise RuntimeError(f"cuBLAS {what} failed with status {status}")
+
+
+def _init():
+    global _lib, _handle, _workspace
+    if _handle is not None:
+        return
+    import cupy
+    lib = ctypes.CDLL(_find_library())
+    for name in ("cublasCreate_v2", "cublasSetStream_v2", "cublasSetWorkspace_v2", "cublasSetMathMode",
+                 "cublasSgemm_v2", "cublasDgemm_v2"):
+        getattr(lib, name).restype = ctypes.c_int
+    handle = ctypes.c_void_p()
+    _check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
+    _workspace = cupy.empty(_WORKSPACE_BYTES, dtype=cupy.uint8)       # lives as long as the handle
+    _check(lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(_workspace.data.ptr),
+                                     ctypes.c_size_t(_WORKSPACE_BYTES)), "cublasSetWorkspace")
+    _lib, _handle = lib, handle
+
+
+def set_tf32(enabled):
+    """Let float32 GEMMs use TF32 tensor cores (10-bit mantissa products, float32 accumulation)."""
+    global _tf32
+    _tf32 = bool(enabled)
+
+
+def tf32_enabled():
+    return _tf32
+
+
+def _prepare():
+    """Handle on CuPy's current stream, math mode as asked; returns the library."""
+    global _stream, _math_mode_set
+    import cupy
+    _init()
+    stream = cupy.cuda.get_current_stream().ptr
+    if stream != _stream:
+        _check(_lib.cublasSetStream_v2(_handle, ctypes.c_void_p(stream)), "cublasSetStream")
+        _stream = stream
+    if _math_mode_set != _tf32:
+        _check(_lib.cublasSetMathMode(_handle, _TF32_MATH if _tf32 else _DEFAULT_MATH), "cublasSetMathMode")
+        _math_mode_set = _tf32
+    return _lib
+
+
+def _as_operand(a):
+    """(array, transposed?, leading dimension) for a 2-D row-major operand; copies only when
+    neither a nor a.T is C-contiguous."""
+    import cupy
+    if a.flags.c_contiguous:
+        return a, False, a.shape[1]
+    if a.T.flags.c_contiguous:
+        return a, True, a.shape[0]
+    a = cupy.ascontiguousarray(a)
+    return a, False, a.shape[1]
+
+
+def gemm(a, b, out=None, accumulate=False):
+    """out = a @ b (or out += a @ b) for 2-D float32/float64 CuPy arrays; returns out."""
+    import cupy
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"gemm needs (M, K) @ (K, N) matrices, got {a.shape} @ {b.shape}")
+    if a.dtype != b.dtype or a.dtype not in (cupy.float32, cupy.float64):
+        raise TypeError(f"gemm needs two float32 or two float64 arrays, got {a.dtype} and {b.dtype}")
+    M, K = a.shape
+    N = b.shape[1]
+    if out is None:
+        out = cupy.empty((M, N), dtype=a.dtype)
+    elif out.shape != (M, N) or out.dtype != a.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"gemm out must be a C-contiguous {a.dtype} array of shape {(M, N)}, got "
+                         f"{out.dtype} {out.shape}")
+    if M == 0 or N == 0:
+        return out
+    if K == 0:
+        if not accumulate:
+            out.fill(0)
+        return out
+    a, ta, lda = _as_operand(a)
+    b, tb, ldb = _as_operand(b)
+    lib = _prepare()
+    if a.dtype == cupy.float32:
+        ctype, fn = ctypes.c_float, lib.cublasSgemm_v2
+    else:
+        ctype, fn = ctypes.c_double, lib.cublasDgemm_v2
+    alpha, beta = ctype(1.0), ctype(1.0 if accumulate else 0.0)
+    # column-major: C^T (N x M) = op(B)^T (N x K) @ op(A)^T (K x M)
+    status = fn(_handle, _OP_T if tb else _OP_N, _OP_T if ta else _OP_N, N, M, K, ctypes.byref(alpha),
+                ctypes.c_void_p(b.data.ptr), ldb, ctypes.c_void_p(a.data.ptr), lda, ctypes.byref(beta),
+                ctypes.c_void_p(out.data.ptr), N)
+    _check(status, "gemm")
+    return out
+
