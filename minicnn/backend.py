@@ -6,6 +6,7 @@ which would freeze the binding before ``set_backend`` is called).
     set_backend('cpu' | 'gpu' | 'auto')   or env MINICNN_BACKEND
     set_floatx('float32' | 'float64')     float64 is for gradient checks
     set_seed(seed)                        seeds every random stream minicnn creates afterwards
+    set_tf32(True)                        GPU: TF32 tensor-core GEMMs (or env MINICNN_TF32=1)
 """
 import os
 
@@ -50,6 +51,13 @@ def set_backend(which="auto"):
     else:
         xp, name = numpy, "cpu"
     return name
+
+
+def set_tf32(enabled=True):
+    """GPU: let float32 GEMMs use TF32 tensor cores (Keras-JAX's default on Ampere/Hopper GPUs;
+    ~3 decimal digits per product, float32 accumulation). Off by default; env MINICNN_TF32=1."""
+    from minicnn.kernels import cublas
+    cublas.set_tf32(enabled)
 
 
 def floatx():

@@ -5,12 +5,13 @@ when the last layer ends in softmax) -> backward through the layers (each fills 
 optimizer updates the weights in place (then constraints). The epoch's loss and accuracy are
 running, sample-weighted means of the training-mode forwards, as Keras reports them.
 """
+import contextlib
 import math
 import warnings
 
 import numpy as np
 
-from minicnn import backend, losses, optimizers
+from minicnn import backend, kernels, losses, optimizers
 from minicnn import callbacks as callbacks_module
 from minicnn.layers.base import Layer, snake_case
 from minicnn.layers.core import InputLayer
@@ -225,7 +226,12 @@ class Sequential(Layer):
         if tuple(x.shape[1:]) != tuple(self.input_shape):
             raise ValueError(f"model {self.name!r} expects {what} of shape (N, {', '.join(map(str, self.input_shape))}), "
                              f"got {tuple(x.shape)}")
-        if np.issubdtype(x.dtype, np.floating):
+        if np.issubdtype(x.dtype, np.floating) and not isinstance(x, np.ndarray):
+            finite = backend.xp.isfinite(x).reshape(len(x), -1).all(axis=1)    # device data: one pass
+            if not bool(finite.all()):
+                raise ValueError(f"{what} contains NaN or infinite values (first at sample "
+                                 f"{int(backend.xp.argmin(finite))}); clean or re-scale the data")
+        elif np.issubdtype(x.dtype, np.floating):
             step = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
             for start in range(0, x.shape[0], step):
                 xm = np if isinstance(x, np.ndarray) else backend.xp      # host data stays on the host
@@ -307,6 +313,31 @@ class Sequential(Layer):
         truth = yb if yb.ndim == 1 else yb.argmax(axis=-1)
         return (out.argmax(axis=-1) == truth).sum()
 
+    def _device_loss(self, xb, yb, stats, training):
+        """GPU: forward, loss and accuracy accumulated into the device array stats (loss sum,
+        correct count, last batch loss), and with training=True the backward pass. No host sync."""
+        from minicnn.kernels import gpu
+        out = self.forward(xb, training=training)
+        if self._fused and isinstance(self.loss, losses.CategoricalCrossentropy):
+            head = self._head()
+            dz = backend.xp.empty_like(head.logits)
+            gpu.softmax_cross_entropy(head.logits, yb, self.loss.label_smoothing, dz, stats)
+            if training:
+                dx = head.backward_logits(dz)
+                if dx is not None:
+                    self._backward_below_head(dx)
+            return
+        loss, dout = self.loss(yb, out)
+        gpu.accumulate_stats(stats, backend.xp.asarray(loss, dtype=out.dtype), self._correct(out, yb), len(xb))
+        if training:
+            self.backward(dout)
+
+    def _device_train_step(self, xb, yb, stats):
+        """GPU: one update on one device batch (what a CUDA graph captures)."""
+        self._device_loss(xb, yb, stats, training=True)
+        self.optimizer.apply([(path, layer.params[k], layer.grads[k], layer.constraints.get(k))
+                              for path, layer, k in self._variables])
+
     def train_step(self, xb, yb):
         """One update on one batch; returns (batch mean loss, correct count) as device scalars."""
         out = self.forward(xb, training=True)
@@ -335,8 +366,12 @@ class Sequential(Layer):
 
     # ---- fit ----------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, **kwargs):
-        """Train for `epochs` epochs (counted from initial_epoch); returns the History callback."""
+            validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, cuda_graph=None,
+            **kwargs):
+        """Train for `epochs` epochs (counted from initial_epoch); returns the History callback.
+
+        On the GPU the data are uploaded once and every full-size step after the first replays a
+        CUDA graph (``cuda_graph=False`` runs every step eagerly; see device_training.py)."""
         if kwargs:
             raise TypeError(f"fit() got unexpected argument(s): {sorted(kwargs)}")
         self._require_compiled("fit")
@@ -351,22 +386,41 @@ class Sequential(Layer):
         self._fit_params = {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size}
         self.history = history
         self.stop_training, self.stop_reason = False, None
+        self._trainer = None
+        context = contextlib.nullcontext()
+        if kernels.device_kernels() and epochs > initial_epoch:
+            from minicnn import device_training
+            self._trainer = device_training.DeviceTrainer(self, x, y, batch_size, epochs - initial_epoch,
+                                                          cuda_graph=True if cuda_graph is None else cuda_graph)
+            context = self._trainer.stream
+            if val is not None:
+                with context:
+                    val = (device_training.upload(val[0], backend.floatx()), device_training.upload(val[1]))
         cbs.on_train_begin()
         self._where = "before the first epoch"
         try:
-            for epoch in range(initial_epoch, epochs):
-                cbs.on_epoch_begin(epoch)
-                logs = self._train_epoch(x, y, epoch, batch_size, shuffle, cbs)
-                if val is not None and not self.stop_training:
-                    val_logs = self.evaluate(val[0], val[1], batch_size=validation_batch_size or batch_size,
-                                             verbose=0, return_dict=True, _checked=True)
-                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                cbs.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
+            with context:
+                for epoch in range(initial_epoch, epochs):
+                    cbs.on_epoch_begin(epoch)
+                    if self._trainer is not None:
+                        logs = self._trainer.train_epoch(epoch, shuffle, cbs)
+                    else:
+                        logs = self._train_epoch(x, y, epoch, batch_size, shuffle, cbs)
+                    if val is not None and not self.stop_training:
+                        val_logs = self.evaluate(val[0], val[1], batch_size=validation_batch_size or batch_size,
+                                                 verbose=0, return_dict=True, _checked=True)
+                        logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                    cbs.on_epoch_end(epoch, logs)
+                    if self.stop_training:
+                        break
         except KeyboardInterrupt:
             print(f"\nTraining interrupted {self._where}; returning the history of the completed epochs.", flush=True)
             self.stop_reason = f"interrupted {self._where}"
+        finally:
+            if self._trainer is not None:
+                self._trainer.stream.synchronize()
+                self.optimizer._dev_remaining = 0       # the next update re-reads t and the schedule
+                self._trainer = None                    # releases the CUDA graph
         cbs.on_train_end()
         return history
 
@@ -434,6 +488,8 @@ class Sequential(Layer):
         self._batch_loss = loss
 
     def _last_batch_loss(self):
+        if getattr(self, "_trainer", None) is not None:
+            return self._trainer.last_batch_loss()
         return float(self._batch_loss)
 
     def _running_logs(self):
@@ -455,7 +511,10 @@ class Sequential(Layer):
             y = self._check_y(y, len(x))
         start = time.perf_counter()
         loss_sum = correct = 0.0
-        for xb, yb in self._batches(x, y, np.arange(len(x)), batch_size):
+        if kernels.device_kernels():
+            from minicnn import device_training
+            loss_sum, correct = device_training.evaluate(self, x, y, batch_size)
+        for xb, yb in ([] if kernels.device_kernels() else self._batches(x, y, np.arange(len(x)), batch_size)):
             out = self.forward(xb, training=False)
             if self._fused:
                 loss, _ = self.loss.from_logits_of_softmax(yb, self._head().logits)
@@ -476,6 +535,9 @@ class Sequential(Layer):
         """Outputs for x, computed batch by batch in inference mode; a NumPy array (N, ...)."""
         batch_size = self._check_batch_size(batch_size)
         x = self._check_x(x)
+        if kernels.device_kernels():
+            from minicnn import device_training
+            return device_training.predict(self, x, batch_size)
         out = np.empty((len(x),) + tuple(self.output_shape), dtype=backend.floatx())
         start = 0
         for xb, _ in self._batches(x, None, np.arange(len(x)), batch_size):

@@ -81,9 +81,43 @@ class Optimizer:
             raise ValueError("decay= cannot be combined with a learning-rate schedule")
         self.learning_rate = learning_rate
         self.name = name or type(self).__name__.lower()
+        self._dev = None             # GPU: step count and learning rates in device memory (see below)
         self.iterations = 0
         self.slots = {}              # variable path -> {slot name: array}
         self.built = False
+
+    # On the GPU the step count t lives in device memory, with a table of the learning rates of
+    # the steps planned (lr(t) for t = t_base, t_base + 1, ...): the update kernels read both there
+    # and a kernel advances t, so a training step replayed as a CUDA graph needs no host numbers.
+    @property
+    def iterations(self):
+        """Updates applied so far (on the GPU this reads device memory, i.e. synchronises)."""
+        if self._dev is not None:
+            return int(self._dev["t"].get()[0])
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value):
+        self._iterations = int(value)
+        self._dev = None
+
+    def supports_device_step(self):
+        """True when this configuration has a device update kernel (what CUDA graphs need)."""
+        return False
+
+    def _on_device(self):
+        from minicnn import kernels as k
+        return k.device_kernels() and self.supports_device_step()
+
+    def prepare_device(self, steps):
+        """Upload t and the learning rates of the next `steps` updates (call outside graph capture)."""
+        import numpy as np
+        xp, t = backend.xp, self.iterations
+        lr = self.learning_rate
+        table = [lr(t + k) for k in range(max(int(steps), 1))] if isinstance(lr, LearningRateSchedule) else [lr]
+        self._dev = {"t": xp.asarray(np.array([t], dtype=np.int64)),
+                     "lr_table": xp.asarray(np.array(table, dtype=np.float64)), "t_base": t}
+        self._dev_remaining = max(int(steps), 1)
 
     def current_learning_rate(self):
         lr = self.learning_rate
@@ -99,6 +133,23 @@ class Optimizer:
         """variables: list of (path, w, g, constraint). Updates each w in place, then t += 1."""
         if not self.built:
             self.build([(p, w) for p, w, _, _ in variables])
+        if self._on_device():
+            from minicnn.kernels import gpu
+            if self._dev is None or self._dev_remaining <= 0:
+                self.prepare_device(1)
+            groups = [(w, g) + tuple(self.slots[path].get(s) for s in self.device_slots())
+                      for path, w, g, _ in variables]
+            key = tuple(0 if a is None else a.data.ptr for group in groups for a in group)
+            tables = self._dev.setdefault("tables", {})
+            if key not in tables:               # pointer table for the one-launch update (built once)
+                tables[key] = gpu.param_table(groups)
+            self.device_update(tables[key], variables[0][1].dtype, self._dev)
+            for path, w, g, constraint in variables:
+                if constraint is not None:
+                    constraint(w)
+            gpu.advance_cursor(self._dev["t"], 1)          # t += 1, on the device
+            self._dev_remaining -= 1
+            return
         lr = self.current_learning_rate()
         for path, w, g, constraint in variables:
             self.update_step(w, g, self.slots[path], lr)
@@ -107,6 +158,15 @@ class Optimizer:
         self.iterations += 1
 
     def update_step(self, w, g, slots, lr):
+        raise NotImplementedError
+
+    def device_slots(self):
+        """The slot names the device kernel expects after (w, g), in order (None: not used)."""
+        return self.slot_names
+
+    def device_update(self, table, dtype, dev):
+        """The update of update_step for every variable in `table` (kernels.gpu.param_table), by one
+        kernel reading t and lr from device memory."""
         raise NotImplementedError
 
     def count_params(self):
@@ -133,6 +193,16 @@ class SGD(Optimizer):
             w -= lr * g
             return
         kernels.sgd_momentum_update(w, g, slots["momentum"], lr, self.momentum, self.nesterov)
+
+    def supports_device_step(self):
+        return True
+
+    def device_slots(self):
+        return ("momentum",)                     # absent without momentum: a null pointer, plain SGD
+
+    def device_update(self, table, dtype, dev):
+        from minicnn.kernels import gpu
+        gpu.sgd_device(table, dtype, dev, self.momentum, self.nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -169,6 +239,13 @@ class RMSprop(Optimizer):
         else:
             w -= step
 
+    def supports_device_step(self):
+        return not (self.centered or self.momentum)
+
+    def device_update(self, table, dtype, dev):
+        from minicnn.kernels import gpu
+        gpu.rmsprop_device(table, dtype, dev, self.rho, self.epsilon)
+
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
                 "centered": self.centered}
@@ -194,6 +271,13 @@ class Adam(Optimizer):
         v += (g * g - v) * (1 - b2)
         xp.maximum(slots["vhat"], v, out=slots["vhat"])
         w -= alpha * m / (xp.sqrt(slots["vhat"]) + self.epsilon)
+
+    def supports_device_step(self):
+        return not self.amsgrad
+
+    def device_update(self, table, dtype, dev):
+        from minicnn.kernels import gpu
+        gpu.adam_device(table, dtype, dev, self.beta_1, self.beta_2, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,

@@ -66,7 +66,7 @@ class Conv2D(Layer):
         OH, OW, pt, pl = self.geometry
         cols = self.workspace("cols", (x.shape[0] * OH * OW, KH * KW * x.shape[3]), x.dtype)
         kernels.im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=cols)
-        z = cols @ self.params["W"].reshape(-1, F)
+        z = kernels.matmul(cols, self.params["W"].reshape(-1, F))
         if self.keep_logits:
             self.logits = (z + self.params["b"] if self.use_bias else z).reshape(x.shape[0], OH, OW, F)
         y = kernels.bias_activation(z, self.params.get("b"), self.activation)      # act(z + b), fused
@@ -76,26 +76,27 @@ class Conv2D(Layer):
     def backward(self, dout):
         y = self.cache[2]
         dz = self.workspace("dz", y.shape, y.dtype)
-        db = kernels.bias_activation_backward(dout.reshape(y.shape), y, self.activation, out=dz)
-        return self._backward_linear(dz, db)
+        kernels.bias_activation_backward(dout.reshape(y.shape), y, self.activation, out=dz,
+                                         db_out=self.grads.get("b"))           # db = sum over rows of dz
+        return self._backward_linear(dz)
 
     def backward_logits(self, dz):
         """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""
         dz = dz.reshape(-1, self.filters)
-        return self._backward_linear(dz, dz.sum(axis=0))
+        if self.use_bias:
+            kernels.column_sum(dz, out=self.grads["b"])
+        return self._backward_linear(dz)
 
-    def _backward_linear(self, dZ, db):
-        """dWm = cols^T @ dZ;  db given;  dx = col2im(dZ @ Wm^T).  dZ (N*OH*OW, F)."""
+    def _backward_linear(self, dZ):
+        """dWm = cols^T @ dZ;  dx = col2im(dZ @ Wm^T).  dZ (N*OH*OW, F); db is already done."""
         x_shape, cols, _ = self.cache
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
         OH, OW, pt, pl = self.geometry
         Wm = self.params["W"].reshape(-1, F)
-        backend.xp.matmul(cols.T, dZ, out=self.grads["W"].reshape(-1, F))
-        if self.use_bias:
-            self.grads["b"][...] = db
+        kernels.matmul(cols.T, dZ, out=self.grads["W"].reshape(-1, F))
         if not self.input_grad:
             return None
-        dcols = backend.xp.matmul(dZ, Wm.T, out=self.workspace("dcols", cols.shape, cols.dtype))
+        dcols = kernels.matmul(dZ, Wm.T, out=self.workspace("dcols", cols.shape, cols.dtype))
         return kernels.col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW)
 
     def get_config(self):

@@ -70,7 +70,7 @@ class Dense(Layer):
             self.add_weight("b", (self.units,), self.bias_initializer, rng, constraint=self.bias_constraint)
 
     def forward(self, x, training=False):
-        z = x @ self.params["W"]
+        z = kernels.matmul(x, self.params["W"])
         if self.keep_logits:
             self.logits = z + self.params["b"] if self.use_bias else z
         y = kernels.bias_activation(z, self.params.get("b"), self.activation)      # act(z + b), fused
@@ -80,20 +80,21 @@ class Dense(Layer):
     def backward(self, dout):
         y = self.cache[1]
         dz = self.workspace("dz", y.shape, y.dtype)
-        db = kernels.bias_activation_backward(dout, y, self.activation, out=dz)
-        return self._backward_linear(dz, db)
+        kernels.bias_activation_backward(dout, y, self.activation, out=dz,
+                                         db_out=self.grads.get("b"))           # db = sum over rows of dz
+        return self._backward_linear(dz)
 
     def backward_logits(self, dz):
         """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""
-        return self._backward_linear(dz, dz.sum(axis=0))
-
-    def _backward_linear(self, dz, db):
-        """dW = x^T @ dz;  db given;  dx = dz @ W^T."""
-        x = self.cache[0]
-        backend.xp.matmul(x.T, dz, out=self.grads["W"])
         if self.use_bias:
-            self.grads["b"][...] = db
-        return dz @ self.params["W"].T if self.input_grad else None
+            kernels.column_sum(dz, out=self.grads["b"])
+        return self._backward_linear(dz)
+
+    def _backward_linear(self, dz):
+        """dW = x^T @ dz;  dx = dz @ W^T  (db is already done)."""
+        x = self.cache[0]
+        kernels.matmul(x.T, dz, out=self.grads["W"])
+        return kernels.matmul(dz, self.params["W"].T) if self.input_grad else None
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, **kernel_bias_config(self)}
@@ -159,6 +160,7 @@ class Dropout(Layer):
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
         self.seed = seed
         self.draws = 0              # training calls so far: the mask stream's counter
+        self._counter = None        # GPU: the same counter in device memory (CUDA graphs read it there)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -170,14 +172,48 @@ class Dropout(Layer):
             return x_shape
         return (x_shape[0],) + tuple(d if s is None else s for s, d in zip(self.noise_shape[1:], x_shape[1:]))
 
+    @property
+    def draws(self):
+        """Training calls so far. On the GPU the count lives in device memory (a CUDA graph
+        advances it); reading it here synchronises, so only saving and tests read it."""
+        if self._counter is not None:
+            return int(self._counter.get()[0])
+        return self._draws
+
+    @draws.setter
+    def draws(self, value):
+        self._draws = int(value)
+        self._counter = None        # re-uploaded by the next GPU forward
+
     def forward(self, x, training=False):
         if not training or self.rate == 0:
             self.cache = None
             return x
-        mask = kernels.dropout_mask(self._mask_shape(x.shape), self.seed, self.draws, self.rate, x.dtype)
+        mask_shape = self._mask_shape(x.shape)
+        if kernels.device_kernels() and tuple(mask_shape) == tuple(x.shape):
+            return self._forward_device(x)
+        mask = kernels.dropout_mask(mask_shape, self.seed, self.draws, self.rate, x.dtype)
         self.draws += 1
         self.cache = mask
         return x * mask
+
+    def prepare_device(self):
+        """GPU: put the counter in device memory now (before a CUDA graph's private allocations)."""
+        import numpy
+        if self._counter is None:
+            self._counter = backend.xp.asarray(numpy.array([self._draws], dtype=numpy.uint64))
+
+    def _forward_device(self, x):
+        """GPU: mask and product in one kernel, keyed by the device counter, which a second
+        kernel then advances (so a replayed CUDA graph draws a new mask every step)."""
+        from minicnn.kernels import gpu
+        self.prepare_device()
+        mask = backend.xp.empty_like(x)
+        y = backend.xp.empty_like(x)
+        gpu.dropout_forward(x, self.seed, self._counter, self.rate, y, mask)
+        gpu.increment_counter(self._counter)
+        self.cache = mask
+        return y
 
     def backward(self, dout):
         mask = self.cache
