@@ -65,9 +65,22 @@ def _settings(framework):
     if framework == "minicnn":
         from minicnn.utils import environment_info
         info.update(environment_info())
+        from minicnn import backend
+        if backend.name == "gpu":
+            from minicnn.kernels import cublas
+            info["tf32"] = cublas.tf32_enabled()
+            info["cuda_graphs"] = True
     else:
         import keras
         info.update({"keras": keras.__version__, "keras_backend": keras.backend.backend()})
+        if keras.backend.backend() == "jax":
+            import jax
+            import numpy as np
+            a = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+            err = np.abs(np.asarray(jax.numpy.asarray(a) @ jax.numpy.asarray(a)) - a.astype(np.float64) @ a).max()
+            info.update({"jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()],
+                         "jax_f32_matmul_max_abs_error_512": float(err),
+                         "jax_f32_matmul_mode": "TF32-like (error > 1e-3)" if err > 1e-3 else "FP32"})
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
             info.update({"tensorflow": tf.__version__, "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -91,6 +104,8 @@ def worker(conn, framework, model_name, spec, backend_name, keras_backend):
         model = build_keras(entry)
     else:
         model = entry.build()
+        if backend_name == "gpu":           # upload once, as a GPU user would; fit then never copies it
+            x, xt = minicnn.backend.to_device(x), minicnn.backend.to_device(xt)
     conn.send(("ready", _settings(framework)))
     while True:
         cmd = conn.recv()
@@ -106,7 +121,24 @@ def worker(conn, framework, model_name, spec, backend_name, keras_backend):
             conn.send(profile_step(model, x[:entry.batch_size], y[:entry.batch_size]))
             continue
         conn.send(time.perf_counter() - start)
-    conn.send(_peak_rss_mb())
+    conn.send({"peak_rss_mb": _peak_rss_mb(), "gpu_mb": _gpu_memory_mb(framework, backend_name, keras_backend)})
+
+
+def _gpu_memory_mb(framework, backend_name, keras_backend):
+    """Device memory held at the end: CuPy's pools (minicnn) or JAX's peak bytes in use (Keras)."""
+    try:
+        if framework == "minicnn" and backend_name == "gpu":
+            import cupy
+            from minicnn import device_training
+            pools = [cupy.get_default_memory_pool()] + ([device_training._GRAPH_POOL]
+                                                        if device_training._GRAPH_POOL is not None else [])
+            return sum(p.total_bytes() for p in pools) / 2**20
+        if framework == "keras" and keras_backend == "jax":
+            import jax
+            return jax.devices()[0].memory_stats()["peak_bytes_in_use"] / 2**20
+    except Exception:
+        pass
+    return None
 
 
 # ---- parent side -------------------------------------------------------------------------------
@@ -158,7 +190,7 @@ def bench_model(name, args):
                      "predict_10k_s": predict, "settings": workers[f].settings}
         if prof:
             result[f]["profile_ms"] = prof
-        result[f]["peak_rss_mb"] = workers[f].stop()
+        result[f].update(workers[f].stop())
     if "keras" in result:
         result["ratio_keras_over_minicnn"] = result["keras"]["steady_epoch_s"] / result["minicnn"]["steady_epoch_s"]
     return result
@@ -176,6 +208,12 @@ def markdown(results, args):
                     f"{'-' if k is None else format(r['ratio_keras_over_minicnn'], '.2f')} | {m['images_per_s']:.0f} | "
                     f"{m['predict_10k_s']:.2f} / {fmt(k, 'predict_10k_s')} | "
                     f"{m['peak_rss_mb']:.0f} / {'-' if k is None else format(k['peak_rss_mb'], '.0f')} |")
+    if any(r["minicnn"].get("gpu_mb") is not None for r in results):
+        rows += ["", "| model | GPU memory MB: minicnn pools / Keras-JAX peak in use |", "| --- | --- |"]
+        for r in results:
+            k = r.get("keras") or {}
+            fmt = lambda v: "-" if v is None else f"{v:.0f}"
+            rows.append(f"| {r['model']} | {fmt(r['minicnn'].get('gpu_mb'))} / {fmt(k.get('gpu_mb'))} |")
     for r in results:
         prof = r["minicnn"].get("profile_ms")
         if prof:
@@ -200,9 +238,12 @@ def main(argv=None):
     p.add_argument("--keras-backend", default="tensorflow", choices=["tensorflow", "jax", "torch"])
     p.add_argument("--backend", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--profile", action="store_true", help="per-layer forward/backward time of one minicnn step")
+    p.add_argument("--tf32", action="store_true", help="GPU: let minicnn's float32 GEMMs use TF32 tensor cores")
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    os.environ["MINICNN_TF32"] = "1" if args.tf32 else "0"          # read by the workers at import
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX takes memory as it needs it
     for m in models:
         zoo.get(m)
     results = []

@@ -31,7 +31,8 @@ def parse_args(argv=None):
     p.add_argument("--model", default=zoo.DEFAULT, help="zoo model name (see --list-models)")
     p.add_argument("--epochs", type=int, help="default: the tutorial's")
     p.add_argument("--batch-size", type=int, help="default: the tutorial's")
-    p.add_argument("--backend", default="cpu", choices=["cpu", "gpu", "auto"])
+    p.add_argument("--backend", default="auto", choices=["cpu", "gpu", "auto"],
+                   help="auto (default): the GPU when CuPy finds one, else the CPU")
     p.add_argument("--data-dir", help="dataset folder (default $MINICNN_DATA_DIR or ~/.minicnn/datasets)")
     p.add_argument("--out", help="output folder (default runs/<model>)")
     p.add_argument("--seed", type=int, default=0)

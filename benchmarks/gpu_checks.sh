@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Everything that needs the GPU, in one call on a GPU machine (see docs/GPU.md):
+#   bash benchmarks/gpu_checks.sh [tests] [step] [accuracy] [bench]     (no argument: all four)
+# Optional carried folders: .whl/ (Keras 3 + namex + optree wheels, for the Keras-JAX side of the
+# benchmark) and .data/ (cifar10-jpeg.npz + install_cifar10.py). Logs and results go to $OUT.
+set -o pipefail
+OUT=${OUT:-/tmp/minicnn-gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv | tee "$OUT/env.txt"
+python3 -c "import cupy, numpy, numba; print('cupy', cupy.__version__, 'numpy', numpy.__version__, 'numba', numba.__version__)" | tee -a "$OUT/env.txt"
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+export MINICNN_DATA_DIR=${MINICNN_DATA_DIR:-/tmp/minicnn-data}
+if [ -f .data/cifar10-jpeg.npz ] && [ ! -d "$MINICNN_DATA_DIR/cifar-10-batches-py" ]; then
+  (cd .data && python3 install_cifar10.py "$MINICNN_DATA_DIR") > "$OUT/data.log" 2>&1 || echo "data install failed"
+fi
+stages=${*:-tests step accuracy bench}
+for stage in $stages; do
+  echo "=== $stage"
+  case $stage in
+    tests)    timeout 300 python3 -m pytest -q -m gpu -rs -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.log" | tail -40 ;;
+    step)     timeout 200 python3 benchmarks/gpu_step.py --profile --out "$OUT/gpu_step.json" 2>&1 | tail -45 ;;
+    accuracy) timeout 300 python3 examples/train_cifar.py --backend gpu --model tutorial000 --out "$OUT/run000" \
+                --verbose 2 2>&1 | tee "$OUT/train000.log" | tail -25 ;;
+    bench)    timeout 400 python3 benchmarks/bench_speed.py --backend gpu --keras-backend jax --epochs 4 \
+                --models tutorial000,tutorial004 --out "$OUT" 2>&1 | tail -30
+              timeout 200 python3 benchmarks/bench_speed.py --backend gpu --keras-backend jax --epochs 4 --tf32 \
+                --models tutorial000,tutorial004 --out "$OUT/tf32" 2>&1 | tail -16 ;;
+  esac
+done
