@@ -22,6 +22,26 @@ _SOURCE = r"""
 __device__ __forceinline__ long long gtid() { return blockIdx.x * (long long)blockDim.x + threadIdx.x; }
 __device__ __forceinline__ long long gstride() { return (long long)gridDim.x * blockDim.x; }
 
+// Calls f(oh, ow, i, j) for every window (oh, ow) whose offset (i, j) lands on cell (h, w): the
+// gather form of every backward pass here (each input cell sums what its windows send back).
+template <typename F>
+__device__ __forceinline__ void for_windows_covering(int h, int w, int KH, int KW, int sh, int sw, int pt, int pl,
+                                                     int OH, int OW, F f) {
+    for (int i = 0; i < KH; ++i) {
+        int hh = h + pt - i;
+        if (hh < 0 || hh % sh) continue;
+        int oh = hh / sh;
+        if (oh >= OH) continue;
+        for (int j = 0; j < KW; ++j) {
+            int ww = w + pl - j;
+            if (ww < 0 || ww % sw) continue;
+            int ow = ww / sw;
+            if (ow >= OW) continue;
+            f(oh, ow, i, j);
+        }
+    }
+}
+
 // ---- im2col / col2im ---------------------------------------------------------------------------
 // Index arithmetic is 32-bit unsigned (the host checks the sizes): 64-bit division is emulated on
 // the GPU and cost more than the copies themselves. Each thread moves one pack of VEC channels
@@ -75,21 +95,11 @@ __device__ void col2im_impl(const T* __restrict__ dcols, T* __restrict__ dx, int
         P acc;
         #pragma unroll
         for (int k = 0; k < VEC; ++k) acc.v[k] = (T)0;
-        for (int i = 0; i < KH; ++i) {
-            int hh = h + pt - i;
-            if (hh < 0 || hh % sh) continue;
-            int oh = hh / sh;
-            if (oh >= OH) continue;
-            for (int j = 0; j < KW; ++j) {
-                int ww = w + pl - j;
-                if (ww < 0 || ww % sw) continue;
-                int ow = ww / sw;
-                if (ow >= OW) continue;
-                P d = reinterpret_cast<const P*>(dcols)[(((unsigned)(n * OH + oh) * OW + ow) * taps + i * KW + j) * G + g];
-                #pragma unroll
-                for (int k = 0; k < VEC; ++k) acc.v[k] += d.v[k];
-            }
-        }
+        for_windows_covering(h, w, KH, KW, sh, sw, pt, pl, OH, OW, [&](int oh, int ow, int i, int j) {
+            P d = reinterpret_cast<const P*>(dcols)[(((unsigned)(n * OH + oh) * OW + ow) * taps + i * KW + j) * G + g];
+            #pragma unroll
+            for (int k = 0; k < VEC; ++k) acc.v[k] += d.v[k];
+        });
         reinterpret_cast<P*>(dx)[idx] = acc;
     }
 }
@@ -140,20 +150,10 @@ extern "C" __global__ void maxpool_bwd(const T* __restrict__ dout, const A* __re
         int w = r % W; r /= W;
         int h = r % H; int n = r / H;
         T acc = 0;
-        for (int i = 0; i < PH; ++i) {
-            int hh = h + pt - i;
-            if (hh < 0 || hh % sh) continue;
-            int oh = hh / sh;
-            if (oh >= OH) continue;
-            for (int j = 0; j < PW; ++j) {
-                int ww = w + pl - j;
-                if (ww < 0 || ww % sw) continue;
-                int ow = ww / sw;
-                if (ow >= OW) continue;
-                long long o = (((long long)n * OH + oh) * OW + ow) * C + c;
-                if ((int)arg[o] == i * PW + j) acc += dout[o];
-            }
-        }
+        for_windows_covering(h, w, PH, PW, sh, sw, pt, pl, OH, OW, [&](int oh, int ow, int i, int j) {
+            long long o = (((long long)n * OH + oh) * OW + ow) * C + c;
+            if ((int)arg[o] == i * PW + j) acc += dout[o];
+        });
         dx[idx] = acc;
     }
 }
@@ -198,20 +198,10 @@ extern "C" __global__ void avgpool_bwd(const T* __restrict__ dout, T* __restrict
         int w = r % W; r /= W;
         int h = r % H; int n = r / H;
         T acc = 0;
-        for (int i = 0; i < PH; ++i) {
-            int hh = h + pt - i;
-            if (hh < 0 || hh % sh) continue;
-            int oh = hh / sh;
-            if (oh >= OH) continue;
-            for (int j = 0; j < PW; ++j) {
-                int ww = w + pl - j;
-                if (ww < 0 || ww % sw) continue;
-                int ow = ww / sw;
-                if (ow >= OW) continue;
-                acc += dout[(((long long)n * OH + oh) * OW + ow) * C + c]
-                       / (T)window_count(oh, ow, H, W, PH, PW, sh, sw, pt, pl);
-            }
-        }
+        for_windows_covering(h, w, PH, PW, sh, sw, pt, pl, OH, OW, [&](int oh, int ow, int i, int j) {
+            acc += dout[(((long long)n * OH + oh) * OW + ow) * C + c]
+                   / (T)window_count(oh, ow, H, W, PH, PW, sh, sw, pt, pl);
+        });
         dx[idx] = acc;
     }
 }
