@@ -54,8 +54,9 @@ def gemm_tflops(tf32):
 
 
 _PROFILED = ("im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
-             "bias_activation", "bias_activation_backward", "dropout_forward", "increment_counter", "advance_cursor",
-             "softmax_cross_entropy", "adam_device", "rmsprop_device", "sgd_device", "gather_rows", "accumulate_stats")
+             "bias_activation", "bias_activation_backward", "dropout_forward", "advance_cursor",
+             "softmax_cross_entropy", "adam_device", "rmsprop_device", "sgd_device", "gather_rows", "accumulate_stats",
+             "max_norm")
 
 
 def profile_step(trainer, batch_size, repeats=20, rounds=5):

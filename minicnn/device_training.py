@@ -71,6 +71,7 @@ class DeviceTrainer:
             self.stats = cupy.zeros(3, dtype=np.float64)    # loss sum, correct count, last batch loss
             # everything persistent exists before any private-pool allocation
             cublas._prepare()
+            kernels.side_stream_object()
             gpu._done_counters(1)
             opt = model.optimizer
             if not opt.built:

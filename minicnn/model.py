@@ -334,7 +334,8 @@ class Sequential(Layer):
 
     def _device_train_step(self, xb, yb, stats):
         """GPU: one update on one device batch (what a CUDA graph captures)."""
-        self._device_loss(xb, yb, stats, training=True)
+        with kernels.overlap():                  # weight gradients on a side stream, joined here
+            self._device_loss(xb, yb, stats, training=True)
         self.optimizer.apply([(path, layer.params[k], layer.grads[k], layer.constraints.get(k))
                               for path, layer, k in self._variables])
 

@@ -318,6 +318,24 @@ def test_eager_and_graph_steps_give_the_same_parameters():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_side_stream_weight_gradients_change_nothing():
+    """Overlapping the weight-gradient GEMMs (a second stream) gives the same parameters as not."""
+    x, y, _ = toy_data(320)
+    weights = {}
+    try:
+        for enabled in (False, True):
+            kernels.set_overlap(enabled)
+            for graph in (False, True):
+                model = small_model(dropout=0.3)
+                model.fit(x, y, batch_size=32, epochs=2, verbose=0, cuda_graph=graph)
+                weights[enabled, graph] = model.get_weights()
+    finally:
+        kernels.set_overlap(True)
+    for key in [(True, False), (False, True), (True, True)]:
+        for a, b in zip(weights[False, False], weights[key]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_graph_training_matches_the_cpu():
     """Same initial weights, same batches: GPU (graphed) and CPU parameters agree to float32 rounding."""
     x, y, _ = toy_data(320)

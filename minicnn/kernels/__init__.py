@@ -7,6 +7,7 @@ Layers call these names, never a specific implementation:
 Setting ``MINICNN_KERNELS=reference`` forces the plain twins (``kernels/reference.py``) and
 ``xp.matmul`` everywhere (for debugging; on the GPU it also turns CUDA graphs off).
 """
+import contextlib
 import os
 
 from minicnn import backend
@@ -94,3 +95,73 @@ def rmsprop_update(w, g, v, lr, rho, epsilon):
 
 def dropout_mask(shape, seed, counter, rate, dtype):
     return _impl().dropout_mask(shape, seed, counter, rate, dtype)
+
+
+# ---- overlap: weight-gradient GEMMs on a side stream (GPU) ------------------------------------------
+# Inside a training step (``overlap()``), a layer's weight gradient does not feed the layers below
+# it: ``side_stream(...)`` runs it on a second CUDA stream, forked from the main one, while the main
+# stream goes on with dL/dx. The scope joins every fork before it ends (before the optimizer reads
+# the gradients). A captured CUDA graph keeps the fork/join as two parallel branches. The arrays a
+# side block reads are kept referenced until the join, so the memory pool cannot hand them out
+# again meanwhile. Outside a scope, and on the CPU, side_stream() runs its block in place.
+_overlap = {"depth": 0, "pending": [], "stream": None, "enabled": os.environ.get("MINICNN_OVERLAP", "1") != "0"}
+
+
+def set_overlap(enabled):
+    """Turn the side-stream weight gradients on (default) or off (env MINICNN_OVERLAP=0)."""
+    _overlap["enabled"] = bool(enabled)
+
+
+def side_stream_object():
+    """The side stream (created once, with its cuBLAS handle; call it outside graph capture)."""
+    if _overlap["stream"] is None:
+        import cupy
+        from minicnn.kernels import cublas
+        _overlap["stream"] = cupy.cuda.Stream(non_blocking=True)
+        cublas._prepare(_overlap["stream"])
+    return _overlap["stream"]
+
+
+@contextlib.contextmanager
+def overlap():
+    """A training step's scope for side-stream work; joins it all at the end."""
+    if not (device_kernels() and _overlap["enabled"]):
+        yield
+        return
+    side_stream_object()
+    _overlap["depth"] += 1
+    try:
+        yield
+    finally:
+        _overlap["depth"] -= 1
+        if _overlap["depth"] == 0:
+            join_side_stream()
+
+
+@contextlib.contextmanager
+def side_stream(*keep_alive):
+    """Run the block on the side stream when an overlap() scope is open (else in place)."""
+    if _overlap["depth"] == 0:
+        yield
+        return
+    import cupy
+    main, side = cupy.cuda.get_current_stream(), _overlap["stream"]
+    fork = cupy.cuda.Event(disable_timing=True)
+    fork.record(main)
+    side.wait_event(fork)
+    with side:
+        yield
+    done = cupy.cuda.Event(disable_timing=True)
+    done.record(side)
+    _overlap["pending"].append((done, keep_alive))
+
+
+def join_side_stream():
+    """Make the current stream wait for every side block launched so far."""
+    if not _overlap["pending"]:
+        return
+    import cupy
+    main = cupy.cuda.get_current_stream()
+    for done, _ in _overlap["pending"]:
+        main.wait_event(done)
+    _overlap["pending"].clear()

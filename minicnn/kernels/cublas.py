@@ -4,7 +4,8 @@ Why not ``cupy.matmul``: CuPy refuses every cuBLAS call while a stream is captur
 (``NotImplementedError: calling cuBLAS API during stream capture is currently unsupported``),
 although cuBLAS itself supports capture. So minicnn keeps its own cuBLAS handle, with
   - its own workspace (``cublasSetWorkspace``): cuBLAS then never allocates while capturing;
-  - the stream set to CuPy's current stream before each call (the capturing stream included);
+  - one handle (and workspace) per CUDA stream, bound to it once: GEMMs on the side stream of
+    ``kernels.overlap`` run concurrently with the main stream's without sharing a workspace;
   - a math mode: plain FP32, or TF32 tensor cores (``set_tf32(True)``; Keras-JAX's default on
     Ampere/Hopper GPUs). float64 always runs as plain DGEMM.
 
@@ -20,11 +21,9 @@ _DEFAULT_MATH, _TF32_MATH = 0, 3          # cublasMath_t: CUBLAS_DEFAULT_MATH, C
 _WORKSPACE_BYTES = 32 << 20
 
 _lib = None
-_handle = None
-_workspace = None
-_stream = None
+_handles = {}           # stream pointer -> [handle, workspace, math mode set]: one per stream, since
+                        # GEMMs running at once on two streams must not share a workspace
 _tf32 = os.environ.get("MINICNN_TF32", "0") == "1"
-_math_mode_set = None
 
 
 def _find_library():
@@ -51,21 +50,31 @@ def _check(status, what):
         raise RuntimeError(f"cuBLAS {what} failed with status {status}")
 
 
-def _init():
-    global _lib, _handle, _workspace
-    if _handle is not None:
-        return
+def _load():
+    global _lib
+    if _lib is None:
+        lib = ctypes.CDLL(_find_library())
+        for name in ("cublasCreate_v2", "cublasSetStream_v2", "cublasSetWorkspace_v2", "cublasSetMathMode",
+                     "cublasSgemm_v2", "cublasDgemm_v2"):
+            getattr(lib, name).restype = ctypes.c_int
+        _lib = lib
+    return _lib
+
+
+def _handle_for(stream):
+    """This stream's handle: created once (outside any capture), with its own workspace."""
     import cupy
-    lib = ctypes.CDLL(_find_library())
-    for name in ("cublasCreate_v2", "cublasSetStream_v2", "cublasSetWorkspace_v2", "cublasSetMathMode",
-                 "cublasSgemm_v2", "cublasDgemm_v2"):
-        getattr(lib, name).restype = ctypes.c_int
-    handle = ctypes.c_void_p()
-    _check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
-    _workspace = cupy.empty(_WORKSPACE_BYTES, dtype=cupy.uint8)       # lives as long as the handle
-    _check(lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(_workspace.data.ptr),
-                                     ctypes.c_size_t(_WORKSPACE_BYTES)), "cublasSetWorkspace")
-    _lib, _handle = lib, handle
+    entry = _handles.get(stream)
+    if entry is None:
+        lib = _load()
+        handle = ctypes.c_void_p()
+        _check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
+        workspace = cupy.empty(_WORKSPACE_BYTES, dtype=cupy.uint8)      # lives as long as the handle
+        _check(lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(workspace.data.ptr),
+                                         ctypes.c_size_t(_WORKSPACE_BYTES)), "cublasSetWorkspace")
+        _check(lib.cublasSetStream_v2(handle, ctypes.c_void_p(stream)), "cublasSetStream")
+        entry = _handles[stream] = [handle, workspace, None]
+    return entry
 
 
 def set_tf32(enabled):
@@ -78,19 +87,14 @@ def tf32_enabled():
     return _tf32
 
 
-def _prepare():
-    """Handle on CuPy's current stream, math mode as asked; returns the library."""
-    global _stream, _math_mode_set
+def _prepare(stream=None):
+    """(library, handle) for CuPy's current stream (or `stream`), math mode as asked."""
     import cupy
-    _init()
-    stream = cupy.cuda.get_current_stream().ptr
-    if stream != _stream:
-        _check(_lib.cublasSetStream_v2(_handle, ctypes.c_void_p(stream)), "cublasSetStream")
-        _stream = stream
-    if _math_mode_set != _tf32:
-        _check(_lib.cublasSetMathMode(_handle, _TF32_MATH if _tf32 else _DEFAULT_MATH), "cublasSetMathMode")
-        _math_mode_set = _tf32
-    return _lib
+    entry = _handle_for(cupy.cuda.get_current_stream().ptr if stream is None else stream.ptr)
+    if entry[2] != _tf32:
+        _check(_lib.cublasSetMathMode(entry[0], _TF32_MATH if _tf32 else _DEFAULT_MATH), "cublasSetMathMode")
+        entry[2] = _tf32
+    return _lib, entry[0]
 
 
 def _as_operand(a):
@@ -127,14 +131,14 @@ def gemm(a, b, out=None, accumulate=False):
         return out
     a, ta, lda = _as_operand(a)
     b, tb, ldb = _as_operand(b)
-    lib = _prepare()
+    lib, handle = _prepare()
     if a.dtype == cupy.float32:
         ctype, fn = ctypes.c_float, lib.cublasSgemm_v2
     else:
         ctype, fn = ctypes.c_double, lib.cublasDgemm_v2
     alpha, beta = ctype(1.0), ctype(1.0 if accumulate else 0.0)
     # column-major: C^T (N x M) = op(B)^T (N x K) @ op(A)^T (K x M)
-    status = fn(_handle, _OP_T if tb else _OP_N, _OP_T if ta else _OP_N, N, M, K, ctypes.byref(alpha),
+    status = fn(handle, _OP_T if tb else _OP_N, _OP_T if ta else _OP_N, N, M, K, ctypes.byref(alpha),
                 ctypes.c_void_p(b.data.ptr), ldb, ctypes.c_void_p(a.data.ptr), lda, ctypes.byref(beta),
                 ctypes.c_void_p(out.data.ptr), N)
     _check(status, "gemm")

@@ -329,9 +329,11 @@ __device__ __forceinline__ unsigned long long mix64(unsigned long long z) {
 
 // mask[i] = scale if u_i >= rate else 0; y = x * mask (x may be null: mask only).
 // The stream's counter is read from device memory (it changes every step inside a CUDA graph).
+// Like bias_act_bwd, it uses the shared `done` counters: such kernels run on the main stream only.
 extern "C" __global__ void dropout_fwd(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ mask, long long n,
-                                       unsigned long long seed, const unsigned long long* __restrict__ counter,
-                                       double rate, T scale) {
+                                       unsigned long long seed, unsigned long long* __restrict__ counter,
+                                       double rate, T scale, unsigned int* __restrict__ done) {
+    __shared__ bool last;
     unsigned long long key = mix64((seed << 32) ^ counter[0]);
     for (long long i = gtid(); i < n; i += gstride()) {
         double u = (double)(mix64(key + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ULL) >> 40) * (1.0 / 16777216.0);
@@ -339,6 +341,11 @@ extern "C" __global__ void dropout_fwd(const T* __restrict__ x, T* __restrict__ 
         mask[i] = m;
         if (x) y[i] = x[i] * m;
     }
+    // every block has read counter[0] once it has finished: the last one to finish advances it
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&done[0], 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (last && threadIdx.x == 0) { counter[0] += 1; done[0] = 0; }
 }
 
 // ---- fused softmax cross-entropy from the logits, with the batch's loss and accuracy -------------
@@ -462,10 +469,6 @@ _DATA_SOURCE = r"""
 __device__ __forceinline__ long long gtid() { return blockIdx.x * (long long)blockDim.x + threadIdx.x; }
 __device__ __forceinline__ long long gstride() { return (long long)gridDim.x * blockDim.x; }
 
-extern "C" __global__ void increment(unsigned long long* counter) {
-    if (gtid() == 0) counter[0] += 1;
-}
-
 extern "C" __global__ void increment_i64(long long* counter, long long by) {
     if (gtid() == 0) counter[0] += by;
 }
@@ -495,7 +498,7 @@ _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dty
 _modules = {}
 
 
-_DATA_KERNELS = ("increment", "increment_i64", "gather_rows", "accumulate_stats")
+_DATA_KERNELS = ("increment_i64", "gather_rows", "accumulate_stats")
 
 
 def _kernel(name, T, A=np.int32, S=None):
@@ -682,11 +685,11 @@ def max_norm(w, max_value):
 
 # ---- dropout --------------------------------------------------------------------------------------
 def dropout_forward(x, seed, counter, rate, out, mask):
-    """mask = keep / (1 - rate) from the (seed, counter[0]) stream; out = x * mask. counter is a
-    device uint64 array of one element; this does NOT advance it (see increment_counter)."""
+    """mask = keep / (1 - rate) from the (seed, counter[0]) stream; out = x * mask; then counter[0]
+    += 1 (by the kernel's last block: one launch). counter: a device uint64 array of one element."""
     scale = x.dtype.type(1.0 / (1.0 - rate))
-    _launch("dropout_fwd", x.size, (x, out, mask, np.int64(x.size), np.uint64(seed), counter, np.float64(rate), scale),
-            x.dtype)
+    _launch("dropout_fwd", x.size, (x, out, mask, np.int64(x.size), np.uint64(seed), counter, np.float64(rate), scale,
+                                    _done_counters(1)), x.dtype)
     return out
 
 
@@ -696,13 +699,9 @@ def dropout_mask(shape, seed, counter, rate, dtype):
     mask = cupy.empty(shape, dtype=dtype)
     dev_counter = cupy.asarray(np.array([counter], dtype=np.uint64))
     _launch("dropout_fwd", mask.size, (_NULL, _NULL, mask, np.int64(mask.size), np.uint64(seed), dev_counter,
-                                       np.float64(rate), np.dtype(dtype).type(1.0 / (1.0 - rate))), dtype)
+                                       np.float64(rate), np.dtype(dtype).type(1.0 / (1.0 - rate)),
+                                       _done_counters(1)), dtype)
     return mask
-
-
-def increment_counter(counter):
-    """counter[0] += 1 on the device (uint64)."""
-    _kernel("increment", np.uint64)((1,), (1,), (counter,))
 
 
 def advance_cursor(cursor, by):

@@ -93,7 +93,8 @@ class Conv2D(Layer):
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
         OH, OW, pt, pl = self.geometry
         Wm = self.params["W"].reshape(-1, F)
-        kernels.matmul(cols.T, dZ, out=self.grads["W"].reshape(-1, F))
+        with kernels.side_stream(cols, dZ):                 # GPU: overlaps with dx below
+            kernels.matmul(cols.T, dZ, out=self.grads["W"].reshape(-1, F))
         if not self.input_grad:
             return None
         dcols = kernels.matmul(dZ, Wm.T, out=self.workspace("dcols", cols.shape, cols.dtype))

@@ -93,7 +93,8 @@ class Dense(Layer):
     def _backward_linear(self, dz):
         """dW = x^T @ dz;  dx = dz @ W^T  (db is already done)."""
         x = self.cache[0]
-        kernels.matmul(x.T, dz, out=self.grads["W"])
+        with kernels.side_stream(x, dz):                    # GPU: overlaps with dx below
+            kernels.matmul(x.T, dz, out=self.grads["W"])
         return kernels.matmul(dz, self.params["W"].T) if self.input_grad else None
 
     def get_config(self):
@@ -204,14 +205,13 @@ class Dropout(Layer):
             self._counter = backend.xp.asarray(numpy.array([self._draws], dtype=numpy.uint64))
 
     def _forward_device(self, x):
-        """GPU: mask and product in one kernel, keyed by the device counter, which a second
-        kernel then advances (so a replayed CUDA graph draws a new mask every step)."""
+        """GPU: mask and product in one kernel, keyed by the device counter, which the same kernel
+        then advances (so a replayed CUDA graph draws a new mask every step)."""
         from minicnn.kernels import gpu
         self.prepare_device()
         mask = backend.xp.empty_like(x)
         y = backend.xp.empty_like(x)
-        gpu.dropout_forward(x, self.seed, self._counter, self.rate, y, mask)
-        gpu.increment_counter(self._counter)
+        gpu.dropout_forward(x, self.seed, self._counter, self.rate, y, mask)     # also advances the counter
         self.cache = mask
         return y
 
