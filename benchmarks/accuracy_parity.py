@@ -23,6 +23,7 @@ import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))                 # runs from a checkout without `pip install -e .`
 DEFAULT_EPOCHS = {"tutorial002": 20}          # 002's best val_loss comes near epoch 14 of 100
 
 CHILD = r"""
