@@ -159,6 +159,8 @@ def _convert_layer(layer):
     if kind in ("MaxPooling2D", "AveragePooling2D"):
         cls = L.MaxPooling2D if kind == "MaxPooling2D" else L.AveragePooling2D
         return cls(tuple(c["pool_size"]), strides=tuple(c["strides"]), padding=c["padding"])
+    if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        return getattr(L, kind)(keepdims=c.get("keepdims", False))
     if kind == "Dropout":
         return L.Dropout(c["rate"])
     if kind == "Flatten":
@@ -207,6 +209,8 @@ def _keras_layer(keras, layer):
         return keras.layers.MaxPooling2D(tuple(c["pool_size"]), strides=tuple(c["strides"]), padding=c["padding"])
     if isinstance(layer, L.AveragePooling2D):
         return keras.layers.AveragePooling2D(tuple(c["pool_size"]), strides=tuple(c["strides"]), padding=c["padding"])
+    if isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
+        return getattr(keras.layers, type(layer).__name__)(keepdims=c["keepdims"])
     if isinstance(layer, L.Dropout):
         return keras.layers.Dropout(c["rate"])
     if isinstance(layer, L.Flatten):

@@ -7,7 +7,7 @@ import pytest
 import reference as ref
 from minicnn import backend as B
 from minicnn import gradcheck
-from minicnn.layers import AveragePooling2D, MaxPooling2D
+from minicnn.layers import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D
 
 CASES = list(itertools.product([(2, 2), (3, 3), (2, 3)], [None, (1, 1), (2, 1)], ["valid", "same"], [(7, 7), (6, 5)]))
 
@@ -84,3 +84,50 @@ def test_bad_arguments(kwargs, match):
 def test_pool_larger_than_input():
     with pytest.raises(ValueError, match="larger than"):
         AveragePooling2D(5).build((4, 4, 1))
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling_against_loops(keepdims, rng):
+    x = rng.standard_normal((3, 5, 4, 6)).astype(np.float32)
+    x[1, 0, 0, 2] = x[1, 4, 3, 2] = 9.0                        # a tie: the first position must win
+    dy = rng.standard_normal((3, 6)).astype(np.float32)
+    for cls in (GlobalAveragePooling2D, GlobalMaxPooling2D):
+        layer = cls(keepdims=keepdims)
+        layer.build(x.shape[1:])
+        y = layer.forward(x)
+        assert y.shape == (3,) + layer.output_shape == ((3, 1, 1, 6) if keepdims else (3, 6))
+        expected_y, expected_dx = np.zeros((3, 6)), np.zeros_like(x)
+        for n, c in itertools.product(range(3), range(6)):
+            cells = [(h, w) for h in range(5) for w in range(4)]
+            if cls is GlobalAveragePooling2D:
+                expected_y[n, c] = np.mean([x[n, h, w, c] for h, w in cells])
+                for h, w in cells:
+                    expected_dx[n, h, w, c] = dy[n, c] / 20
+            else:
+                best = max(cells, key=lambda hw: (x[n, hw[0], hw[1], c], -cells.index(hw)))
+                expected_y[n, c] = x[n, best[0], best[1], c]
+                expected_dx[n, best[0], best[1], c] = dy[n, c]
+        np.testing.assert_allclose(y.reshape(3, 6), expected_y, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(layer.backward(dy.reshape(y.shape)), expected_dx, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [GlobalAveragePooling2D, GlobalMaxPooling2D])
+def test_global_pooling_gradcheck(f64, cls, rng):
+    errors = gradcheck.check_layer(cls(), _distinct(rng, (2, 5, 4, 3)))
+    assert max(errors.values()) < 1e-8, errors
+
+
+def test_global_pooling_backend_parity(backend, rng):
+    x = rng.standard_normal((2, 4, 3, 5)).astype(np.float32)
+    for cls, fn in ((GlobalAveragePooling2D, np.mean), (GlobalMaxPooling2D, np.max)):
+        layer = cls()
+        layer.build(x.shape[1:])
+        y = backend.to_host(layer.forward(backend.to_device(x)))
+        np.testing.assert_allclose(y, fn(x, axis=(1, 2)), rtol=1e-5, atol=1e-6)
+
+
+def test_global_pooling_config_round_trip():
+    for cls in (GlobalAveragePooling2D, GlobalMaxPooling2D):
+        layer = cls(keepdims=True, name="g")
+        again = cls.from_config(layer.get_config())
+        assert (again.keepdims, again.name) == (True, "g")

@@ -3,7 +3,7 @@
 Padded cells never count: they act as -inf for max pooling and are left out of the divisor for
 average pooling (TensorFlow's 'same' semantics).
 """
-from minicnn import kernels
+from minicnn import backend, kernels
 from minicnn.layers.base import Layer, as_pair, check_padding, window_geometry
 
 
@@ -73,3 +73,57 @@ class AveragePooling2D(_Pooling2D):
 
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
+
+
+class GlobalAveragePooling2D(Layer):
+    """y[n, c] = mean over all H x W positions of x[n, :, :, c];  dx = dout / (H*W) at every position.
+
+    x (N, H, W, C) -> y (N, C) (keepdims=True: (N, 1, 1, C)). Replaces Flatten before a classifier
+    in all-convolutional networks.
+    """
+
+    def __init__(self, keepdims=False, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"minicnn is NHWC only: data_format must be 'channels_last', got {data_format!r}")
+        self.keepdims = bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} {self.name!r} expects input of shape (H, W, C), "
+                             f"got {tuple(input_shape)}")
+        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
+
+    def forward(self, x, training=False):
+        self.cache = x.shape
+        return x.mean(axis=(1, 2), keepdims=self.keepdims)
+
+    def backward(self, dout):
+        N, H, W, C = self.cache
+        share = dout.reshape(N, 1, 1, C) / (H * W)
+        return backend.xp.broadcast_to(share, self.cache).copy()
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalMaxPooling2D(GlobalAveragePooling2D):
+    """y[n, c] = max over all H x W positions of x[n, :, :, c];  dx: dout goes to the first position
+    (row-major) that holds the maximum, as in MaxPooling2D.  x (N, H, W, C) -> y (N, C)."""
+
+    def forward(self, x, training=False):
+        N, H, W, C = x.shape
+        flat = x.reshape(N, H * W, C)
+        arg = flat.argmax(axis=1)                    # the first maximum: the tie rule of MaxPooling2D
+        self.cache = (x.shape, arg)
+        y = backend.xp.take_along_axis(flat, arg[:, None, :], axis=1)[:, 0, :]
+        return y.reshape(N, 1, 1, C) if self.keepdims else y
+
+    def backward(self, dout):
+        (N, H, W, C), arg = self.cache
+        winner = backend.xp.arange(H * W)[None, :, None] == arg[:, None, :]      # (N, H*W, C), one True per (n, c)
+        return (winner * dout.reshape(N, 1, C)).astype(dout.dtype).reshape(N, H, W, C)
+
+
+GlobalAvgPool2D = GlobalAveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
