@@ -227,13 +227,14 @@ def _keras_optimizer(keras, opt):
     lr = opt.learning_rate
     if isinstance(lr, O.InverseTimeDecay):
         lr = keras.optimizers.schedules.InverseTimeDecay(lr.initial_learning_rate, lr.decay_steps, lr.decay_rate)
+    wd = {"weight_decay": opt.weight_decay} if opt.weight_decay else {}
     if isinstance(opt, O.Adam):
-        return keras.optimizers.Adam(learning_rate=lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+        return keras.optimizers.Adam(learning_rate=lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon, **wd)
     if isinstance(opt, O.RMSprop):
         return keras.optimizers.RMSprop(learning_rate=lr, rho=opt.rho, momentum=opt.momentum, epsilon=opt.epsilon,
-                                        centered=opt.centered)
+                                        centered=opt.centered, **wd)
     if isinstance(opt, O.SGD):
-        return keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum, nesterov=opt.nesterov)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum, nesterov=opt.nesterov, **wd)
     raise ValueError(f"no Keras twin for optimizer {type(opt).__name__}")
 
 

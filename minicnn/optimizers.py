@@ -9,6 +9,8 @@ lr = learning rate at step t (a schedule is evaluated at t, before the increment
                  momentum: mom = mu*mom + lr*g/sqrt(...);  w -= mom
     Adam         m += (g - m)*(1-b1);  v += (g^2 - v)*(1-b2)
                  alpha = lr * sqrt(1 - b2^(t+1)) / (1 - b1^(t+1));  w -= alpha*m / (sqrt(v) + eps)
+Weight decay (Keras 3's ``weight_decay=wd``, decoupled as in AdamW): before the update above,
+every variable is shrunk, w -= lr * wd * w, with lr the same step's learning rate.
 After the update, constraints (max_norm) are applied, then t += 1.
 Keras 2 arguments: ``lr=`` is accepted for ``learning_rate``; ``decay=d`` becomes
 InverseTimeDecay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches (Keras <= 2.x).
@@ -64,7 +66,7 @@ class Optimizer:
     """Base: holds the learning rate (or schedule), the step count and per-variable slots."""
     slot_names = ()
 
-    def __init__(self, learning_rate=0.001, name=None, lr=None, decay=0.0, **kwargs):
+    def __init__(self, learning_rate=0.001, name=None, lr=None, decay=0.0, weight_decay=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s): {sorted(kwargs)}")
         if lr is not None:                       # Keras 2 spelling
@@ -80,6 +82,10 @@ class Optimizer:
         elif decay:
             raise ValueError("decay= cannot be combined with a learning-rate schedule")
         self.learning_rate = learning_rate
+        if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float))
+                                         or weight_decay < 0):
+            raise ValueError(f"weight_decay must be a number >= 0 or None, got {weight_decay!r}")
+        self.weight_decay = float(weight_decay) if weight_decay else 0.0
         self.name = name or type(self).__name__.lower()
         self._dev = None             # GPU: step count and learning rates in device memory (see below)
         self.iterations = 0
@@ -152,6 +158,8 @@ class Optimizer:
             return
         lr = self.current_learning_rate()
         for path, w, g, constraint in variables:
+            if self.weight_decay:
+                w -= w * (lr * self.weight_decay)          # decoupled weight decay, before the update
             self.update_step(w, g, self.slots[path], lr)
             if constraint is not None:
                 constraint(w)
@@ -177,7 +185,10 @@ class Optimizer:
         lr = self.learning_rate
         if isinstance(lr, LearningRateSchedule):
             lr = {"class_name": type(lr).__name__, "config": lr.get_config()}
-        return {"name": self.name, "learning_rate": lr}
+        config = {"name": self.name, "learning_rate": lr}
+        if self.weight_decay:
+            config["weight_decay"] = self.weight_decay
+        return config
 
 
 class SGD(Optimizer):
@@ -202,7 +213,7 @@ class SGD(Optimizer):
 
     def device_update(self, table, dtype, dev):
         from minicnn.kernels import gpu
-        gpu.sgd_device(table, dtype, dev, self.momentum, self.nesterov)
+        gpu.sgd_device(table, dtype, dev, self.momentum, self.nesterov, self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -244,7 +255,7 @@ class RMSprop(Optimizer):
 
     def device_update(self, table, dtype, dev):
         from minicnn.kernels import gpu
-        gpu.rmsprop_device(table, dtype, dev, self.rho, self.epsilon)
+        gpu.rmsprop_device(table, dtype, dev, self.rho, self.epsilon, self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
@@ -277,7 +288,7 @@ class Adam(Optimizer):
 
     def device_update(self, table, dtype, dev):
         from minicnn.kernels import gpu
-        gpu.adam_device(table, dtype, dev, self.beta_1, self.beta_2, self.epsilon)
+        gpu.adam_device(table, dtype, dev, self.beta_1, self.beta_2, self.epsilon, self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,

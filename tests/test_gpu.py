@@ -173,14 +173,16 @@ def test_softmax_cross_entropy(sparse, smoothing, rng):
     np.testing.assert_allclose(s[2], float(rl), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd", "sgd_nesterov", "sgd_plain"])
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd", "sgd_nesterov", "sgd_plain", "adam_wd", "sgd_wd"])
 def test_optimizer_kernels_match_host_formulas(name, rng):
     """The device update (step count and learning rate read on the device) equals the CPU one."""
     from minicnn import optimizers
     make = {"adam": lambda: optimizers.Adam(1e-2), "rmsprop": lambda: optimizers.RMSprop(1e-2, decay=0.1),
             "sgd": lambda: optimizers.SGD(0.1, momentum=0.9),
             "sgd_nesterov": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True),
-            "sgd_plain": lambda: optimizers.SGD(optimizers.ExponentialDecay(0.1, 2, 0.5))}[name]
+            "sgd_plain": lambda: optimizers.SGD(optimizers.ExponentialDecay(0.1, 2, 0.5)),
+            "adam_wd": lambda: optimizers.Adam(1e-2, weight_decay=0.1),
+            "sgd_wd": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05)}[name]
     shapes = [(5, 7), (300,), (3, 3, 2, 4)]                 # one launch updates all three
     w0 = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4)]

@@ -89,6 +89,9 @@ OPTIMIZERS = {
     "rmsprop_decay": lambda: optimizers.RMSprop(lr=0.01, decay=0.2),
     "adam": lambda: optimizers.Adam(0.01),
     "adam_decay": lambda: optimizers.Adam(lr=0.01, decay=0.3),
+    "sgd_nesterov_weight_decay": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05),
+    "adam_weight_decay": lambda: optimizers.Adam(0.01, weight_decay=0.1),
+    "rmsprop_weight_decay_decay": lambda: optimizers.RMSprop(lr=0.01, decay=0.2, weight_decay=0.3),
 }
 
 

@@ -114,3 +114,22 @@ def test_updates_are_in_place(rng):
 def test_bad_learning_rate():
     with pytest.raises(ValueError, match="learning_rate"):
         optimizers.Adam(learning_rate=-1)
+
+
+@pytest.mark.parametrize("make", [lambda: optimizers.SGD(0.1, weight_decay=0.2),
+                                  lambda: optimizers.Adam(0.1, weight_decay=0.2),
+                                  lambda: optimizers.RMSprop(0.1, weight_decay=0.2)])
+def test_decoupled_weight_decay_shrinks_weights_by_lr_times_wd(make):
+    """With a zero gradient only the decay acts: w <- w (1 - lr wd) per step, for every optimizer."""
+    opt = make()
+    w = np.array([1.0, -2.0, 0.5], dtype=np.float32)
+    g = np.zeros_like(w)
+    for _ in range(3):
+        opt.apply([("w", w, g, None)])
+    np.testing.assert_allclose(w, np.array([1.0, -2.0, 0.5]) * (1 - 0.1 * 0.2) ** 3, rtol=1e-6)
+    assert optimizers.deserialize(optimizers.serialize(opt)).weight_decay == pytest.approx(0.2)
+
+
+def test_weight_decay_must_be_non_negative():
+    with pytest.raises(ValueError, match="weight_decay"):
+        optimizers.SGD(0.1, weight_decay=-1)

@@ -403,6 +403,11 @@ __device__ __forceinline__ double table_lr(const long long* t, const double* lr_
     return lr_table[k];
 }
 
+// decoupled weight decay, applied before the update: w - lr * wd * w (in the parameter's type, as the host does)
+__device__ __forceinline__ double decayed(T w, double lr, double wd) {
+    return wd != 0.0 ? (double)(w - w * (T)(lr * wd)) : (double)w;
+}
+
 __device__ __forceinline__ int find_param(const long long* offsets, int P, long long i) {
     int lo = 0, hi = P;
     while (hi - lo > 1) { int mid = (lo + hi) / 2; if (offsets[mid] <= i) lo = mid; else hi = mid; }
@@ -413,9 +418,9 @@ __device__ __forceinline__ int find_param(const long long* offsets, int P, long 
 // alpha = lr sqrt(1 - b2^(step+1)) / (1 - b1^(step+1))            (ptrs: w, g, m, v)
 extern "C" __global__ void adam(const unsigned long long* __restrict__ ptrs, const long long* __restrict__ offsets,
                                 int P, const long long* __restrict__ t, const double* __restrict__ lr_table,
-                                int n_table, long long t_base, double b1, double b2, double eps) {
-    double step = (double)(t[0] + 1);
-    double alpha = table_lr(t, lr_table, n_table, t_base) * sqrt(1.0 - pow(b2, step)) / (1.0 - pow(b1, step));
+                                int n_table, long long t_base, double b1, double b2, double eps, double wd) {
+    double step = (double)(t[0] + 1), lr = table_lr(t, lr_table, n_table, t_base);
+    double alpha = lr * sqrt(1.0 - pow(b2, step)) / (1.0 - pow(b1, step));
     for (long long i = gtid(); i < offsets[P]; i += gstride()) {
         int k = find_param(offsets, P, i);
         long long j = i - offsets[k];
@@ -426,14 +431,14 @@ extern "C" __global__ void adam(const unsigned long long* __restrict__ ptrs, con
         T vi = v[j] + (gi * gi - v[j]) * (T)(1.0 - b2);
         m[j] = mi;
         v[j] = vi;
-        w[j] = (T)((double)w[j] - alpha * (double)mi / (sqrt((double)vi) + eps));
+        w[j] = (T)(decayed(w[j], lr, wd) - alpha * (double)mi / (sqrt((double)vi) + eps));
     }
 }
 
 // RMSprop: v = rho v + (1 - rho) g^2; w -= lr g / sqrt(v + eps)      (ptrs: w, g, v)
 extern "C" __global__ void rmsprop(const unsigned long long* __restrict__ ptrs, const long long* __restrict__ offsets,
                                    int P, const long long* __restrict__ t, const double* __restrict__ lr_table,
-                                   int n_table, long long t_base, double rho, double eps) {
+                                   int n_table, long long t_base, double rho, double eps, double wd) {
     double lr = table_lr(t, lr_table, n_table, t_base);
     for (long long i = gtid(); i < offsets[P]; i += gstride()) {
         int k = find_param(offsets, P, i);
@@ -442,7 +447,7 @@ extern "C" __global__ void rmsprop(const unsigned long long* __restrict__ ptrs, 
         T gi = g[j];
         T vi = (T)rho * v[j] + (T)(1.0 - rho) * gi * gi;
         v[j] = vi;
-        w[j] = (T)((double)w[j] - lr * (double)gi / sqrt((double)vi + eps));
+        w[j] = (T)(decayed(w[j], lr, wd) - lr * (double)gi / sqrt((double)vi + eps));
     }
 }
 
@@ -450,17 +455,17 @@ extern "C" __global__ void rmsprop(const unsigned long long* __restrict__ ptrs, 
 // (ptrs: w, g, m)
 extern "C" __global__ void sgd(const unsigned long long* __restrict__ ptrs, const long long* __restrict__ offsets,
                                int P, const long long* __restrict__ t, const double* __restrict__ lr_table,
-                               int n_table, long long t_base, double mu, int nesterov) {
+                               int n_table, long long t_base, double mu, int nesterov, double wd) {
     double lr = table_lr(t, lr_table, n_table, t_base);
     for (long long i = gtid(); i < offsets[P]; i += gstride()) {
         int k = find_param(offsets, P, i);
         long long j = i - offsets[k];
         T* w = (T*)ptrs[3 * k]; const T* g = (const T*)ptrs[3 * k + 1]; T* m = (T*)ptrs[3 * k + 2];
         double gi = (double)g[j];
-        if (!m) { w[j] = (T)((double)w[j] - lr * gi); continue; }
+        if (!m) { w[j] = (T)(decayed(w[j], lr, wd) - lr * gi); continue; }
         double mi = mu * (double)m[j] - lr * gi;
         m[j] = (T)mi;
-        w[j] = (T)((double)w[j] + (nesterov ? mu * mi - lr * gi : mi));
+        w[j] = (T)(decayed(w[j], lr, wd) + (nesterov ? mu * mi - lr * gi : mi));
     }
 }
 """
@@ -749,19 +754,20 @@ def _multi(name, table, dtype, dev, extra):
     _launch(name, total, (ptrs, offsets, np.int32(P)) + _hyper(dev) + extra, dtype)
 
 
-def adam_device(table, dtype, dev, beta_1, beta_2, epsilon):
+def adam_device(table, dtype, dev, beta_1, beta_2, epsilon, weight_decay=0.0):
     """Adam on every parameter of `table` (groups w, g, m, v) in one launch."""
-    _multi("adam", table, dtype, dev, (np.float64(beta_1), np.float64(beta_2), np.float64(epsilon)))
+    _multi("adam", table, dtype, dev, (np.float64(beta_1), np.float64(beta_2), np.float64(epsilon),
+                                       np.float64(weight_decay)))
 
 
-def rmsprop_device(table, dtype, dev, rho, epsilon):
+def rmsprop_device(table, dtype, dev, rho, epsilon, weight_decay=0.0):
     """RMSprop on every parameter of `table` (groups w, g, v) in one launch."""
-    _multi("rmsprop", table, dtype, dev, (np.float64(rho), np.float64(epsilon)))
+    _multi("rmsprop", table, dtype, dev, (np.float64(rho), np.float64(epsilon), np.float64(weight_decay)))
 
 
-def sgd_device(table, dtype, dev, momentum, nesterov):
+def sgd_device(table, dtype, dev, momentum, nesterov, weight_decay=0.0):
     """SGD (momentum slot or None) on every parameter of `table` (groups w, g, m) in one launch."""
-    _multi("sgd", table, dtype, dev, (np.float64(momentum), np.int32(nesterov)))
+    _multi("sgd", table, dtype, dev, (np.float64(momentum), np.int32(nesterov), np.float64(weight_decay)))
 
 
 # Host-number versions (the same signatures as cpu.py), for code that calls kernels directly.
