@@ -34,7 +34,7 @@ def main():
                                                             ["valid", "same"]):
             err = gradcheck.check_layer(cls(pool, strides=stride, padding=padding), distinct(rng, (2, 7, 6, 2)))
             rows.append((f"{cls.__name__} {pool} stride {stride or pool} {padding}", max(err.values())))
-        for act in ["linear", "relu", "tanh", "sigmoid", "softmax"]:
+        for act in ["linear", "relu", "tanh", "sigmoid", "softmax", "gelu"]:
             x = distinct(rng, (4, 7))
             rows.append((f"Dense {act}", max(gradcheck.check_layer(Dense(5, activation=act), x).values())))
             rows.append((f"Activation {act}", max(gradcheck.check_layer(Activation(act), x).values())))

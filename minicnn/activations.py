@@ -1,11 +1,14 @@
 """Activation functions, each with its derivative right beside it.
 
-Every derivative here is written in terms of the OUTPUT y, so a layer only caches y:
+Every derivative here is written in terms of the OUTPUT y, so a layer only caches y (GELU, whose
+derivative needs its input, says so with ``needs_input = True``: layers then cache z instead):
     linear   y = z                      dz = dy
     relu     y = max(0, z)              dz = dy * [y > 0]      (0 at z = 0, as in TF/JAX)
     tanh     y = tanh(z)                dz = dy * (1 - y^2)
     sigmoid  y = 1 / (1 + e^-z)         dz = dy * y * (1 - y)
     softmax  y_k = e^z_k / sum_j e^z_j  dz = y * (dy - sum_k dy_k y_k)   (over the last axis)
+    gelu     y = z Phi(z)               dz = dy * (Phi(z) + z phi(z))          (in terms of z)
+             Phi = the standard normal CDF = (1 + erf(z / sqrt 2)) / 2, phi = its density
 A softmax output followed by cross-entropy never uses softmax.backward: the loss takes the
 gradient straight from the logits (see losses.py).
 """
@@ -14,6 +17,7 @@ from minicnn import backend
 
 class Activation:
     name = "base"
+    needs_input = False         # True: backward(dy, z) takes the INPUT z, and layers cache z, not y
 
     def forward(self, z):
         raise NotImplementedError
@@ -80,11 +84,28 @@ class Softmax(Activation):
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
 
-_ACTIVATIONS = {cls.name: cls for cls in (Linear, ReLU, Tanh, Sigmoid, Softmax)}
+class GELU(Activation):
+    """Gaussian error linear unit, exact (erf) form: Keras's gelu(approximate=False), PyTorch's GELU()."""
+    name = "gelu"
+    needs_input = True
+
+    def forward(self, z):
+        from minicnn import kernels
+        return 0.5 * z * (1 + kernels.erf(z * 0.7071067811865476))
+
+    def backward(self, dy, z):
+        from minicnn import kernels
+        xp = backend.xp
+        cdf = 0.5 * (1 + kernels.erf(z * 0.7071067811865476))
+        pdf = xp.exp(-0.5 * z * z) * 0.3989422804014327          # 1 / sqrt(2 pi)
+        return dy * (cdf + z * pdf)
+
+
+_ACTIVATIONS = {cls.name: cls for cls in (Linear, ReLU, Tanh, Sigmoid, Softmax, GELU)}
 
 
 def get(identifier):
-    """'relu' | 'tanh' | 'sigmoid' | 'softmax' | 'linear' | None | an Activation -> an Activation."""
+    """'relu' | 'tanh' | 'sigmoid' | 'softmax' | 'gelu' | 'linear' | None | an Activation -> an Activation."""
     if identifier is None:
         return Linear()
     if isinstance(identifier, Activation):

@@ -6,7 +6,7 @@ from minicnn import backend as B
 from minicnn import gradcheck
 from minicnn.layers import Activation, Dense, Dropout, Flatten, Input
 
-ACTIVATIONS = ["linear", "relu", "tanh", "sigmoid", "softmax"]
+ACTIVATIONS = ["linear", "relu", "tanh", "sigmoid", "softmax", "gelu"]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -123,3 +123,15 @@ def test_dense_backend_parity(backend, rng):
     W, b = layer.get_weights()
     y = B.to_host(layer.forward(B.to_device(x)))
     np.testing.assert_allclose(y, np.tanh(x @ W + b), atol=1e-6)
+
+
+def test_gelu_values_and_conv_gradcheck(rng):
+    """GELU is the exact (erf) form: y = z * Phi(z); a Conv2D with it passes the float64 check."""
+    import math
+    z = np.array([-3.0, -1.0, -0.1, 0.0, 0.5, 2.0], dtype=np.float32)
+    expected = [v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in z.astype(float)]
+    np.testing.assert_allclose(Activation("gelu").forward(z), expected, rtol=1e-6, atol=1e-7)
+    from minicnn.layers import Conv2D
+    with B.float64_mode():
+        errors = gradcheck.check_layer(Conv2D(3, 3, padding="same", activation="gelu"), rng.standard_normal((2, 5, 4, 2)))
+    assert max(errors.values()) < 1e-7, errors

@@ -101,7 +101,7 @@ def test_pooling(shape, rng):
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("activation", ["relu", "linear", "tanh", "sigmoid", "softmax"])
+@pytest.mark.parametrize("activation", ["relu", "linear", "tanh", "sigmoid", "softmax", "gelu"])
 @pytest.mark.parametrize("rows,cols", [(5, 3), (300, 40), (4096, 33)])
 def test_bias_activation(activation, rows, cols, rng):
     from minicnn import activations

@@ -192,3 +192,22 @@ def test_global_pooling_head_matches_keras(pool, tmp_path):
         np.testing.assert_allclose(layer.grads[k], kg, rtol=1e-4, atol=1e-6)
     again = keras_io.from_keras(kmodel)
     assert [type(l).__name__ for l in again.layers] == ["Conv2D", pool, "Dense"]
+
+
+def test_gelu_matches_keras(tmp_path):
+    """Keras's 'gelu' is the exact erf form: same predictions, loss and gradients."""
+    from minicnn.layers import Activation
+    from minicnn.model import Sequential
+    model = Sequential([Input(shape=(8, 8, 3)), Conv2D(4, 3, padding="same", activation="gelu"), MaxPooling2D(2),
+                        Activation("gelu"), Flatten(), Dense(10, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    kmodel = keras_io.to_keras(model)
+    x, y = _batch((8, 8, 3), n=6)
+    x = x * 4 - 2                                            # both signs, where GELU bends
+    np.testing.assert_allclose(model.predict(x), kmodel.predict(x, verbose=0), atol=1e-6)
+    k_loss, k_grads = _keras_loss_and_grads(kmodel, x, y)
+    model._prepare_training()
+    loss = float(model._loss_and_grad(model.forward(x, training=False), y))
+    assert loss == pytest.approx(k_loss, rel=1e-5)
+    for (_, layer, k), kg in zip(model.variables(), k_grads):
+        np.testing.assert_allclose(layer.grads[k], kg, rtol=1e-4, atol=1e-6)

@@ -73,6 +73,11 @@ def bias_activation_backward(dout, y, activation, out, db_out=None):
     return _impl().bias_activation_backward(dout, y, activation, out, db_out)
 
 
+def erf(x):
+    """The error function, elementwise (for GELU)."""
+    return _impl().erf(x)
+
+
 def column_sum(a, out=None):
     """Sum over the rows of a 2-D array: (R, F) -> (F,)."""
     if device_kernels():

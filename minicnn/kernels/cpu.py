@@ -5,6 +5,8 @@ keep the reference signatures. Windows are walked without padding the input: a c
 input is 0 for convolution and skipped for pooling. Parallel loops split over independent rows
 (im2col) or images (everything that scatters), so no two threads write the same cell.
 """
+import math
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -228,6 +230,12 @@ def bias_activation_backward(dout, y, activation, out, db_out=None):
     partial = np.empty((min(numba.get_num_threads(), max(1, dout.shape[0])), dout.shape[1]), dtype=dout.dtype)
     _nb_relu_backward(np.ascontiguousarray(dout), y, out, partial)
     return partial.sum(axis=0, out=db_out)
+
+
+@numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
+def erf(x):
+    """The error function, elementwise (libm's erf through Numba)."""
+    return math.erf(x)
 
 
 # ---- dropout: a counter-based random stream (SplitMix64), the same numbers on every backend ----------

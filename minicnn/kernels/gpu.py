@@ -672,6 +672,12 @@ def column_sum(a, out=None):
     return bias_activation_backward(a, None, activations.get("linear"), a, out)
 
 
+def erf(x):
+    """The error function, elementwise (CuPy's erf kernel)."""
+    from cupyx.scipy.special import erf as cupy_erf
+    return cupy_erf(x)
+
+
 # ---- max_norm ---------------------------------------------------------------------------------------
 def max_norm(w, max_value):
     """In place: every column of w viewed as (R, F) (F = last axis) scaled to norm <= max_value,

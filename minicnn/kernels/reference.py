@@ -130,13 +130,25 @@ def avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl):
 
 # ---- fused elementwise ---------------------------------------------------------------------------
 def bias_activation(z, b, activation):
-    """y = act(z + b): z (R, F) the GEMM output, b (F,) or None."""
+    """y = act(z + b): z (R, F) the GEMM output, b (F,) or None. For an activation whose derivative
+    needs its input (GELU), z + b is left in z, for the layer to cache."""
+    if activation.needs_input:
+        if b is not None:
+            z += b
+        return activation.forward(z)
     return activation.forward(z if b is None else z + b)
 
 
+def erf(x):
+    """The error function, elementwise (math.erf per element: the slow, exact specification)."""
+    import math
+    import numpy as np
+    return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+
+
 def bias_activation_backward(dout, y, activation, out, db_out=None):
-    """out = dz = dL/dz from dout = dL/dy and y = act(z); returns db = sum over rows of dz
-    (written into db_out when given).  dout, y, out (R, F)."""
+    """out = dz = dL/dz from dout = dL/dy and y = act(z) (z itself for an activation that needs its
+    input); returns db = sum over rows of dz (written into db_out when given).  dout, y, out (R, F)."""
     out[...] = activation.backward(dout, y)
     if db_out is None:
         return out.sum(axis=0)

@@ -70,7 +70,7 @@ class Conv2D(Layer):
         if self.keep_logits:
             self.logits = (z + self.params["b"] if self.use_bias else z).reshape(x.shape[0], OH, OW, F)
         y = kernels.bias_activation(z, self.params.get("b"), self.activation)      # act(z + b), fused
-        self.cache = (x.shape, cols, y)
+        self.cache = (x.shape, cols, z if self.activation.needs_input else y)     # what backward reads
         return y.reshape(x.shape[0], OH, OW, F)
 
     def backward(self, dout):

@@ -74,7 +74,7 @@ class Dense(Layer):
         if self.keep_logits:
             self.logits = z + self.params["b"] if self.use_bias else z
         y = kernels.bias_activation(z, self.params.get("b"), self.activation)      # act(z + b), fused
-        self.cache = (x, y)
+        self.cache = (x, z if self.activation.needs_input else y)                 # what backward reads
         return y
 
     def backward(self, dout):
@@ -129,7 +129,7 @@ class Activation(Layer):
 
     def forward(self, x, training=False):
         y = self.activation.forward(x)
-        self.cache = y
+        self.cache = x if self.activation.needs_input else y
         if self.keep_logits:
             self.logits = x
         return y
