@@ -58,7 +58,37 @@ class ExponentialDecay(_DecaySchedule):
         return self.initial_learning_rate * self.decay_rate ** self._p(step)
 
 
-_SCHEDULES = {c.__name__: c for c in (InverseTimeDecay, ExponentialDecay)}
+class PiecewiseLinear(LearningRateSchedule):
+    """lr(t) interpolated linearly between the points (boundaries[i], values[i]) (t in steps),
+    constant before the first and after the last: warm-up then decay, one-cycle, linear decay to 0.
+
+        PiecewiseLinear([0, 200, 2000], [0.0, 0.1, 0.0])     # 200 steps up to 0.1, then down to 0
+    """
+    def __init__(self, boundaries, values):
+        boundaries, values = [float(b) for b in boundaries], [float(v) for v in values]
+        if len(boundaries) != len(values) or len(boundaries) < 1:
+            raise ValueError(f"PiecewiseLinear needs as many boundaries as values (>= 1), got "
+                             f"{len(boundaries)} and {len(values)}")
+        if any(b1 <= b0 for b0, b1 in zip(boundaries, boundaries[1:])):
+            raise ValueError(f"PiecewiseLinear boundaries must increase, got {boundaries}")
+        if min(values) < 0:
+            raise ValueError(f"learning rates must be >= 0, got {values}")
+        self.boundaries, self.values = boundaries, values
+
+    def __call__(self, step):
+        b, v = self.boundaries, self.values
+        if step <= b[0]:
+            return v[0]
+        for i in range(1, len(b)):
+            if step <= b[i]:
+                return v[i - 1] + (v[i] - v[i - 1]) * (step - b[i - 1]) / (b[i] - b[i - 1])
+        return v[-1]
+
+    def get_config(self):
+        return {"boundaries": self.boundaries, "values": self.values}
+
+
+_SCHEDULES = {c.__name__: c for c in (InverseTimeDecay, ExponentialDecay, PiecewiseLinear)}
 
 
 # ---- optimizers ----------------------------------------------------------------------------
@@ -339,3 +369,4 @@ class schedules:            # keras.optimizers.schedules.InverseTimeDecay(...)
     LearningRateSchedule = LearningRateSchedule
     InverseTimeDecay = InverseTimeDecay
     ExponentialDecay = ExponentialDecay
+    PiecewiseLinear = PiecewiseLinear

@@ -133,3 +133,19 @@ def test_decoupled_weight_decay_shrinks_weights_by_lr_times_wd(make):
 def test_weight_decay_must_be_non_negative():
     with pytest.raises(ValueError, match="weight_decay"):
         optimizers.SGD(0.1, weight_decay=-1)
+
+
+def test_piecewise_linear_schedule():
+    lr = optimizers.PiecewiseLinear([0, 10, 30], [0.0, 1.0, 0.5])
+    assert [lr(t) for t in (-5, 0, 5, 10, 20, 30, 99)] == pytest.approx([0, 0, 0.5, 1.0, 0.75, 0.5, 0.5])
+    opt = optimizers.SGD(lr)
+    again = optimizers.deserialize(optimizers.serialize(opt))
+    assert again.learning_rate(20) == pytest.approx(0.75)
+    for bad in (([0, 10], [1.0]), ([5, 5], [1.0, 2.0]), ([0, 1], [1.0, -1.0])):
+        with pytest.raises(ValueError):
+            optimizers.PiecewiseLinear(*bad)
+    w, g = np.ones(2, np.float32), np.ones(2, np.float32)
+    opt = optimizers.SGD(optimizers.PiecewiseLinear([0, 2], [0.0, 1.0]))
+    for _ in range(3):                                   # lr 0, 0.5, 1.0 at steps 0, 1, 2
+        opt.apply([("w", w, g, None)])
+    np.testing.assert_allclose(w, 1 - 1.5)
