@@ -170,3 +170,26 @@ def deserialize(spec):
 def make(init, shape, rng):
     """Draw an initial value and place it on the backend in floatx."""
     return backend.xp.asarray(np.asarray(init(tuple(shape), rng), dtype=backend.floatx()))
+
+
+def patch_whitening(images, size=2, eps=5e-4):
+    """A fixed first-layer kernel that whitens size x size patches of `images` (N, H, W, C).
+
+    The patches (every size x size window, flattened in the (kh, kw, c) order of a Conv2D kernel)
+    have covariance S = V diag(lam) V^T. Filter k is V[:, k] / sqrt(lam_k + eps): convolving with it
+    gives the patch's k-th principal component scaled to unit variance. The kernel holds those D =
+    size*size*C filters and their negatives (2D filters: a ReLU-like activation after it keeps both
+    signs), shape (size, size, C, 2D), for Conv2D(2D, size, padding='valid', trainable=False).
+    """
+    x = np.asarray(backend.to_host(images), dtype=np.float64)
+    if x.ndim != 4 or min(x.shape[1:3]) < size:
+        raise ValueError(f"patch_whitening needs images (N, H, W, C) of at least {size}x{size}, got {x.shape}")
+    C = x.shape[3]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))   # (N, H', W', C, s, s)
+    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, size * size * C)        # (kh, kw, c) order
+    patches = patches - patches.mean(axis=0)
+    cov = patches.T @ patches / (len(patches) - 1)
+    lam, V = np.linalg.eigh(cov)
+    filters = V / np.sqrt(lam + eps)                      # column k: the k-th whitening filter
+    kernel = np.concatenate([filters, -filters], axis=1)  # (D, 2D)
+    return kernel.reshape(size, size, C, 2 * size * size * C).astype(backend.floatx())

@@ -40,3 +40,19 @@ def test_serialize_round_trip():
     for init in (initializers.get("he_normal"), initializers.RandomNormal(0.1, 0.2), initializers.Constant(3)):
         again = initializers.deserialize(initializers.serialize(init))
         assert type(again) is type(init) and again.get_config() == init.get_config()
+
+
+def test_patch_whitening_gives_unit_covariance(rng):
+    from minicnn.initializers import patch_whitening
+    from minicnn.layers import Conv2D
+    base = rng.standard_normal((40, 9, 9, 3))
+    images = base + 0.5 * np.roll(base, 1, axis=2)             # correlated neighbours and channels
+    kernel = patch_whitening(images, size=2, eps=1e-9)
+    assert kernel.shape == (2, 2, 3, 24)
+    conv = Conv2D(24, 2, use_bias=False, trainable=False)
+    conv.build(images.shape[1:])
+    conv.set_weights([kernel])
+    out = np.asarray(conv.forward(images.astype(np.float32))).reshape(-1, 24).astype(np.float64)
+    cov = np.cov(out[:, :12], rowvar=False)
+    np.testing.assert_allclose(cov, np.eye(12), atol=1e-3)
+    np.testing.assert_allclose(out[:, 12:], -out[:, :12], atol=1e-5)
