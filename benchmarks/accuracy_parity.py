@@ -68,7 +68,7 @@ print("RESULT " + json.dumps({"test_accuracy": float(acc), "test_loss": float(lo
 
 
 def run_one(framework, name, seed, epochs, args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": args.keras_backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]), "KERAS_BACKEND": args.keras_backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run([sys.executable, "-c", CHILD, framework, name, str(seed), str(epochs), args.backend, out],
                               capture_output=True, text=True, env=env)
