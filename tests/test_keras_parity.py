@@ -173,16 +173,11 @@ def test_mismatched_architecture_lists_layers(tmp_path):
     assert "conv2d_1 (Conv2D): in the model, not in the file" in text and "dense (Dense): file" in text
 
 
-@pytest.mark.parametrize("pool", ["GlobalAveragePooling2D", "GlobalMaxPooling2D"])
-def test_global_pooling_head_matches_keras(pool, tmp_path):
-    """An all-convolutional head (conv -> global pooling -> softmax): predictions, loss, gradients."""
-    from minicnn import layers as L
-    from minicnn.model import Sequential
-    model = Sequential([Input(shape=(9, 9, 3)), Conv2D(6, 3, padding="same", activation="relu"),
-                        getattr(L, pool)(), Dense(10, activation="softmax")])
+def _assert_same_as_keras(model, x, y):
+    """Compile `model`, build its Keras twin with the same weights, and check predictions, the loss
+    and every gradient of one batch; returns the Keras model."""
     model.compile("adam", "categorical_crossentropy")
     kmodel = keras_io.to_keras(model)
-    x, y = _batch((9, 9, 3), n=6)
     np.testing.assert_allclose(model.predict(x), kmodel.predict(x, verbose=0), atol=1e-6)
     k_loss, k_grads = _keras_loss_and_grads(kmodel, x, y)
     model._prepare_training()
@@ -190,6 +185,18 @@ def test_global_pooling_head_matches_keras(pool, tmp_path):
     assert loss == pytest.approx(k_loss, rel=1e-5)
     for (_, layer, k), kg in zip(model.variables(), k_grads):
         np.testing.assert_allclose(layer.grads[k], kg, rtol=1e-4, atol=1e-6)
+    return kmodel
+
+
+@pytest.mark.parametrize("pool", ["GlobalAveragePooling2D", "GlobalMaxPooling2D"])
+def test_global_pooling_head_matches_keras(pool, tmp_path):
+    """An all-convolutional head (conv -> global pooling -> softmax): predictions, loss, gradients."""
+    from minicnn import layers as L
+    from minicnn.model import Sequential
+    model = Sequential([Input(shape=(9, 9, 3)), Conv2D(6, 3, padding="same", activation="relu"),
+                        getattr(L, pool)(), Dense(10, activation="softmax")])
+    x, y = _batch((9, 9, 3), n=6)
+    kmodel = _assert_same_as_keras(model, x, y)
     again = keras_io.from_keras(kmodel)
     assert [type(l).__name__ for l in again.layers] == ["Conv2D", pool, "Dense"]
 
@@ -200,14 +207,5 @@ def test_gelu_matches_keras(tmp_path):
     from minicnn.model import Sequential
     model = Sequential([Input(shape=(8, 8, 3)), Conv2D(4, 3, padding="same", activation="gelu"), MaxPooling2D(2),
                         Activation("gelu"), Flatten(), Dense(10, activation="softmax")])
-    model.compile("adam", "categorical_crossentropy")
-    kmodel = keras_io.to_keras(model)
     x, y = _batch((8, 8, 3), n=6)
-    x = x * 4 - 2                                            # both signs, where GELU bends
-    np.testing.assert_allclose(model.predict(x), kmodel.predict(x, verbose=0), atol=1e-6)
-    k_loss, k_grads = _keras_loss_and_grads(kmodel, x, y)
-    model._prepare_training()
-    loss = float(model._loss_and_grad(model.forward(x, training=False), y))
-    assert loss == pytest.approx(k_loss, rel=1e-5)
-    for (_, layer, k), kg in zip(model.variables(), k_grads):
-        np.testing.assert_allclose(layer.grads[k], kg, rtol=1e-4, atol=1e-6)
+    _assert_same_as_keras(model, x * 4 - 2, y)               # both signs, where GELU bends

@@ -72,14 +72,17 @@ __device__ void im2col_impl(const T* __restrict__ x, T* __restrict__ cols, int N
         reinterpret_cast<P*>(cols)[idx] = v;
     }
 }
-extern "C" __global__ void im2col1(const T* x, T* cols, int N, int H, int W, int C, int KH, int KW, int sh,
-                                   int sw, int pt, int pl, int OH, int OW) {
-    im2col_impl<1>(x, cols, N, H, W, C, KH, KW, sh, sw, pt, pl, OH, OW);
-}
-extern "C" __global__ void im2col4(const T* x, T* cols, int N, int H, int W, int C, int KH, int KW, int sh,
-                                   int sw, int pt, int pl, int OH, int OW) {
-    im2col_impl<4>(x, cols, N, H, W, C, KH, KW, sh, sw, pt, pl, OH, OW);
-}
+// one entry point per pack width: name1 (any C) and name4 (C % 4 == 0, aligned)
+#define PACKED_ENTRIES(name)                                                                          \
+    extern "C" __global__ void name##1(const T* a, T* b, int N, int H, int W, int C, int KH, int KW,    \
+                                       int sh, int sw, int pt, int pl, int OH, int OW) {                \
+        name##_impl<1>(a, b, N, H, W, C, KH, KW, sh, sw, pt, pl, OH, OW);                              \
+    }                                                                                                   \
+    extern "C" __global__ void name##4(const T* a, T* b, int N, int H, int W, int C, int KH, int KW,    \
+                                       int sh, int sw, int pt, int pl, int OH, int OW) {                \
+        name##_impl<4>(a, b, N, H, W, C, KH, KW, sh, sw, pt, pl, OH, OW);                              \
+    }
+PACKED_ENTRIES(im2col)
 
 // dx[n, h, w, c] = sum over the windows (oh, ow) and offsets (i, j) that read (h, w) of dcols[...]
 template <int VEC>
@@ -103,14 +106,7 @@ __device__ void col2im_impl(const T* __restrict__ dcols, T* __restrict__ dx, int
         reinterpret_cast<P*>(dx)[idx] = acc;
     }
 }
-extern "C" __global__ void col2im1(const T* dcols, T* dx, int N, int H, int W, int C, int KH, int KW, int sh,
-                                   int sw, int pt, int pl, int OH, int OW) {
-    col2im_impl<1>(dcols, dx, N, H, W, C, KH, KW, sh, sw, pt, pl, OH, OW);
-}
-extern "C" __global__ void col2im4(const T* dcols, T* dx, int N, int H, int W, int C, int KH, int KW, int sh,
-                                   int sw, int pt, int pl, int OH, int OW) {
-    col2im_impl<4>(dcols, dx, N, H, W, C, KH, KW, sh, sw, pt, pl, OH, OW);
-}
+PACKED_ENTRIES(col2im)
 
 // ---- pooling -------------------------------------------------------------------------------------
 // y = max over the window's real cells; arg = i*PW + j of the FIRST maximum (row-major window order)
