@@ -27,3 +27,11 @@ def test_bench_speed_quick_minicnn_only(tmp_path):
         assert len(layers) == 5 if r["model"] == "tutorial003_small" else len(layers) == 12
         assert m["profile_ms"]["step"] > 0
     assert "| tutorial003_small |" in result.stdout and "Per-layer time" in result.stdout
+
+
+def test_profile_kernels_times_the_kernels_of_a_real_fit():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_kernels.py"), "--model",
+                             "tutorial003_small", "--steps", "3"],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "ms per step" in result.stdout and "im2col" in result.stdout and "matmul" in result.stdout
