@@ -161,6 +161,8 @@ def _convert_layer(layer):
         return cls(tuple(c["pool_size"]), strides=tuple(c["strides"]), padding=c["padding"])
     if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         return getattr(L, kind)(keepdims=c.get("keepdims", False))
+    if kind == "Rescaling":
+        return L.Rescaling(float(c["scale"]), float(c.get("offset", 0.0)))
     if kind == "Dropout":
         return L.Dropout(c["rate"])
     if kind == "Flatten":
@@ -211,6 +213,8 @@ def _keras_layer(keras, layer):
         return keras.layers.AveragePooling2D(tuple(c["pool_size"]), strides=tuple(c["strides"]), padding=c["padding"])
     if isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
         return getattr(keras.layers, type(layer).__name__)(keepdims=c["keepdims"])
+    if isinstance(layer, L.Rescaling):
+        return keras.layers.Rescaling(c["scale"], offset=c["offset"])
     if isinstance(layer, L.Dropout):
         return keras.layers.Dropout(c["rate"])
     if isinstance(layer, L.Flatten):

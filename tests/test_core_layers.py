@@ -4,7 +4,7 @@ import pytest
 
 from minicnn import backend as B
 from minicnn import gradcheck
-from minicnn.layers import Activation, Dense, Dropout, Flatten, Input
+from minicnn.layers import Activation, Dense, Dropout, Flatten, Input, Rescaling
 
 ACTIVATIONS = ["linear", "relu", "tanh", "sigmoid", "softmax", "gelu"]
 
@@ -135,3 +135,16 @@ def test_gelu_values_and_conv_gradcheck(rng):
     with B.float64_mode():
         errors = gradcheck.check_layer(Conv2D(3, 3, padding="same", activation="gelu"), rng.standard_normal((2, 5, 4, 2)))
     assert max(errors.values()) < 1e-7, errors
+
+
+def test_rescaling(rng):
+    layer = Rescaling(1 / 255, offset=-0.5)
+    x = rng.integers(0, 256, (2, 3, 3, 1)).astype(np.float32)
+    np.testing.assert_allclose(layer.forward(x), x / 255 - 0.5, rtol=1e-6)
+    np.testing.assert_allclose(layer.backward(np.ones_like(x)), np.full_like(x, 1 / 255), rtol=1e-6)
+    with B.float64_mode():
+        errors = gradcheck.check_layer(Rescaling(-3.0, 2.0), rng.standard_normal((2, 5)))
+    assert max(errors.values()) < 1e-9
+    assert Rescaling.from_config(layer.get_config()).scale == pytest.approx(1 / 255)
+    with pytest.raises(ValueError, match="scale"):
+        Rescaling("big")

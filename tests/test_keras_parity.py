@@ -201,6 +201,17 @@ def test_global_pooling_head_matches_keras(pool, tmp_path):
     assert [type(l).__name__ for l in again.layers] == ["Conv2D", pool, "Dense"]
 
 
+def test_scaled_logits_head_matches_keras():
+    """Rescaling the logits by a constant before the softmax (a fast-recipe head)."""
+    from minicnn.layers import Activation, Rescaling
+    from minicnn.model import Sequential
+    model = Sequential([Input(shape=(6, 6, 2)), Rescaling(2.0, offset=-1.0), Conv2D(4, 3, activation="relu"),
+                        Flatten(), Dense(10, use_bias=False), Rescaling(1 / 9), Activation("softmax")])
+    x, y = _batch((6, 6, 2), n=5)
+    kmodel = _assert_same_as_keras(model, x, y)
+    assert type(keras_io.from_keras(kmodel).layers[-2]).__name__ == "Rescaling"
+
+
 def test_gelu_matches_keras(tmp_path):
     """Keras's 'gelu' is the exact erf form: same predictions, loss and gradients."""
     from minicnn.layers import Activation

@@ -1,14 +1,14 @@
 """minicnn.layers: the Keras layer names, NHWC, Keras weight layouts."""
 from minicnn.layers.base import Layer
 from minicnn.layers.conv import Conv2D, Convolution2D
-from minicnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer
+from minicnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling
 from minicnn.layers.normalization import BatchNormalization
 from minicnn.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePooling2D, GlobalAvgPool2D,
                                     GlobalMaxPool2D, GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
 
 __all__ = ["Layer", "Conv2D", "Convolution2D", "Activation", "Dense", "Dropout", "Flatten", "Input",
            "InputLayer", "BatchNormalization", "AveragePooling2D", "AvgPool2D", "MaxPool2D", "MaxPooling2D",
-           "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D"]
+           "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "Rescaling"]
 
 
 def get_class(class_name):

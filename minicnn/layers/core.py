@@ -1,4 +1,4 @@
-"""Core layers: Input, Dense, Flatten, Activation, Dropout."""
+"""Core layers: Input, Dense, Flatten, Activation, Rescaling, Dropout."""
 import numpy as np
 
 from minicnn import activations, backend, constraints, initializers, kernels
@@ -142,6 +142,29 @@ class Activation(Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation.name}
+
+
+class Rescaling(Layer):
+    """y = x * scale + offset (fixed numbers, no weights);  dx = dout * scale.
+
+    Keras's preprocessing layer (e.g. Rescaling(1/255) on raw pixels), also used to scale logits
+    by a constant before the softmax."""
+
+    def __init__(self, scale, offset=0.0, **kwargs):
+        super().__init__(**kwargs)
+        for what, v in (("scale", scale), ("offset", offset)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"Rescaling {what} must be a number, got {v!r}")
+        self.scale, self.offset = float(scale), float(offset)
+
+    def forward(self, x, training=False):
+        return x * x.dtype.type(self.scale) + x.dtype.type(self.offset)
+
+    def backward(self, dout):
+        return dout * dout.dtype.type(self.scale)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
 
 
 class Dropout(Layer):
