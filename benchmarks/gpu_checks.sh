@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything that needs the GPU, in one call on a GPU machine (see docs/GPU.md):
+# Everything that needs the GPU, in one call on a GPU machine (README "Results on one NVIDIA H100"):
 #   bash benchmarks/gpu_checks.sh [tests] [step] [accuracy] [bench]     (no argument: all four)
 # Optional carried folders: .whl/ (Keras 3 + namex + optree wheels, for the Keras-JAX side of the
 # benchmark) and .data/ (cifar10-jpeg.npz + install_cifar10.py). Logs and results go to $OUT.
