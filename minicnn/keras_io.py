@@ -232,6 +232,8 @@ def _keras_optimizer(keras, opt):
     if isinstance(lr, O.InverseTimeDecay):
         lr = keras.optimizers.schedules.InverseTimeDecay(lr.initial_learning_rate, lr.decay_steps, lr.decay_rate)
     wd = {"weight_decay": opt.weight_decay} if opt.weight_decay else {}
+    if opt.use_ema:
+        wd.update(use_ema=True, ema_momentum=opt.ema_momentum, ema_overwrite_frequency=opt.ema_overwrite_frequency)
     if isinstance(opt, O.Adam):
         return keras.optimizers.Adam(learning_rate=lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon, **wd)
     if isinstance(opt, O.RMSprop):

@@ -11,7 +11,10 @@ lr = learning rate at step t (a schedule is evaluated at t, before the increment
                  alpha = lr * sqrt(1 - b2^(t+1)) / (1 - b1^(t+1));  w -= alpha*m / (sqrt(v) + eps)
 Weight decay (Keras 3's ``weight_decay=wd``, decoupled as in AdamW): before the update above,
 every variable is shrunk, w -= lr * wd * w, with lr the same step's learning rate.
-After the update, constraints (max_norm) are applied, then t += 1.
+After the update, constraints (max_norm) are applied; then, with use_ema=True (Keras 3's weight
+moving average), each variable's average a = m a + (1 - m) w with m = ema_momentum (m = 0 at the
+first step, so a starts at w), the weights overwritten by their averages every
+ema_overwrite_frequency steps and at the end of fit; then t += 1.
 Keras 2 arguments: ``lr=`` is accepted for ``learning_rate``; ``decay=d`` becomes
 InverseTimeDecay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches (Keras <= 2.x).
 """
@@ -96,7 +99,8 @@ class Optimizer:
     """Base: holds the learning rate (or schedule), the step count and per-variable slots."""
     slot_names = ()
 
-    def __init__(self, learning_rate=0.001, name=None, lr=None, decay=0.0, weight_decay=None, **kwargs):
+    def __init__(self, learning_rate=0.001, name=None, lr=None, decay=0.0, weight_decay=None, use_ema=False,
+                 ema_momentum=0.99, ema_overwrite_frequency=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s): {sorted(kwargs)}")
         if lr is not None:                       # Keras 2 spelling
@@ -116,6 +120,13 @@ class Optimizer:
                                          or weight_decay < 0):
             raise ValueError(f"weight_decay must be a number >= 0 or None, got {weight_decay!r}")
         self.weight_decay = float(weight_decay) if weight_decay else 0.0
+        if not 0 <= ema_momentum <= 1:
+            raise ValueError(f"ema_momentum must be in [0, 1], got {ema_momentum!r}")
+        if ema_overwrite_frequency is not None and (not isinstance(ema_overwrite_frequency, int)
+                                                    or ema_overwrite_frequency < 1):
+            raise ValueError(f"ema_overwrite_frequency must be an int >= 1 or None, got {ema_overwrite_frequency!r}")
+        self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
+        self.ema_overwrite_frequency = ema_overwrite_frequency
         self.name = name or type(self).__name__.lower()
         self._dev = None             # GPU: step count and learning rates in device memory (see below)
         self.iterations = 0
@@ -143,7 +154,7 @@ class Optimizer:
 
     def _on_device(self):
         from minicnn import kernels as k
-        return k.device_kernels() and self.supports_device_step()
+        return k.device_kernels() and self.supports_device_step() and not self.use_ema
 
     def prepare_device(self, steps):
         """Upload t and the learning rates of the next `steps` updates (call outside graph capture)."""
@@ -163,6 +174,9 @@ class Optimizer:
         """variables: list of (path, weight array). Creates zeroed slots for each."""
         xp = backend.xp
         self.slots = {path: {s: xp.zeros_like(w) for s in self.slot_names} for path, w in variables}
+        if self.use_ema:                         # the moving average, saved with the other slots
+            for path, w in variables:
+                self.slots[path]["average"] = w.copy()
         self.built = True
 
     def apply(self, variables):
@@ -193,7 +207,27 @@ class Optimizer:
             self.update_step(w, g, self.slots[path], lr)
             if constraint is not None:
                 constraint(w)
+        if self.use_ema:
+            self._update_averages(variables)
         self.iterations += 1
+
+    def _update_averages(self, variables):
+        """a = m a + (1 - m) w (m = 0 at the first step); every ema_overwrite_frequency steps w = a."""
+        t = self.iterations
+        m = self.ema_momentum if t > 0 else 0.0
+        for path, w, _, _ in variables:
+            a = self.slots[path]["average"]
+            a *= m
+            a += (1 - m) * w
+        if self.ema_overwrite_frequency and (t + 1) % self.ema_overwrite_frequency == 0:
+            self.finalize_variable_values([w for _, w, _, _ in variables], [p for p, _, _, _ in variables])
+
+    def finalize_variable_values(self, weights, paths):
+        """With use_ema: overwrite the weights with their moving averages (Keras does it when fit ends)."""
+        if not self.use_ema or not self.built:
+            return
+        for path, w in zip(paths, weights):
+            w[...] = self.slots[path]["average"]
 
     def update_step(self, w, g, slots, lr):
         raise NotImplementedError
@@ -218,6 +252,9 @@ class Optimizer:
         config = {"name": self.name, "learning_rate": lr}
         if self.weight_decay:
             config["weight_decay"] = self.weight_decay
+        if self.use_ema:
+            config.update(use_ema=True, ema_momentum=self.ema_momentum,
+                          ema_overwrite_frequency=self.ema_overwrite_frequency)
         return config
 
 

@@ -220,3 +220,19 @@ def test_gelu_matches_keras(tmp_path):
                         Activation("gelu"), Flatten(), Dense(10, activation="softmax")])
     x, y = _batch((8, 8, 3), n=6)
     _assert_same_as_keras(model, x * 4 - 2, y)               # both signs, where GELU bends
+
+
+
+@pytest.mark.parametrize("overwrite", [None, 2])
+def test_weight_moving_average_matches_keras(overwrite):
+    """use_ema: the averages, the overwrite every N steps and at the end of fit, as Keras 3."""
+    model = _small_model()
+    model.compile(optimizer=optimizers.SGD(0.1, momentum=0.9, use_ema=True, ema_momentum=0.6,
+                                           ema_overwrite_frequency=overwrite),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    kmodel = keras_io.to_keras(model)
+    x, y = _batch((9, 9, 3), n=20, seed=4)
+    kmodel.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)        # 5 steps
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for w, kw in zip(model.get_weights(), kmodel.get_weights()):
+        np.testing.assert_allclose(w, kw, atol=1e-5, rtol=1e-4)

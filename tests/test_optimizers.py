@@ -149,3 +149,23 @@ def test_piecewise_linear_schedule():
     for _ in range(3):                                   # lr 0, 0.5, 1.0 at steps 0, 1, 2
         opt.apply([("w", w, g, None)])
     np.testing.assert_allclose(w, 1 - 1.5)
+
+
+def test_weight_moving_average_formula():
+    """a = w after the first step, then a = m a + (1 - m) w; finalize writes a into w."""
+    opt = optimizers.SGD(1.0, use_ema=True, ema_momentum=0.5)
+    w, g = np.zeros(1, np.float32), np.ones(1, np.float32)
+    seen = []
+    for _ in range(3):
+        opt.apply([("w", w, g, None)])
+        seen.append(float(w[0]))
+    assert seen == [-1, -2, -3]
+    avg = seen[0]
+    for v in seen[1:]:
+        avg = 0.5 * avg + 0.5 * v
+    assert float(opt.slots["w"]["average"][0]) == pytest.approx(avg)
+    opt.finalize_variable_values([w], ["w"])
+    assert float(w[0]) == pytest.approx(avg)
+    assert optimizers.deserialize(optimizers.serialize(opt)).use_ema
+    with pytest.raises(ValueError, match="ema_momentum"):
+        optimizers.Adam(use_ema=True, ema_momentum=2)
