@@ -231,6 +231,9 @@ def _keras_optimizer(keras, opt):
     lr = opt.learning_rate
     if isinstance(lr, O.InverseTimeDecay):
         lr = keras.optimizers.schedules.InverseTimeDecay(lr.initial_learning_rate, lr.decay_steps, lr.decay_rate)
+    if opt.lr_multipliers:
+        raise ValueError("Keras optimizers have no per-variable learning rates: an optimizer with "
+                         "lr_multipliers has no Keras twin")
     wd = {"weight_decay": opt.weight_decay} if opt.weight_decay else {}
     if opt.use_ema:
         wd.update(use_ema=True, ema_momentum=opt.ema_momentum, ema_overwrite_frequency=opt.ema_overwrite_frequency)

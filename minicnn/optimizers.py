@@ -9,6 +9,9 @@ lr = learning rate at step t (a schedule is evaluated at t, before the increment
                  momentum: mom = mu*mom + lr*g/sqrt(...);  w -= mom
     Adam         m += (g - m)*(1-b1);  v += (g^2 - v)*(1-b2)
                  alpha = lr * sqrt(1 - b2^(t+1)) / (1 - b1^(t+1));  w -= alpha*m / (sqrt(v) + eps)
+Per-variable learning rates (minicnn's own, for recipes that train biases faster): lr_multipliers=
+{'*/b': 64.0} multiplies lr (in the update and the weight decay) for the variables whose path
+matches; the first matching pattern wins.
 Weight decay (Keras 3's ``weight_decay=wd``, decoupled as in AdamW): before the update above,
 every variable is shrunk, w -= lr * wd * w, with lr the same step's learning rate.
 After the update, constraints (max_norm) are applied; then, with use_ema=True (Keras 3's weight
@@ -100,7 +103,7 @@ class Optimizer:
     slot_names = ()
 
     def __init__(self, learning_rate=0.001, name=None, lr=None, decay=0.0, weight_decay=None, use_ema=False,
-                 ema_momentum=0.99, ema_overwrite_frequency=None, **kwargs):
+                 ema_momentum=0.99, ema_overwrite_frequency=None, lr_multipliers=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s): {sorted(kwargs)}")
         if lr is not None:                       # Keras 2 spelling
@@ -125,6 +128,12 @@ class Optimizer:
         if ema_overwrite_frequency is not None and (not isinstance(ema_overwrite_frequency, int)
                                                     or ema_overwrite_frequency < 1):
             raise ValueError(f"ema_overwrite_frequency must be an int >= 1 or None, got {ema_overwrite_frequency!r}")
+        self.lr_multipliers = dict(lr_multipliers or {})
+        for pattern, factor in self.lr_multipliers.items():
+            if not isinstance(pattern, str) or isinstance(factor, bool) or not isinstance(factor, (int, float)) \
+                    or factor < 0:
+                raise ValueError(f"lr_multipliers maps variable-path patterns to factors >= 0, got {pattern!r}: "
+                                 f"{factor!r}")
         self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
         self.ema_overwrite_frequency = ema_overwrite_frequency
         self.name = name or type(self).__name__.lower()
@@ -154,7 +163,7 @@ class Optimizer:
 
     def _on_device(self):
         from minicnn import kernels as k
-        return k.device_kernels() and self.supports_device_step() and not self.use_ema
+        return k.device_kernels() and self.supports_device_step() and not self.use_ema and not self.lr_multipliers
 
     def prepare_device(self, steps):
         """Upload t and the learning rates of the next `steps` updates (call outside graph capture)."""
@@ -200,8 +209,9 @@ class Optimizer:
             gpu.advance_cursor(self._dev["t"], 1)          # t += 1, on the device
             self._dev_remaining -= 1
             return
-        lr = self.current_learning_rate()
+        base_lr = self.current_learning_rate()
         for path, w, g, constraint in variables:
+            lr = base_lr * self.lr_multiplier(path)
             if self.weight_decay:
                 w -= w * (lr * self.weight_decay)          # decoupled weight decay, before the update
             self.update_step(w, g, self.slots[path], lr)
@@ -210,6 +220,15 @@ class Optimizer:
         if self.use_ema:
             self._update_averages(variables)
         self.iterations += 1
+
+    def lr_multiplier(self, path):
+        """The factor on the learning rate of variable `path` ('dense/b', 'conv2d_1/W', ...): the
+        first lr_multipliers pattern (fnmatch style, e.g. '*/b' for every bias) that matches, else 1."""
+        import fnmatch
+        for pattern, factor in self.lr_multipliers.items():
+            if fnmatch.fnmatchcase(path, pattern):
+                return float(factor)
+        return 1.0
 
     def _update_averages(self, variables):
         """a = m a + (1 - m) w (m = 0 at the first step); every ema_overwrite_frequency steps w = a."""
@@ -252,6 +271,8 @@ class Optimizer:
         config = {"name": self.name, "learning_rate": lr}
         if self.weight_decay:
             config["weight_decay"] = self.weight_decay
+        if self.lr_multipliers:
+            config["lr_multipliers"] = dict(self.lr_multipliers)
         if self.use_ema:
             config.update(use_ema=True, ema_momentum=self.ema_momentum,
                           ema_overwrite_frequency=self.ema_overwrite_frequency)

@@ -169,3 +169,17 @@ def test_weight_moving_average_formula():
     assert optimizers.deserialize(optimizers.serialize(opt)).use_ema
     with pytest.raises(ValueError, match="ema_momentum"):
         optimizers.Adam(use_ema=True, ema_momentum=2)
+
+
+def test_lr_multipliers_per_variable():
+    opt = optimizers.SGD(0.1, lr_multipliers={"*/b": 10.0, "dense/*": 0.0})
+    w, b, d = (np.zeros(2, np.float32) for _ in range(3))
+    g = np.ones(2, np.float32)
+    opt.apply([("conv2d/W", w, g, None), ("conv2d/b", b, g, None), ("dense/W", d, g, None)])
+    np.testing.assert_allclose(w, -0.1)
+    np.testing.assert_allclose(b, -1.0)
+    np.testing.assert_allclose(d, 0.0)
+    again = optimizers.deserialize(optimizers.serialize(opt))
+    assert again.lr_multiplier("dense_1/b") == 10.0 and again.lr_multiplier("x/W") == 1.0
+    with pytest.raises(ValueError, match="lr_multipliers"):
+        optimizers.SGD(lr_multipliers={"*": -1})
