@@ -15,16 +15,7 @@ Alternating flips (each image flipped in every other epoch, starting from a rand
 import numpy as np
 
 from minicnn import backend
-from minicnn.kernels.reference import _mix64
-
-
-def uniforms(n, seed, counter):
-    """n numbers uniform in [0, 1) (24 bits) from the (seed, counter) stream: the same on every backend."""
-    xp = backend.xp
-    with np.errstate(over="ignore"):
-        key = _mix64(np.uint64((int(seed) << 32) ^ int(counter)))
-        i = xp.arange(1, n + 1, dtype=xp.uint64)
-        return (_mix64(xp.uint64(key) + i * xp.uint64(0x9E3779B97F4A7C15)) >> xp.uint64(40)).astype(xp.float64) / 16777216.0
+from minicnn.kernels.reference import uniforms
 
 
 def flip(x, which=None):

@@ -164,21 +164,23 @@ def _mix64(z):
     return z ^ (z >> 31)
 
 
-def dropout_mask(shape, seed, counter, rate, dtype):
-    """mask = keep / (1 - rate), keep = [u >= rate] with u uniform in [0, 1) (24 bits).
-
-    u for element i (flat, C order) is the i-th number of a SplitMix64 stream keyed by
+def uniforms(n, seed, counter):
+    """n numbers uniform in [0, 1) (24 bits): the first n of the SplitMix64 stream keyed by
     (seed, counter): key = mix64(seed * 2^32 XOR counter), u_i = mix64(key + (i + 1) * golden) / 2^64.
-    Counter-based, so any element can be computed on its own: the same mask on CPU and GPU.
-    """
+    Counter-based, so any element can be computed on its own: the same numbers on CPU and GPU."""
     import numpy as np
     xp = backend.xp
-    golden = xp.uint64(0x9E3779B97F4A7C15)
     with np.errstate(over="ignore"):
         key = _mix64(np.uint64((int(seed) << 32) ^ int(counter)))
-        i = xp.arange(1, int(np.prod(shape)) + 1, dtype=xp.uint64)
-        u = (_mix64(xp.uint64(key) + i * golden) >> xp.uint64(40)).astype(xp.float64) / 16777216.0
-    keep = (u >= rate).reshape(shape)
+        i = xp.arange(1, int(n) + 1, dtype=xp.uint64)
+        return (_mix64(xp.uint64(key) + i * xp.uint64(0x9E3779B97F4A7C15)) >> xp.uint64(40)).astype(xp.float64) \
+            / 16777216.0
+
+
+def dropout_mask(shape, seed, counter, rate, dtype):
+    """mask = keep / (1 - rate), keep = [u >= rate], u = uniforms(size, seed, counter) in C order."""
+    import numpy as np
+    keep = (uniforms(int(np.prod(shape)), seed, counter) >= rate).reshape(shape)
     return keep.astype(dtype) * np.dtype(dtype).type(1.0 / (1.0 - rate))
 
 
