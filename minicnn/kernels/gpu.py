@@ -772,24 +772,18 @@ def sgd_device(table, dtype, dev, momentum, nesterov, weight_decay=0.0):
     _multi("sgd", table, dtype, dev, (np.float64(momentum), np.int32(nesterov), np.float64(weight_decay)))
 
 
-# Host-number versions (the same signatures as cpu.py), for code that calls kernels directly.
-def _host_dev(lr, t=0):
-    import cupy
-    return {"t": cupy.asarray(np.array([t], dtype=np.int64)), "lr_table": cupy.asarray(np.array([lr], np.float64)),
-            "t_base": t}
-
-
+# Host-number versions (the same signatures as cpu.py): what an optimizer's host path calls (EMA,
+# lr_multipliers, amsgrad...). They run the plain CuPy twins: the graphed path uses the kernels above.
 def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
-    """The cpu.py signature (alpha already bias-corrected): reference formula on the device."""
     return reference.adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon)
 
 
 def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
-    sgd_device(param_table([(w, g, m)]), w.dtype, _host_dev(lr), momentum, nesterov)
+    return reference.sgd_momentum_update(w, g, m, lr, momentum, nesterov)
 
 
 def rmsprop_update(w, g, v, lr, rho, epsilon):
-    rmsprop_device(param_table([(w, g, v)]), w.dtype, _host_dev(lr), rho, epsilon)
+    return reference.rmsprop_update(w, g, v, lr, rho, epsilon)
 
 
 # ---- batches ----------------------------------------------------------------------------------------
