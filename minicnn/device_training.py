@@ -23,7 +23,7 @@ the batch buffers) are created before it and only ever updated in place.
 """
 import numpy as np
 
-from minicnn import backend, kernels, losses
+from minicnn import backend, kernels
 
 _GRAPH_POOL = None
 
@@ -82,7 +82,7 @@ class DeviceTrainer:
             for layer in _all_layers(model):
                 if hasattr(layer, "prepare_device"):
                     layer.prepare_device()
-        self.use_graph = bool(cuda_graph) and opt._on_device() and kernels.device_kernels()
+        self.use_graph = bool(cuda_graph) and opt._on_device()
         self.graph = None
         self.seen = 0
 
@@ -156,22 +156,31 @@ def _all_layers(model):
             yield layer
 
 
-def evaluate(model, x, y, batch_size):
-    """(loss sum, correct count) over device or host arrays, batch by batch on the device."""
+def _batches_in_order(xd, yd, batch_size):
+    """(start, xb, yb) for consecutive batches of device arrays xd, yd (yd may be None), gathered
+    into two reused buffers: x cast to floatx, labels kept int32 or cast to floatx."""
     import cupy
     from minicnn.kernels import gpu
     dtype = np.dtype(backend.floatx())
-    xd, yd = upload(x, dtype), upload(y)
     order = cupy.arange(len(xd), dtype=np.int32)
-    stats = cupy.zeros(3, dtype=np.float64)
     rows = min(batch_size, len(xd))
     xb = cupy.empty((rows,) + tuple(xd.shape[1:]), dtype=dtype)
-    yb = cupy.empty((rows,) + tuple(yd.shape[1:]), dtype=yd.dtype if yd.dtype == np.int32 else dtype)
+    yb = None if yd is None else cupy.empty((rows,) + tuple(yd.shape[1:]),
+                                            dtype=yd.dtype if yd.dtype == np.int32 else dtype)
     for start in range(0, len(xd), batch_size):
         n = min(batch_size, len(xd) - start)
         gpu.gather_rows(xd, order[start:start + n], None, xb[:n])
-        gpu.gather_rows(yd, order[start:start + n], None, yb[:n])
-        model._device_loss(xb[:n], yb[:n], stats, training=False)
+        if yd is not None:
+            gpu.gather_rows(yd, order[start:start + n], None, yb[:n])
+        yield start, xb[:n], None if yd is None else yb[:n]
+
+
+def evaluate(model, x, y, batch_size):
+    """(loss sum, correct count) over device or host arrays, batch by batch on the device."""
+    import cupy
+    stats = cupy.zeros(3, dtype=np.float64)
+    for _, xb, yb in _batches_in_order(upload(x, backend.floatx()), upload(y), batch_size):
+        model._device_loss(xb, yb, stats, training=False)
     loss_sum, correct, _ = stats.get()
     return float(loss_sum), float(correct)
 
@@ -179,18 +188,8 @@ def evaluate(model, x, y, batch_size):
 def predict(model, x, batch_size):
     """Outputs for x (host or device array), batch by batch on the device; one copy to the host."""
     import cupy
-    from minicnn.kernels import gpu
-    dtype = np.dtype(backend.floatx())
-    xd = upload(x, dtype)
-    order = cupy.arange(len(xd), dtype=np.int32)
-    out = cupy.empty((len(xd),) + tuple(model.output_shape), dtype=dtype)
-    xb = cupy.empty((min(batch_size, len(xd)),) + tuple(xd.shape[1:]), dtype=dtype)
-    for start in range(0, len(xd), batch_size):
-        n = min(batch_size, len(xd) - start)
-        gpu.gather_rows(xd, order[start:start + n], None, xb[:n])
-        out[start:start + n] = model.forward(xb[:n], training=False)
+    xd = upload(x, backend.floatx())
+    out = cupy.empty((len(xd),) + tuple(model.output_shape), dtype=backend.floatx())
+    for start, xb, _ in _batches_in_order(xd, None, batch_size):
+        out[start:start + len(xb)] = model.forward(xb, training=False)
     return cupy.asnumpy(out)
-
-
-def is_fused_cross_entropy(model):
-    return model._fused and isinstance(model.loss, losses.CategoricalCrossentropy)
