@@ -19,6 +19,20 @@ from minicnn.layers.core import InputLayer
 _ACCURACY_NAMES = ("accuracy", "acc")
 
 
+def _first_non_finite(x):
+    """Index of the first sample of x holding NaN or inf, or None. Host arrays are scanned in
+    chunks of ~4M values (no full-size temporary); device arrays in one pass."""
+    if not isinstance(x, np.ndarray):
+        finite = backend.xp.isfinite(x).reshape(len(x), -1).all(axis=1)
+        return None if bool(finite.all()) else int(backend.xp.argmin(finite))
+    step = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
+    for start in range(0, len(x), step):
+        finite = np.isfinite(x[start:start + step]).reshape(min(step, len(x) - start), -1).all(axis=1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
+
+
 class Sequential(Layer):
     """A linear stack of layers: Sequential([Conv2D(...), ...]) or model.add(layer)."""
 
@@ -226,20 +240,11 @@ class Sequential(Layer):
         if tuple(x.shape[1:]) != tuple(self.input_shape):
             raise ValueError(f"model {self.name!r} expects {what} of shape (N, {', '.join(map(str, self.input_shape))}), "
                              f"got {tuple(x.shape)}")
-        if np.issubdtype(x.dtype, np.floating) and not isinstance(x, np.ndarray):
-            finite = backend.xp.isfinite(x).reshape(len(x), -1).all(axis=1)    # device data: one pass
-            if not bool(finite.all()):
-                raise ValueError(f"{what} contains NaN or infinite values (first at sample "
-                                 f"{int(backend.xp.argmin(finite))}); clean or re-scale the data")
-        elif np.issubdtype(x.dtype, np.floating):
-            step = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
-            for start in range(0, x.shape[0], step):
-                xm = np if isinstance(x, np.ndarray) else backend.xp      # host data stays on the host
-                finite = xm.isfinite(x[start:start + step]).reshape(min(step, x.shape[0] - start), -1)
-                if not bool(finite.all()):
-                    first = start + int(xm.argmin(finite.all(axis=1)))
-                    raise ValueError(f"{what} contains NaN or infinite values (first at sample {first}); "
-                                     "clean or re-scale the data")
+        if np.issubdtype(x.dtype, np.floating):
+            first = _first_non_finite(x)
+            if first is not None:
+                raise ValueError(f"{what} contains NaN or infinite values (first at sample {first}); "
+                                 "clean or re-scale the data")
         elif x.size and int(x.max()) > 1 and not getattr(self, "_warned_integer_input", False):
             self._warned_integer_input = True
             warnings.warn(f"{what} is {x.dtype} with values up to {int(x.max())}; minicnn casts it to "
@@ -285,15 +290,18 @@ class Sequential(Layer):
     def _loss_and_grad(self, out, yb):
         """Loss of the batch and backward through the whole stack."""
         if self._fused:
-            head = self._head()
-            loss, dz = self.loss.from_logits_of_softmax(yb, head.logits)
-            dx = head.backward_logits(dz)
-            if dx is not None:
-                self._backward_below_head(dx)
+            loss, dz = self.loss.from_logits_of_softmax(yb, self._head().logits)
+            self._backward_from_logits(dz)
         else:
             loss, dout = self.loss(yb, out)
             self.backward(dout)
         return loss
+
+    def _backward_from_logits(self, dz):
+        """Backward from dL/dlogits of the softmax head (fused cross-entropy) through the whole stack."""
+        dx = self._head().backward_logits(dz)
+        if dx is not None:
+            self._backward_below_head(dx)
 
     def _backward_below_head(self, dx):
         """Backward through every layer under the softmax head (nested Sequentials included)."""
@@ -319,13 +327,11 @@ class Sequential(Layer):
         from minicnn.kernels import gpu
         out = self.forward(xb, training=training)
         if self._fused and isinstance(self.loss, losses.CategoricalCrossentropy):
-            head = self._head()
-            dz = backend.xp.empty_like(head.logits)
-            gpu.softmax_cross_entropy(head.logits, yb, self.loss.label_smoothing, dz, stats)
+            logits = self._head().logits
+            dz = backend.xp.empty_like(logits)
+            gpu.softmax_cross_entropy(logits, yb, self.loss.label_smoothing, dz, stats)
             if training:
-                dx = head.backward_logits(dz)
-                if dx is not None:
-                    self._backward_below_head(dx)
+                self._backward_from_logits(dz)
             return
         loss, dout = self.loss(yb, out)
         gpu.accumulate_stats(stats, backend.xp.asarray(loss, dtype=out.dtype), self._correct(out, yb), len(xb))
@@ -513,18 +519,19 @@ class Sequential(Layer):
             x = self._check_x(x)
             y = self._check_y(y, len(x))
         start = time.perf_counter()
-        loss_sum = correct = 0.0
         if kernels.device_kernels():
             from minicnn import device_training
             loss_sum, correct = device_training.evaluate(self, x, y, batch_size)
-        for xb, yb in ([] if kernels.device_kernels() else self._batches(x, y, np.arange(len(x)), batch_size)):
-            out = self.forward(xb, training=False)
-            if self._fused:
-                loss, _ = self.loss.from_logits_of_softmax(yb, self._head().logits)
-            else:
-                loss, _ = self.loss(yb, out)
-            loss_sum = loss_sum + loss * len(xb)
-            correct = correct + self._correct(out, yb)
+        else:
+            loss_sum = correct = 0.0
+            for xb, yb in self._batches(x, y, np.arange(len(x)), batch_size):
+                out = self.forward(xb, training=False)
+                if self._fused:
+                    loss, _ = self.loss.from_logits_of_softmax(yb, self._head().logits)
+                else:
+                    loss, _ = self.loss(yb, out)
+                loss_sum = loss_sum + loss * len(xb)
+                correct = correct + self._correct(out, yb)
         result = self._result(float(loss_sum) / len(x), float(correct) / len(x), return_dict=True)
         if verbose in (1, 2, "auto"):
             steps, elapsed = math.ceil(len(x) / batch_size), time.perf_counter() - start
