@@ -163,7 +163,7 @@ class Optimizer:
 
     def _on_device(self):
         from minicnn import kernels as k
-        return k.device_kernels() and self.supports_device_step() and not self.use_ema and not self.lr_multipliers
+        return k.device_kernels() and self.supports_device_step() and not self.use_ema
 
     def prepare_device(self, steps):
         """Upload t and the learning rates of the next `steps` updates (call outside graph capture)."""
@@ -201,7 +201,7 @@ class Optimizer:
             key = tuple(0 if a is None else a.data.ptr for group in groups for a in group)
             tables = self._dev.setdefault("tables", {})
             if key not in tables:               # pointer table for the one-launch update (built once)
-                tables[key] = gpu.param_table(groups)
+                tables[key] = gpu.param_table(groups, [self.lr_multiplier(path) for path, _, _, _ in variables])
             self.device_update(tables[key], variables[0][1].dtype, self._dev)
             for path, w, g, constraint in variables:
                 if constraint is not None:

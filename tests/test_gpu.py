@@ -173,7 +173,8 @@ def test_softmax_cross_entropy(sparse, smoothing, rng):
     np.testing.assert_allclose(s[2], float(rl), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd", "sgd_nesterov", "sgd_plain", "adam_wd", "sgd_wd"])
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd", "sgd_nesterov", "sgd_plain", "adam_wd", "sgd_wd",
+                                  "sgd_mult", "adam_mult", "rmsprop_mult"])
 def test_optimizer_kernels_match_host_formulas(name, rng):
     """The device update (step count and learning rate read on the device) equals the CPU one."""
     from minicnn import optimizers
@@ -182,7 +183,11 @@ def test_optimizer_kernels_match_host_formulas(name, rng):
             "sgd_nesterov": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True),
             "sgd_plain": lambda: optimizers.SGD(optimizers.ExponentialDecay(0.1, 2, 0.5)),
             "adam_wd": lambda: optimizers.Adam(1e-2, weight_decay=0.1),
-            "sgd_wd": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05)}[name]
+            "sgd_wd": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05),
+            "sgd_mult": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05,
+                                               lr_multipliers={"w1": 64.0, "w2": 0.0}),
+            "adam_mult": lambda: optimizers.Adam(1e-2, lr_multipliers={"w0": 3.0}),
+            "rmsprop_mult": lambda: optimizers.RMSprop(1e-2, lr_multipliers={"w2": 0.5})}[name]
     shapes = [(5, 7), (300,), (3, 3, 2, 4)]                 # one launch updates all three
     w0 = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4)]
@@ -196,6 +201,8 @@ def test_optimizer_kernels_match_host_formulas(name, rng):
                 g[...] = B.to_device(value)                   # in place, as layers fill their grads
             opt.apply([(f"w{i}", w, g, None) for i, (w, g) in enumerate(zip(ws, gs))])
         results[which] = ([host(w) for w in ws], opt.iterations)
+        if which == "gpu":
+            assert opt._on_device()                          # the one-launch kernel ran, not the twins
     for a, b in zip(results["gpu"][0], results["cpu"][0]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert results["gpu"][1] == results["cpu"][1] == 4

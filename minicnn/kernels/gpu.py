@@ -391,8 +391,9 @@ extern "C" __global__ void softmax_xent(const T* __restrict__ z, const T* __rest
 
 // ---- optimizer updates: ONE launch updates every parameter ("multi-tensor") ---------------------
 // ptrs holds S pointers per parameter (w, g, slot...); offsets[k] = first flat index of parameter k
-// (offsets[P] = total). Hyper-parameters come from device memory: step = t[0] (updates already
-// applied), lr = lr_table[clamp(step - t_base, 0, n_table - 1)].
+// (offsets[P] = total); mult[k] = parameter k's learning-rate multiplier (lr_multipliers; 1 by
+// default). Hyper-parameters come from device memory: step = t[0] (updates already applied),
+// lr = lr_table[clamp(step - t_base, 0, n_table - 1)], and parameter k steps with lr * mult[k].
 __device__ __forceinline__ double table_lr(const long long* t, const double* lr_table, int n_table, long long t_base) {
     long long k = t[0] - t_base;
     k = k < 0 ? 0 : (k >= n_table ? n_table - 1 : k);
@@ -413,13 +414,15 @@ __device__ __forceinline__ int find_param(const long long* offsets, int P, long 
 // Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps),
 // alpha = lr sqrt(1 - b2^(step+1)) / (1 - b1^(step+1))            (ptrs: w, g, m, v)
 extern "C" __global__ void adam(const unsigned long long* __restrict__ ptrs, const long long* __restrict__ offsets,
+                                const double* __restrict__ mult,
                                 int P, const long long* __restrict__ t, const double* __restrict__ lr_table,
                                 int n_table, long long t_base, double b1, double b2, double eps, double wd) {
-    double step = (double)(t[0] + 1), lr = table_lr(t, lr_table, n_table, t_base);
-    double alpha = lr * sqrt(1.0 - pow(b2, step)) / (1.0 - pow(b1, step));
+    double step = (double)(t[0] + 1), base_lr = table_lr(t, lr_table, n_table, t_base);
+    double bias_correction = sqrt(1.0 - pow(b2, step)) / (1.0 - pow(b1, step));
     for (long long i = gtid(); i < offsets[P]; i += gstride()) {
         int k = find_param(offsets, P, i);
         long long j = i - offsets[k];
+        double lr = base_lr * mult[k], alpha = lr * bias_correction;
         T* w = (T*)ptrs[4 * k]; const T* g = (const T*)ptrs[4 * k + 1];
         T* m = (T*)ptrs[4 * k + 2]; T* v = (T*)ptrs[4 * k + 3];
         T gi = g[j];
@@ -433,12 +436,14 @@ extern "C" __global__ void adam(const unsigned long long* __restrict__ ptrs, con
 
 // RMSprop: v = rho v + (1 - rho) g^2; w -= lr g / sqrt(v + eps)      (ptrs: w, g, v)
 extern "C" __global__ void rmsprop(const unsigned long long* __restrict__ ptrs, const long long* __restrict__ offsets,
+                                   const double* __restrict__ mult,
                                    int P, const long long* __restrict__ t, const double* __restrict__ lr_table,
                                    int n_table, long long t_base, double rho, double eps, double wd) {
-    double lr = table_lr(t, lr_table, n_table, t_base);
+    double base_lr = table_lr(t, lr_table, n_table, t_base);
     for (long long i = gtid(); i < offsets[P]; i += gstride()) {
         int k = find_param(offsets, P, i);
         long long j = i - offsets[k];
+        double lr = base_lr * mult[k];
         T* w = (T*)ptrs[3 * k]; const T* g = (const T*)ptrs[3 * k + 1]; T* v = (T*)ptrs[3 * k + 2];
         T gi = g[j];
         T vi = (T)rho * v[j] + (T)(1.0 - rho) * gi * gi;
@@ -450,12 +455,14 @@ extern "C" __global__ void rmsprop(const unsigned long long* __restrict__ ptrs, 
 // SGD: no momentum slot (null): w -= lr g;  else m = mu m - lr g; w += m (nesterov: w += mu m - lr g)
 // (ptrs: w, g, m)
 extern "C" __global__ void sgd(const unsigned long long* __restrict__ ptrs, const long long* __restrict__ offsets,
+                               const double* __restrict__ mult,
                                int P, const long long* __restrict__ t, const double* __restrict__ lr_table,
                                int n_table, long long t_base, double mu, int nesterov, double wd) {
-    double lr = table_lr(t, lr_table, n_table, t_base);
+    double base_lr = table_lr(t, lr_table, n_table, t_base);
     for (long long i = gtid(); i < offsets[P]; i += gstride()) {
         int k = find_param(offsets, P, i);
         long long j = i - offsets[k];
+        double lr = base_lr * mult[k];
         T* w = (T*)ptrs[3 * k]; const T* g = (const T*)ptrs[3 * k + 1]; T* m = (T*)ptrs[3 * k + 2];
         double gi = (double)g[j];
         if (!m) { w[j] = (T)(decayed(w[j], lr, wd) - lr * gi); continue; }
@@ -510,10 +517,14 @@ def _kernel(name, T, A=np.int32, S=None):
     key = (data, np.dtype(T), np.dtype(A), np.dtype(S if S is not None else T))
     mod = _modules.get(key)
     if mod is None:
-        head = f"typedef {_CTYPES[key[1]]} T;\ntypedef {_CTYPES[key[2]]} A;\ntypedef {_CTYPES[key[3]]} S;\n"
-        mod = _modules[key] = cupy.RawModule(code=head + (_DATA_SOURCE if data else _SOURCE),
-                                             options=("--std=c++14",))
+        mod = _modules[key] = cupy.RawModule(code=module_source(*key), options=("--std=c++14",))
     return mod.get_function(name)
+
+
+def module_source(data, T, A, S):
+    """The CUDA C text of one compiled module: the data or the math kernels for types T, A, S."""
+    head = "".join(f"typedef {_CTYPES[np.dtype(t)]} {name};\n" for name, t in (("T", T), ("A", A), ("S", S)))
+    return head + (_DATA_SOURCE if data else _SOURCE)
 
 
 def _grid(total):
@@ -737,14 +748,19 @@ def softmax_cross_entropy(z, y, label_smoothing, dz, stats):
 
 
 # ---- optimizers (device step count and learning-rate table) -----------------------------------------
-def param_table(groups):
+def param_table(groups, multipliers=None):
     """Device tables for a multi-tensor update: groups = [(w, g, slot, ...) per parameter] (None for a
-    missing slot). Returns (pointers, offsets, P); build it once and reuse it (it is read in place)."""
+    missing slot), multipliers = each parameter's learning-rate factor (default 1). Returns
+    (pointers, offsets, multipliers, P, total); build it once and reuse it (it is read in place)."""
     import cupy
     ptrs = [0 if a is None else a.data.ptr for group in groups for a in group]
     sizes = [group[0].size for group in groups]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    return (cupy.asarray(np.array(ptrs, dtype=np.uint64)), cupy.asarray(offsets), len(groups), int(offsets[-1]))
+    mult = np.ones(len(groups)) if multipliers is None else np.asarray(multipliers, dtype=np.float64)
+    if mult.shape != (len(groups),):
+        raise ValueError(f"param_table: expected {len(groups)} multipliers, got shape {mult.shape}")
+    return (cupy.asarray(np.array(ptrs, dtype=np.uint64)), cupy.asarray(offsets), cupy.asarray(mult),
+            len(groups), int(offsets[-1]))
 
 
 def _hyper(dev):
@@ -752,8 +768,8 @@ def _hyper(dev):
 
 
 def _multi(name, table, dtype, dev, extra):
-    ptrs, offsets, P, total = table
-    _launch(name, total, (ptrs, offsets, np.int32(P)) + _hyper(dev) + extra, dtype)
+    ptrs, offsets, mult, P, total = table
+    _launch(name, total, (ptrs, offsets, mult, np.int32(P)) + _hyper(dev) + extra, dtype)
 
 
 def adam_device(table, dtype, dev, beta_1, beta_2, epsilon, weight_decay=0.0):
@@ -773,7 +789,7 @@ def sgd_device(table, dtype, dev, momentum, nesterov, weight_decay=0.0):
 
 
 # Host-number versions (the same signatures as cpu.py): what an optimizer's host path calls (EMA,
-# lr_multipliers, amsgrad...). They run the plain CuPy twins: the graphed path uses the kernels above.
+# amsgrad, centered RMSprop...). They run the plain CuPy twins: the graphed path uses the kernels above.
 def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
     return reference.adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon)
 
