@@ -85,6 +85,10 @@ class DeviceTrainer:
         self.use_graph = bool(cuda_graph) and opt._on_device()
         self.graph = None
         self.seen = 0
+        # Lookahead syncs every k updates: a host decision, so it runs here between steps (eagerly)
+        opt.defer_lookahead = bool(opt.lookahead_steps)
+        self.updates = opt.iterations if opt.lookahead_steps else 0
+        self.weights = [(path, layer.params[k]) for path, layer, k in model._variables]
 
     # ---- one step -------------------------------------------------------------------------------
     def _step(self, rows):
@@ -128,6 +132,9 @@ class DeviceTrainer:
                     self.graph.launch(self.stream)
             else:
                 self._step(rows)
+            if model.optimizer.lookahead_steps:
+                self.updates += 1
+                model.optimizer.lookahead_sync(self.weights, self.updates)
             self.seen += rows
             cbs.on_train_batch_end(step, self.logs)
             if model.stop_training:

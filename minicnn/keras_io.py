@@ -234,6 +234,8 @@ def _keras_optimizer(keras, opt):
     if opt.lr_multipliers:
         raise ValueError("Keras optimizers have no per-variable learning rates: an optimizer with "
                          "lr_multipliers has no Keras twin")
+    if opt.lookahead_steps:
+        raise ValueError("Keras optimizers have no Lookahead: an optimizer with lookahead_steps has no Keras twin")
     wd = {"weight_decay": opt.weight_decay} if opt.weight_decay else {}
     if opt.use_ema:
         wd.update(use_ema=True, ema_momentum=opt.ema_momentum, ema_overwrite_frequency=opt.ema_overwrite_frequency)

@@ -427,6 +427,7 @@ class Sequential(Layer):
             if self._trainer is not None:
                 self._trainer.stream.synchronize()
                 self.optimizer._dev_remaining = 0       # the next update re-reads t and the schedule
+                self.optimizer.defer_lookahead = False
                 self._trainer = None                    # releases the CUDA graph
         self.optimizer.finalize_variable_values([layer.params[k] for _, layer, k in self._variables],
                                                 [path for path, _, _ in self._variables])   # use_ema: w = average

@@ -18,6 +18,10 @@ After the update, constraints (max_norm) are applied; then, with use_ema=True (K
 moving average), each variable's average a = m a + (1 - m) w with m = ema_momentum (m = 0 at the
 first step, so a starts at w), the weights overwritten by their averages every
 ema_overwrite_frequency steps and at the end of fit; then t += 1.
+Lookahead (Zhang et al. 2019; minicnn's own option, ``lookahead_steps=k``): every variable keeps a
+slow copy s (starting at w); after every k-th update, s += r (w - s) and w = s, with r =
+lookahead_rate (a number, or a schedule evaluated at the number of updates done). When fit ends
+the weights are set to their slow copies (what the fast-CIFAR recipes evaluate).
 Keras 2 arguments: ``lr=`` is accepted for ``learning_rate``; ``decay=d`` becomes
 InverseTimeDecay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches (Keras <= 2.x).
 """
@@ -103,7 +107,8 @@ class Optimizer:
     slot_names = ()
 
     def __init__(self, learning_rate=0.001, name=None, lr=None, decay=0.0, weight_decay=None, use_ema=False,
-                 ema_momentum=0.99, ema_overwrite_frequency=None, lr_multipliers=None, **kwargs):
+                 ema_momentum=0.99, ema_overwrite_frequency=None, lr_multipliers=None, lookahead_steps=None,
+                 lookahead_rate=0.5, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s): {sorted(kwargs)}")
         if lr is not None:                       # Keras 2 spelling
@@ -134,6 +139,17 @@ class Optimizer:
                     or factor < 0:
                 raise ValueError(f"lr_multipliers maps variable-path patterns to factors >= 0, got {pattern!r}: "
                                  f"{factor!r}")
+        if lookahead_steps is not None and (isinstance(lookahead_steps, bool) or not isinstance(lookahead_steps, int)
+                                            or lookahead_steps < 1):
+            raise ValueError(f"lookahead_steps must be an int >= 1 or None, got {lookahead_steps!r}")
+        if not isinstance(lookahead_rate, LearningRateSchedule) and (
+                isinstance(lookahead_rate, bool) or not isinstance(lookahead_rate, (int, float))
+                or not 0 <= lookahead_rate <= 1):
+            raise ValueError(f"lookahead_rate must be a number in [0, 1] or a schedule, got {lookahead_rate!r}")
+        if lookahead_steps and use_ema:
+            raise ValueError("use_ema and lookahead_steps cannot be combined: both decide the final weights")
+        self.lookahead_steps, self.lookahead_rate = lookahead_steps, lookahead_rate
+        self.defer_lookahead = False    # True while a DeviceTrainer calls lookahead_sync itself
         self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
         self.ema_overwrite_frequency = ema_overwrite_frequency
         self.name = name or type(self).__name__.lower()
@@ -186,6 +202,9 @@ class Optimizer:
         if self.use_ema:                         # the moving average, saved with the other slots
             for path, w in variables:
                 self.slots[path]["average"] = w.copy()
+        if self.lookahead_steps:                 # the slow weights, likewise
+            for path, w in variables:
+                self.slots[path]["slow"] = w.copy()
         self.built = True
 
     def apply(self, variables):
@@ -208,6 +227,8 @@ class Optimizer:
                     constraint(w)
             gpu.advance_cursor(self._dev["t"], 1)          # t += 1, on the device
             self._dev_remaining -= 1
+            if self.lookahead_steps and not self.defer_lookahead:
+                self.lookahead_sync(variables, self.iterations)     # reads t: eager calls only
             return
         base_lr = self.current_learning_rate()
         for path, w, g, constraint in variables:
@@ -220,7 +241,21 @@ class Optimizer:
         if self.use_ema:
             self._update_averages(variables)
         self.iterations += 1
+        if self.lookahead_steps:
+            self.lookahead_sync(variables, self.iterations)
 
+    def lookahead_sync(self, variables, done):
+        """Lookahead after update number `done` (1-based): when it is a multiple of lookahead_steps,
+        s += r (w - s) and w = s for every variable (variables: (path, w, ...) tuples). On the GPU a
+        DeviceTrainer calls this between graph replays, with its own count of the updates."""
+        if not self.lookahead_steps or done % self.lookahead_steps:
+            return
+        rate = self.lookahead_rate
+        rate = float(rate(done)) if isinstance(rate, LearningRateSchedule) else rate
+        for path, w, *_ in variables:
+            slow = self.slots[path]["slow"]
+            slow += rate * (w - slow)
+            w[...] = slow
     def lr_multiplier(self, path):
         """The factor on the learning rate of variable `path` ('dense/b', 'conv2d_1/W', ...): the
         first lr_multipliers pattern (fnmatch style, e.g. '*/b' for every bias) that matches, else 1."""
@@ -242,11 +277,13 @@ class Optimizer:
             self.finalize_variable_values([w for _, w, _, _ in variables], [p for p, _, _, _ in variables])
 
     def finalize_variable_values(self, weights, paths):
-        """With use_ema: overwrite the weights with their moving averages (Keras does it when fit ends)."""
-        if not self.use_ema or not self.built:
+        """With use_ema: overwrite the weights with their moving averages (Keras does it when fit
+        ends); with lookahead_steps: with their slow copies."""
+        slot = "average" if self.use_ema else "slow" if self.lookahead_steps else None
+        if slot is None or not self.built:
             return
         for path, w in zip(paths, weights):
-            w[...] = self.slots[path]["average"]
+            w[...] = self.slots[path][slot]
 
     def update_step(self, w, g, slots, lr):
         raise NotImplementedError
@@ -276,6 +313,11 @@ class Optimizer:
         if self.use_ema:
             config.update(use_ema=True, ema_momentum=self.ema_momentum,
                           ema_overwrite_frequency=self.ema_overwrite_frequency)
+        if self.lookahead_steps:
+            rate = self.lookahead_rate
+            if isinstance(rate, LearningRateSchedule):
+                rate = {"class_name": type(rate).__name__, "config": rate.get_config()}
+            config.update(lookahead_steps=self.lookahead_steps, lookahead_rate=rate)
         return config
 
 
@@ -414,12 +456,13 @@ def deserialize(spec, custom_objects=None):
         raise ValueError(f"unknown optimizer in config: {spec!r}; pass its class in "
                          "load_model(..., custom_objects={name: class})")
     config = dict(spec["config"])
-    lr = config.get("learning_rate")
-    if isinstance(lr, dict):
-        if lr.get("class_name") not in schedules_by_name:
-            raise ValueError(f"unknown learning-rate schedule in config: {lr!r}; pass its class in "
-                             "load_model(..., custom_objects={name: class})")
-        config["learning_rate"] = schedules_by_name[lr["class_name"]](**lr["config"])
+    for key in ("learning_rate", "lookahead_rate"):
+        value = config.get(key)
+        if isinstance(value, dict):
+            if value.get("class_name") not in schedules_by_name:
+                raise ValueError(f"unknown schedule for {key} in config: {value!r}; pass its class in "
+                                 "load_model(..., custom_objects={name: class})")
+            config[key] = schedules_by_name[value["class_name"]](**value["config"])
     return classes[spec["class_name"]](**config)
 
 

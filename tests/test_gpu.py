@@ -358,6 +358,24 @@ def test_graph_training_matches_the_cpu():
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
 
 
+def test_graph_training_with_lookahead_and_lr_multipliers_matches_the_cpu():
+    """Lookahead (synced by the trainer between graph replays) and per-variable learning rates (in
+    the one-launch kernel) give the CPU's parameters; the graph is used (the optimizer runs on the device)."""
+    from minicnn import optimizers
+    x, y, _ = toy_data(320)
+    weights = {}
+    for which in ("cpu", "gpu"):
+        B.set_backend(which)
+        model = small_model(optimizer=optimizers.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=0.01,
+                                                     lookahead_steps=3, lookahead_rate=0.6,
+                                                     lr_multipliers={"*/b": 8.0}))
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)              # 20 updates, 6 syncs
+        assert which == "cpu" or model.optimizer._on_device()
+        weights[which] = model.get_weights()
+    for a, b in zip(weights["cpu"], weights["gpu"]):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
+
+
 def test_graph_dropout_draws_new_masks_every_step_and_repeats_with_the_seed():
     x, y, _ = toy_data(320)
     runs = []

@@ -183,3 +183,44 @@ def test_lr_multipliers_per_variable():
     assert again.lr_multiplier("dense_1/b") == 10.0 and again.lr_multiplier("x/W") == 1.0
     with pytest.raises(ValueError, match="lr_multipliers"):
         optimizers.SGD(lr_multipliers={"*": -1})
+
+
+def test_lookahead_formula_and_final_weights():
+    """Every k-th update: s += r (w - s), w = s (r from a schedule of the update count); fit's
+    end writes the slow weights into the model."""
+    rate = optimizers.PiecewiseLinear([0, 4], [1.0, 0.5])        # r(2) = 0.75, r(4) = 0.5
+    opt = optimizers.SGD(1.0, lookahead_steps=2, lookahead_rate=rate)
+    w, g = np.zeros(1), np.ones(1)
+    seen, slow = [], 0.0
+    for step in range(1, 6):
+        opt.apply([("w", w, g, None)])
+        seen.append(float(w[0]))
+    # w: -1, then -2 synced with r=0.75 -> s = -1.5 = w, -2.5, -3.5 synced r=0.5 -> s = -2.5 = w, -3.5
+    assert seen == pytest.approx([-1.0, -1.5, -2.5, -2.5, -3.5])
+    assert float(opt.slots["w"]["slow"][0]) == pytest.approx(-2.5)
+    opt.finalize_variable_values([w], ["w"])
+    assert float(w[0]) == pytest.approx(-2.5)
+    again = optimizers.deserialize(optimizers.serialize(opt))
+    assert again.lookahead_steps == 2 and again.lookahead_rate(4) == pytest.approx(0.5)
+    for bad in ({"lookahead_steps": 0}, {"lookahead_steps": 2, "lookahead_rate": 1.5},
+                {"lookahead_steps": 2, "use_ema": True}):
+        with pytest.raises(ValueError, match="lookahead|use_ema"):
+            optimizers.SGD(**bad)
+
+
+def test_lookahead_in_fit_ends_on_the_slow_weights():
+    """After fit, the weights are the slow copies, and training with Lookahead still learns."""
+    from minicnn.layers import Dense
+    from minicnn.model import Sequential
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[(x[:, 0] > 0).astype(int)]
+    model = Sequential([Dense(2, activation="softmax", input_shape=(4,))])
+    model.compile(optimizers.SGD(0.5, lookahead_steps=3, lookahead_rate=0.5), "categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=16, epochs=5, verbose=0)      # 20 updates: not a multiple of 3
+    slots = model.optimizer.slots
+    for path, layer, key in model.variables():
+        np.testing.assert_array_equal(layer.params[key], slots[path]["slow"])
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.evaluate(x, y, verbose=0)[1] > 0.9
