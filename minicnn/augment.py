@@ -11,6 +11,11 @@ and shifts (SplitMix64, the stream Dropout uses), on every backend.
                 with mirrored borders (the crop that fast CIFAR-10 recipes use)
 Alternating flips (each image flipped in every other epoch, starting from a random half) are
 `alternating_flips(n, epoch, seed)`: over two epochs every image is seen both ways.
+
+Whole-epoch augmentation for fit (the training set is re-drawn once per epoch, on the device
+where the data live: on the GPU it never leaves it, and CUDA-graph steps are unaffected):
+
+    model.fit(x, y, augment=augment.FlipTranslate(pad=2, flips="alternating"))
 """
 import numpy as np
 
@@ -40,18 +45,72 @@ def shift(x, dy, dx):
 
 def flip_translate(x, pad=2, seed=0, counter=0, flips=True):
     """A randomly flipped and translated copy of the batch x (N, H, W, C) (see the module docstring)."""
-    xp = backend.xp
-    N, H, W, _ = x.shape
+    N = len(x)
     u = uniforms(3 * N, seed, counter)
-    out = flip(x, u[:N] < 0.5) if flips else x
-    if pad:
-        dy = (u[N:2 * N] * (2 * pad + 1)).astype(xp.int64)
-        dx = (u[2 * N:] * (2 * pad + 1)).astype(xp.int64)
-        padded = xp.pad(out, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-        rows = dy[:, None] + xp.arange(H)[None, :]                    # (N, H) source rows per image
-        cols = dx[:, None] + xp.arange(W)[None, :]                    # (N, W)
-        out = padded[xp.arange(N)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return out
+    return _flip_and_crop(x, u[:N] < 0.5 if flips else None, *_offsets(u[N:], N, pad), pad)
+
+
+def _offsets(u, n, pad):
+    """Crop offsets dy, dx in {0, ..., 2 pad} from 2n uniforms."""
+    xp = backend.xp
+    return (u[:n] * (2 * pad + 1)).astype(xp.int64), (u[n:2 * n] * (2 * pad + 1)).astype(xp.int64)
+
+
+def _flip_and_crop(x, which, dy, dx, pad):
+    """x mirrored where `which` (None: nowhere), then image n cut at (dy[n], dx[n]) out of its
+    reflect-padded copy. The images sharing an offset are cut by one slice: (2 pad + 1)^2 copies."""
+    xp = backend.xp
+    out = flip(x, which) if which is not None else x
+    if not pad:
+        return out if out is not x else x.copy()
+    padded = xp.pad(out, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    result = xp.empty_like(x)
+    H, W = x.shape[1:3]
+    for oy in range(2 * pad + 1):
+        for ox in range(2 * pad + 1):
+            rows = xp.nonzero((dy == oy) & (dx == ox))[0]
+            result[rows] = padded[rows, oy:oy + H, ox:ox + W]
+    return result
+
+
+class FlipTranslate:
+    """Epoch-level augmentation for ``fit(augment=...)``: called once per epoch with the whole
+    training array, it returns a flipped and translated copy (same shape and dtype).
+
+    pad:    translate by up to `pad` pixels each way, borders mirrored (0: no translation)
+    flips:  "random" (each image mirrored with probability 1/2, redrawn every epoch),
+            "alternating" (a random half in epoch 0, then every image flips each epoch), or None
+    seed:   the key of the random stream (epoch e of seed s is always the same augmentation)
+    chunk:  images processed at a time (bounds the temporary memory: ~chunk images padded)
+    """
+    def __init__(self, pad=2, flips="random", seed=0, chunk=10000):
+        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+            raise ValueError(f"pad must be an int >= 0, got {pad!r}")
+        if flips not in ("random", "alternating", None):
+            raise ValueError(f"flips must be 'random', 'alternating' or None, got {flips!r}")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+        self.pad, self.flips, self.seed, self.chunk = pad, flips, int(seed), chunk
+
+    def __call__(self, x, epoch):
+        xp = backend.xp
+        if getattr(x, "ndim", 0) != 4:
+            raise ValueError(f"FlipTranslate expects images (N, H, W, C), got shape {getattr(x, 'shape', None)}")
+        N = len(x)
+        if min(x.shape[1:3]) <= self.pad:
+            raise ValueError(f"FlipTranslate(pad={self.pad}) needs images larger than the padding, got {x.shape[1:3]}")
+        u = uniforms(3 * N, self.seed, 0x5EED0000 + int(epoch))
+        which = {"random": lambda: u[:N] < 0.5, "alternating": lambda: alternating_flips(N, epoch, self.seed),
+                 None: lambda: None}[self.flips]()
+        dy, dx = _offsets(u[N:], N, self.pad)
+        out = xp.empty_like(x)
+        for start in range(0, N, self.chunk):
+            part = slice(start, start + self.chunk)
+            out[part] = _flip_and_crop(x[part], None if which is None else which[part], dy[part], dx[part], self.pad)
+        return out
+
+    def __repr__(self):
+        return f"FlipTranslate(pad={self.pad}, flips={self.flips!r}, seed={self.seed})"
 
 
 def alternating_flips(n, epoch, seed=0):

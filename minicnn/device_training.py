@@ -15,6 +15,9 @@ CUDA kernels. What changes compared with the CPU loop (the math does not change)
     that changes per step is read from device memory inside the graph (the batch cursor, the
     optimizer's step count and learning-rate table, the dropout counters), so a replay is
     exactly the step an eager call would run. The last, smaller batch of an epoch runs eagerly.
+  - between steps, on the host's schedule: ``fit(augment=...)`` writes each epoch's augmented copy
+    of the training set into one fixed device buffer (which the gather reads), and Lookahead syncs
+    the weights every k updates (eager CuPy operations between two graph replays).
 
 Memory rule for graphs: the temporaries a captured step allocates must keep their addresses
 for every replay, so warm-up and capture allocate from a private memory pool that eager code
@@ -52,7 +55,7 @@ def upload(x, dtype=None):
 class DeviceTrainer:
     """Runs the epochs of one ``fit`` call on the GPU (see the module docstring)."""
 
-    def __init__(self, model, x, y, batch_size, epochs, cuda_graph=True):
+    def __init__(self, model, x, y, batch_size, epochs, cuda_graph=True, augment=None):
         import cupy
         from minicnn.kernels import cublas, gpu
         self.model, self.batch_size = model, int(batch_size)
@@ -60,6 +63,9 @@ class DeviceTrainer:
         self.stream = cupy.cuda.Stream(non_blocking=False)
         with self.stream:
             self.x = upload(x, dtype)
+            self.augment, self.source = augment, None
+            if augment is not None:               # each epoch's augmented copy lands in one fixed buffer
+                self.source, self.x = self.x, cupy.empty_like(self.x)
             self.y = upload(y)                     # float32 one-hot / targets, or int32 class ids
             self.n = len(self.x)
             rows = min(self.batch_size, self.n)
@@ -116,6 +122,9 @@ class DeviceTrainer:
     def train_epoch(self, epoch, shuffle, cbs):
         """One pass over the data; returns the epoch's training metrics (reads the device once)."""
         model = self.model
+        if self.augment is not None:               # eager, between graph replays; same address
+            from minicnn.model import augmented
+            self.x[...] = augmented(self.augment, self.source, epoch)
         order = model._epoch_order(epoch, self.n, shuffle).astype(np.int32)
         self.order.set(order, stream=self.stream)
         self.cursor.fill(0)

@@ -33,6 +33,18 @@ def _first_non_finite(x):
     return None
 
 
+def augmented(augment, x, epoch):
+    """fit's per-epoch augmentation of the training array x (or x itself), checked."""
+    if augment is None:
+        return x
+    out = augment(x, epoch)
+    if getattr(out, "shape", None) != x.shape or getattr(out, "dtype", None) != x.dtype or type(out) is not type(x):
+        raise ValueError(f"augment({augment!r}) must return an array like its input ({type(x).__name__} "
+                         f"{x.dtype} {tuple(x.shape)}), got {type(out).__name__} "
+                         f"{getattr(out, 'dtype', None)} {tuple(getattr(out, 'shape', ()))}")
+    return out
+
+
 class Sequential(Layer):
     """A linear stack of layers: Sequential([Conv2D(...), ...]) or model.add(layer)."""
 
@@ -374,13 +386,18 @@ class Sequential(Layer):
     # ---- fit ----------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, cuda_graph=None,
-            **kwargs):
+            augment=None, **kwargs):
         """Train for `epochs` epochs (counted from initial_epoch); returns the History callback.
 
         On the GPU the data are uploaded once and every full-size step after the first replays a
-        CUDA graph (``cuda_graph=False`` runs every step eagerly; see device_training.py)."""
+        CUDA graph (``cuda_graph=False`` runs every step eagerly; see device_training.py).
+        ``augment`` (minicnn's own): a callable f(x, epoch) -> array like x, applied to the whole
+        training set at the start of every epoch, where the data live (e.g. augment.FlipTranslate)."""
         if kwargs:
             raise TypeError(f"fit() got unexpected argument(s): {sorted(kwargs)}")
+        if augment is not None and not callable(augment):
+            raise TypeError(f"augment must be a callable f(x, epoch) -> x (e.g. minicnn.augment.FlipTranslate()), "
+                            f"got {augment!r}")
         self._require_compiled("fit")
         batch_size = self._check_batch_size(batch_size)
         verbose = self._check_fit_numbers(epochs, initial_epoch, validation_split, verbose)
@@ -398,7 +415,8 @@ class Sequential(Layer):
         if kernels.device_kernels() and epochs > initial_epoch:
             from minicnn import device_training
             self._trainer = device_training.DeviceTrainer(self, x, y, batch_size, epochs - initial_epoch,
-                                                          cuda_graph=True if cuda_graph is None else cuda_graph)
+                                                          cuda_graph=True if cuda_graph is None else cuda_graph,
+                                                          augment=augment)
             context = self._trainer.stream
             if val is not None:
                 with context:
@@ -412,7 +430,7 @@ class Sequential(Layer):
                     if self._trainer is not None:
                         logs = self._trainer.train_epoch(epoch, shuffle, cbs)
                     else:
-                        logs = self._train_epoch(x, y, epoch, batch_size, shuffle, cbs)
+                        logs = self._train_epoch(augmented(augment, x, epoch), y, epoch, batch_size, shuffle, cbs)
                     if val is not None and not self.stop_training:
                         val_logs = self.evaluate(val[0], val[1], batch_size=validation_batch_size or batch_size,
                                                  verbose=0, return_dict=True, _checked=True)

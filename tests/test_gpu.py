@@ -376,6 +376,26 @@ def test_graph_training_with_lookahead_and_lr_multipliers_matches_the_cpu():
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
 
 
+def test_epoch_augmentation_on_the_device_matches_the_cpu():
+    """fit(augment=FlipTranslate) on the GPU (augmented on the device, graphed steps) lands on the
+    CPU's parameters: the same flips and crops, keyed by the epoch."""
+    from minicnn import augment
+    x, y, _ = toy_data(320)
+    weights = {}
+    for which in ("cpu", "gpu"):
+        B.set_backend(which)
+        model = small_model(optimizer="sgd")
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0, augment=augment.FlipTranslate(2, "alternating"))
+        weights[which] = model.get_weights()
+    for a, b in zip(weights["cpu"], weights["gpu"]):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
+    xu = (x * 255).astype(np.uint8)
+    aug = augment.FlipTranslate(2, "random", seed=4, chunk=100)
+    on_gpu = host(aug(B.to_device(xu), 1))                       # backend is still "gpu" here
+    B.set_backend("cpu")
+    np.testing.assert_array_equal(on_gpu, aug(xu, 1))
+
+
 def test_graph_dropout_draws_new_masks_every_step_and_repeats_with_the_seed():
     x, y, _ = toy_data(320)
     runs = []
