@@ -8,12 +8,12 @@ from minicnn import (activations, backend, callbacks, constraints, gradcheck, in
                      optimizers, utils)
 from minicnn.backend import set_backend
 from minicnn.layers import Input
-from minicnn.model import Sequential
+from minicnn.model import Residual, Sequential
 from minicnn.saving import load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "Input", "load_model", "set_backend", "activations", "backend", "callbacks",
+__all__ = ["Sequential", "Residual", "Input", "load_model", "set_backend", "activations", "backend", "callbacks",
            "constraints", "gradcheck", "initializers", "layers", "losses", "optimizers", "utils", "datasets"]
 
 

@@ -85,7 +85,7 @@ class DeviceTrainer:
             self.steps = -(-self.n // self.batch_size)
             if opt._on_device():
                 opt.prepare_device(self.steps * max(1, epochs))   # the learning rate of every planned step
-            for layer in _all_layers(model):
+            for layer in model.sublayers():
                 if hasattr(layer, "prepare_device"):
                     layer.prepare_device()
         self.use_graph = bool(cuda_graph) and opt._on_device()
@@ -161,15 +161,6 @@ class DeviceTrainer:
 
     def last_batch_loss(self):
         return float(self.stats[2].get())
-
-
-def _all_layers(model):
-    from minicnn.model import Sequential
-    for layer in model.layers:
-        if isinstance(layer, Sequential):
-            yield from _all_layers(layer)
-        else:
-            yield layer
 
 
 def _batches_in_order(xd, yd, batch_size):

@@ -51,8 +51,7 @@ def check_layer(layer, x, training=True, h=1e-5, seed=0, dout=None):
     if not layer.built:
         layer.build(x.shape[1:])
     layer.input_grad = True
-    sublayers = getattr(layer, "layers", [layer])
-    reset = _replay(sublayers)
+    reset = _replay(list(layer.sublayers()) if hasattr(layer, "sublayers") else [layer])
     y = layer.forward(x, training=training)
     if dout is None:
         dout = backend.to_device(np.random.default_rng(seed).standard_normal(y.shape), x.dtype)
@@ -97,7 +96,7 @@ def check_model(model, x, y, h=1e-5):
     if not model.built:
         model.build(x.shape[1:])
     x, y = backend.to_device(x), backend.to_device(model._check_y(backend.to_host(y), len(x)))
-    reset = _replay(model.layers)
+    reset = _replay(list(model.sublayers()))
 
     def L():
         reset()

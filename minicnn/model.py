@@ -45,8 +45,24 @@ def augmented(augment, x, epoch):
     return out
 
 
+def _layers_from_config(config, custom_objects=None):
+    """The layers listed in a Sequential's (or Residual's) config, rebuilt."""
+    from minicnn import layers as layers_module
+    custom = dict(custom_objects or {})
+    out = []
+    for spec in config["layers"]:
+        name = spec["class_name"]
+        if name in ("Sequential", "Residual"):
+            out.append(globals()[name].from_config(spec["config"], custom_objects))
+            continue
+        klass = custom[name] if name in custom else layers_module.get_class(name)
+        out.append(klass.from_config(spec["config"]))
+    return out
+
+
 class Sequential(Layer):
     """A linear stack of layers: Sequential([Conv2D(...), ...]) or model.add(layer)."""
+    ends_in_last_layer = True       # the output is the last layer's (a softmax head there is the model's)
 
     def __init__(self, layers=None, name=None, trainable=True):
         super().__init__(name=name, trainable=trainable)
@@ -156,10 +172,15 @@ class Sequential(Layer):
                 break
         return dout
 
+    def members(self):
+        """(key, layer) for every layer holding weights or state, in Keras order: here the stack's
+        layers; a Residual adds its shortcut."""
+        return list(zip(self.structural_keys(), self.layers))
+
     def variables(self, prefix=""):
         """(path, layer, key) for every trainable parameter, in Keras order."""
         out = []
-        for key, layer in zip(self.structural_keys(), self.layers):
+        for key, layer in self.members():
             if not layer.trainable:
                 continue
             if isinstance(layer, Sequential):
@@ -168,26 +189,31 @@ class Sequential(Layer):
                 out += [(f"{prefix}{key}/{k}", layer, k) for k in layer.params]
         return out
 
+    def sublayers(self):
+        """Every non-container layer inside, depth first."""
+        for _, layer in self.members():
+            yield from layer.sublayers() if isinstance(layer, Sequential) else (layer,)
+
     # ---- weights ------------------------------------------------------------------------------
     def weight_keys(self):
-        return [f"{key}/{k}" for key, layer in zip(self.structural_keys(), self.layers) for k in layer.weight_keys()]
+        return [f"{key}/{k}" for key, layer in self.members() for k in layer.weight_keys()]
 
     def get_weights(self):
-        return [w for layer in self.layers for w in layer.get_weights()]
+        return [w for _, layer in self.members() for w in layer.get_weights()]
 
     def set_weights(self, weights):
         weights = list(weights)
-        expected = sum(len(layer.weight_keys()) for layer in self.layers)
+        expected = sum(len(layer.weight_keys()) for _, layer in self.members())
         if len(weights) != expected:
             raise ValueError(f"model {self.name!r} expects {expected} weight arrays, got {len(weights)}")
-        for layer in self.layers:
+        for _, layer in self.members():
             n = len(layer.weight_keys())
             layer.set_weights(weights[:n])
             weights = weights[n:]
 
     @property
     def params(self):
-        return {f"{key}/{k}": v for key, layer in zip(self.structural_keys(), self.layers) for k, v in layer.params.items()}
+        return {f"{key}/{k}": v for key, layer in self.members() for k, v in layer.params.items()}
 
     @params.setter
     def params(self, value):
@@ -195,14 +221,21 @@ class Sequential(Layer):
 
     @property
     def state(self):
-        return {f"{key}/{k}": v for key, layer in zip(self.structural_keys(), self.layers) for k, v in layer.state.items()}
+        return {f"{key}/{k}": v for key, layer in self.members() for k, v in layer.state.items()}
 
     @state.setter
     def state(self, value):
         pass
 
     def count_params(self, trainable=None):
-        return sum(layer.count_params(trainable) for layer in self.layers)
+        return sum(layer.count_params(trainable) for _, layer in self.members())
+
+    def extra_state(self):
+        return {key: state for key, layer in self.members() if (state := layer.extra_state())}
+
+    def set_extra_state(self, state):
+        for key, layer in self.members():
+            layer.set_extra_state(state.get(key, {}))
 
     # ---- compile ------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
@@ -225,7 +258,7 @@ class Sequential(Layer):
 
     def _head(self):
         head = self.layers[-1] if self.layers else None
-        while isinstance(head, Sequential) and head.layers:
+        while isinstance(head, Sequential) and head.ends_in_last_layer and head.layers:
             head = head.layers[-1]
         return head
 
@@ -318,7 +351,7 @@ class Sequential(Layer):
     def _backward_below_head(self, dx):
         """Backward through every layer under the softmax head (nested Sequentials included)."""
         chain, model = [], self
-        while isinstance(model, Sequential):
+        while isinstance(model, Sequential) and model.ends_in_last_layer:
             chain.append(model)
             model = model.layers[-1]
         for container in reversed(chain):
@@ -591,16 +624,7 @@ class Sequential(Layer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from minicnn import layers as layers_module
-        custom = dict(custom_objects or {})
-        model = cls(name=config.get("name"))
-        for spec in config["layers"]:
-            name = spec["class_name"]
-            if name == "Sequential":
-                model.add(cls.from_config(spec["config"], custom_objects))
-                continue
-            klass = custom[name] if name in custom else layers_module.get_class(name)
-            model.add(klass.from_config(spec["config"]))
+        model = cls(_layers_from_config(config, custom_objects), name=config.get("name"))
         model.seed = config.get("seed")
         if config.get("input_shape") is not None:
             model.build(tuple(config["input_shape"]))
@@ -617,3 +641,88 @@ class Sequential(Layer):
     def save(self, filepath):
         from minicnn import saving
         saving.save_model(self, filepath)
+
+
+class Residual(Sequential):
+    """A skip connection around a stack of layers:  y = f(x) + s(x).
+
+    f, the branch, is the stack of the layers given; s, the shortcut, is the identity (default) or
+    the stack given as shortcut=[...] (e.g. a 1x1 Conv2D with strides=2 when f halves the size or
+    changes the channels). f(x) and s(x) must have the same shape. Use it like any layer:
+
+        Sequential([Conv2D(64, 3, padding="same", activation="relu", input_shape=(32, 32, 3)),
+                    Residual([Conv2D(64, 3, padding="same", activation="relu"), Conv2D(64, 3, padding="same")]),
+                    ...])
+
+    Backward: the upstream gradient g reaches x along both paths and the two are added,
+        dL/dx = f'(x)^T g + s'(x)^T g        (identity shortcut: + g itself)
+    so even when f's gradient fades, g passes down unchanged: why deep residual stacks train.
+    Weights: the branch's layers as in a Sequential, then the shortcut's under "shortcut/".
+    """
+    ends_in_last_layer = False
+
+    def __init__(self, layers=None, shortcut=None, name=None, trainable=True):
+        super().__init__(layers, name=name, trainable=trainable)
+        if shortcut is not None and not isinstance(shortcut, Sequential):
+            shortcut = Sequential(shortcut, name=f"{self.name}_shortcut")
+        if shortcut is not None and not shortcut.layers:
+            shortcut = None
+        self.shortcut = shortcut
+
+    @property
+    def input_grad(self):
+        return self._input_grad
+
+    @input_grad.setter
+    def input_grad(self, value):
+        self._input_grad = value
+        if self.layers:
+            self.layers[0].input_grad = value
+        if getattr(self, "shortcut", None) is not None:
+            self.shortcut.input_grad = value
+
+    def members(self):
+        keys = list(zip(self.structural_keys(), self.layers))
+        return keys + ([("shortcut", self.shortcut)] if self.shortcut is not None else [])
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        side = tuple(self.input_shape)
+        if self.shortcut is not None:
+            self.shortcut.input_grad = self._input_grad
+            self.shortcut.build(self.input_shape)
+            side = tuple(self.shortcut.output_shape)
+        if side != tuple(self.output_shape):
+            what = "the shortcut gives" if self.shortcut is not None else "the identity shortcut gives the input"
+            raise ValueError(f"Residual {self.name!r}: the branch maps {tuple(self.input_shape)} to "
+                             f"{tuple(self.output_shape)} but {what} {side}; the two must match (give "
+                             "shortcut=[Conv2D(filters, 1, strides=...)] to change the shape)")
+
+    def forward(self, x, training=False):
+        side = x if self.shortcut is None else self.shortcut.forward(x, training=training)
+        return super().forward(x, training=training) + side
+
+    def backward(self, dout, layers=None):
+        if layers is not None:
+            raise ValueError("a Residual has no softmax head to backward from")
+        through_branch = super().backward(dout)
+        through_side = dout if self.shortcut is None else self.shortcut.backward(dout)
+        if not self._input_grad:
+            return None
+        return through_branch + through_side
+
+    def get_config(self):
+        config = super().get_config()
+        if self.shortcut is not None:
+            config["shortcut"] = self.shortcut.get_config()
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        shortcut = config.get("shortcut")
+        model = cls(_layers_from_config(config, custom_objects), name=config.get("name"),
+                    shortcut=None if shortcut is None else Sequential.from_config(shortcut, custom_objects))
+        model.seed = config.get("seed")
+        if config.get("input_shape") is not None:
+            model.build(tuple(config["input_shape"]))
+        return model

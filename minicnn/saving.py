@@ -56,12 +56,12 @@ def _json_array(obj):
 def _layer_table(model):
     return [{"key": key, "name": layer.name, "class": type(layer).__name__,
              "weights": {k: list(layer._weight(k).shape) for k in layer.weight_keys()}}
-            for key, layer in zip(model.structural_keys(), model.layers)]
+            for key, layer in model.members()]
 
 
 def _weight_arrays(model):
     return {f"{key}/{k}": backend.to_host(layer._weight(k))
-            for key, layer in zip(model.structural_keys(), model.layers) for k in layer.weight_keys()}
+            for key, layer in model.members() for k in layer.weight_keys()}
 
 
 def _require_built(model, what):
@@ -83,7 +83,7 @@ def save_model(model, filepath):
     meta = {"format": FORMAT_MODEL, "version": VERSION, "input_shape": list(model.input_shape),
             "layers": _layer_table(model)}
     config = {"model": model.get_config(),
-              "extra_state": {key: layer.extra_state() for key, layer in zip(model.structural_keys(), model.layers)},
+              "extra_state": {key: layer.extra_state() for key, layer in model.members()},
               "compile": None}
     arrays = {**_weight_arrays(model)}
     if model.compiled:
@@ -143,7 +143,7 @@ def _check_structure(model, meta, filepath):
 
 
 def _assign_weights(model, arrays):
-    for key, layer in zip(model.structural_keys(), model.layers):
+    for key, layer in model.members():
         if layer.weight_keys():
             layer.set_weights([arrays[f"{key}/{k}"] for k in layer.weight_keys()])
 
@@ -171,7 +171,7 @@ def load_model(filepath, custom_objects=None):
         model.build(tuple(meta["input_shape"]))
     _check_structure(model, meta, filepath)
     _assign_weights(model, arrays)
-    for key, layer in zip(model.structural_keys(), model.layers):
+    for key, layer in model.members():
         layer.set_extra_state(config["extra_state"].get(key, {}))
     compile_config = config.get("compile")
     if compile_config:
