@@ -234,6 +234,9 @@ def _keras_optimizer(keras, opt):
     if opt.lr_multipliers:
         raise ValueError("Keras optimizers have no per-variable learning rates: an optimizer with "
                          "lr_multipliers has no Keras twin")
+    if opt._no_decay_ids or opt._no_decay_names:
+        raise ValueError("exclude_from_weight_decay matches minicnn variable paths, which Keras names "
+                         "differently: such an optimizer has no exact Keras twin")
     if opt.lookahead_steps:
         raise ValueError("Keras optimizers have no Lookahead: an optimizer with lookahead_steps has no Keras twin")
     wd = {"weight_decay": opt.weight_decay} if opt.weight_decay else {}

@@ -13,7 +13,8 @@ Per-variable learning rates (minicnn's own, for recipes that train biases faster
 {'*/b': 64.0} multiplies lr (in the update and the weight decay) for the variables whose path
 matches; the first matching pattern wins.
 Weight decay (Keras 3's ``weight_decay=wd``, decoupled as in AdamW): before the update above,
-every variable is shrunk, w -= lr * wd * w, with lr the same step's learning rate.
+every variable is shrunk, w -= lr * wd * w, with lr the same step's learning rate (none for the
+variables named in ``opt.exclude_from_weight_decay(var_names=[...])``, Keras's method).
 After the update, constraints (max_norm) are applied; then, with use_ema=True (Keras 3's weight
 moving average), each variable's average a = m a + (1 - m) w with m = ema_momentum (m = 0 at the
 first step, so a starts at w), the weights overwritten by their averages every
@@ -150,6 +151,7 @@ class Optimizer:
             raise ValueError("use_ema and lookahead_steps cannot be combined: both decide the final weights")
         self.lookahead_steps, self.lookahead_rate = lookahead_steps, lookahead_rate
         self.defer_lookahead = False    # True while a DeviceTrainer calls lookahead_sync itself
+        self._no_decay_ids, self._no_decay_names, self._no_decay_pattern = set(), [], None
         self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
         self.ema_overwrite_frequency = ema_overwrite_frequency
         self.name = name or type(self).__name__.lower()
@@ -220,7 +222,8 @@ class Optimizer:
             key = tuple(0 if a is None else a.data.ptr for group in groups for a in group)
             tables = self._dev.setdefault("tables", {})
             if key not in tables:               # pointer table for the one-launch update (built once)
-                tables[key] = gpu.param_table(groups, [self.lr_multiplier(path) for path, _, _, _ in variables])
+                tables[key] = gpu.param_table(groups, [self.lr_multiplier(path) for path, _, _, _ in variables],
+                                              [float(self.decays(path, w)) for path, w, _, _ in variables])
             self.device_update(tables[key], variables[0][1].dtype, self._dev)
             for path, w, g, constraint in variables:
                 if constraint is not None:
@@ -233,7 +236,7 @@ class Optimizer:
         base_lr = self.current_learning_rate()
         for path, w, g, constraint in variables:
             lr = base_lr * self.lr_multiplier(path)
-            if self.weight_decay:
+            if self.weight_decay and self.decays(path, w):
                 w -= w * (lr * self.weight_decay)          # decoupled weight decay, before the update
             self.update_step(w, g, self.slots[path], lr)
             if constraint is not None:
@@ -256,6 +259,26 @@ class Optimizer:
             slow = self.slots[path]["slow"]
             slow += rate * (w - slow)
             w[...] = slow
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Keras 3's method: no weight decay for the arrays in var_list, nor for the variables whose
+        path ('batch_normalization/beta', 'dense/b', ...) contains a match of one of the regular
+        expressions var_names (re.search). Call it before the first update."""
+        if self.built:
+            raise RuntimeError("exclude_from_weight_decay must be called before the optimizer is built "
+                               "(before the first update)")
+        import re
+        if isinstance(var_names, str):
+            var_names = [var_names]
+        self._no_decay_ids = {id(v) for v in (var_list or [])}
+        self._no_decay_names = list(var_names or [])
+        self._no_decay_pattern = re.compile("|".join(self._no_decay_names)) if self._no_decay_names else None
+
+    def decays(self, path, w):
+        """Whether weight decay applies to variable `path` (array w): see exclude_from_weight_decay."""
+        if id(w) in self._no_decay_ids:
+            return False
+        return self._no_decay_pattern is None or self._no_decay_pattern.search(path) is None
+
     def lr_multiplier(self, path):
         """The factor on the learning rate of variable `path` ('dense/b', 'conv2d_1/W', ...): the
         first lr_multipliers pattern (fnmatch style, e.g. '*/b' for every bias) that matches, else 1."""
@@ -308,6 +331,8 @@ class Optimizer:
         config = {"name": self.name, "learning_rate": lr}
         if self.weight_decay:
             config["weight_decay"] = self.weight_decay
+        if self._no_decay_names:             # var_names only: arrays (var_list) are not serializable
+            config["exclude_from_weight_decay"] = list(self._no_decay_names)
         if self.lr_multipliers:
             config["lr_multipliers"] = dict(self.lr_multipliers)
         if self.use_ema:
@@ -463,7 +488,11 @@ def deserialize(spec, custom_objects=None):
                 raise ValueError(f"unknown schedule for {key} in config: {value!r}; pass its class in "
                                  "load_model(..., custom_objects={name: class})")
             config[key] = schedules_by_name[value["class_name"]](**value["config"])
-    return classes[spec["class_name"]](**config)
+    excluded = config.pop("exclude_from_weight_decay", None)
+    opt = classes[spec["class_name"]](**config)
+    if excluded:
+        opt.exclude_from_weight_decay(var_names=excluded)
+    return opt
 
 
 class schedules:            # keras.optimizers.schedules.InverseTimeDecay(...)

@@ -173,8 +173,13 @@ def test_softmax_cross_entropy(sparse, smoothing, rng):
     np.testing.assert_allclose(s[2], float(rl), rtol=1e-5)
 
 
+def _excluding(opt, names):
+    opt.exclude_from_weight_decay(var_names=names)
+    return opt
+
+
 @pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd", "sgd_nesterov", "sgd_plain", "adam_wd", "sgd_wd",
-                                  "sgd_mult", "adam_mult", "rmsprop_mult"])
+                                  "sgd_mult", "adam_mult", "rmsprop_mult", "sgd_no_decay"])
 def test_optimizer_kernels_match_host_formulas(name, rng):
     """The device update (step count and learning rate read on the device) equals the CPU one."""
     from minicnn import optimizers
@@ -187,7 +192,9 @@ def test_optimizer_kernels_match_host_formulas(name, rng):
             "sgd_mult": lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05,
                                                lr_multipliers={"w1": 64.0, "w2": 0.0}),
             "adam_mult": lambda: optimizers.Adam(1e-2, lr_multipliers={"w0": 3.0}),
-            "rmsprop_mult": lambda: optimizers.RMSprop(1e-2, lr_multipliers={"w2": 0.5})}[name]
+            "rmsprop_mult": lambda: optimizers.RMSprop(1e-2, lr_multipliers={"w2": 0.5}),
+            "sgd_no_decay": lambda: _excluding(optimizers.SGD(0.1, momentum=0.9, weight_decay=0.1,
+                                                              lr_multipliers={"w0": 4.0}), ["w0", "w2"])}[name]
     shapes = [(5, 7), (300,), (3, 3, 2, 4)]                 # one launch updates all three
     w0 = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4)]

@@ -224,3 +224,19 @@ def test_lookahead_in_fit_ends_on_the_slow_weights():
         np.testing.assert_array_equal(layer.params[key], slots[path]["slow"])
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert model.evaluate(x, y, verbose=0)[1] > 0.9
+
+
+def test_exclude_from_weight_decay():
+    """Keras's method: matched variables (regex on the path, or the arrays given) get no decay."""
+    opt = optimizers.SGD(0.1, weight_decay=0.5)
+    w, b, beta = (np.ones(2) for _ in range(3))
+    opt.exclude_from_weight_decay(var_list=[b], var_names=["normalization.*/beta"])
+    zero = np.zeros(2)
+    opt.apply([("conv2d/W", w, zero, None), ("conv2d/b", b, zero, None), ("batch_normalization/beta", beta, zero, None)])
+    np.testing.assert_allclose(w, 1 - 0.1 * 0.5)
+    np.testing.assert_allclose(b, 1.0)
+    np.testing.assert_allclose(beta, 1.0)
+    again = optimizers.deserialize(optimizers.serialize(opt))
+    assert not again.decays("batch_normalization_3/beta", np.ones(1)) and again.decays("dense/W", np.ones(1))
+    with pytest.raises(RuntimeError, match="before the optimizer is built"):
+        opt.exclude_from_weight_decay(var_names=["b"])

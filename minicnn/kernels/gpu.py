@@ -391,9 +391,10 @@ extern "C" __global__ void softmax_xent(const T* __restrict__ z, const T* __rest
 
 // ---- optimizer updates: ONE launch updates every parameter ("multi-tensor") ---------------------
 // ptrs holds S pointers per parameter (w, g, slot...); offsets[k] = first flat index of parameter k
-// (offsets[P] = total); mult[k] = parameter k's learning-rate multiplier (lr_multipliers; 1 by
-// default). Hyper-parameters come from device memory: step = t[0] (updates already applied),
-// lr = lr_table[clamp(step - t_base, 0, n_table - 1)], and parameter k steps with lr * mult[k].
+// (offsets[P] = total); mult[2k] = parameter k's learning-rate factor (lr_multipliers; 1 by default),
+// mult[2k + 1] its weight-decay factor (0 when excluded from weight decay, else 1). Hyper-parameters
+// come from device memory: step = t[0] (updates already applied), lr = lr_table[clamp(step - t_base,
+// 0, n_table - 1)]; parameter k steps with lr * mult[2k] and decays with wd * mult[2k + 1].
 __device__ __forceinline__ double table_lr(const long long* t, const double* lr_table, int n_table, long long t_base) {
     long long k = t[0] - t_base;
     k = k < 0 ? 0 : (k >= n_table ? n_table - 1 : k);
@@ -422,7 +423,7 @@ extern "C" __global__ void adam(const unsigned long long* __restrict__ ptrs, con
     for (long long i = gtid(); i < offsets[P]; i += gstride()) {
         int k = find_param(offsets, P, i);
         long long j = i - offsets[k];
-        double lr = base_lr * mult[k], alpha = lr * bias_correction;
+        double lr = base_lr * mult[2 * k], wdk = wd * mult[2 * k + 1], alpha = lr * bias_correction;
         T* w = (T*)ptrs[4 * k]; const T* g = (const T*)ptrs[4 * k + 1];
         T* m = (T*)ptrs[4 * k + 2]; T* v = (T*)ptrs[4 * k + 3];
         T gi = g[j];
@@ -430,7 +431,7 @@ extern "C" __global__ void adam(const unsigned long long* __restrict__ ptrs, con
         T vi = v[j] + (gi * gi - v[j]) * (T)(1.0 - b2);
         m[j] = mi;
         v[j] = vi;
-        w[j] = (T)(decayed(w[j], lr, wd) - alpha * (double)mi / (sqrt((double)vi) + eps));
+        w[j] = (T)(decayed(w[j], lr, wdk) - alpha * (double)mi / (sqrt((double)vi) + eps));
     }
 }
 
@@ -443,12 +444,12 @@ extern "C" __global__ void rmsprop(const unsigned long long* __restrict__ ptrs, 
     for (long long i = gtid(); i < offsets[P]; i += gstride()) {
         int k = find_param(offsets, P, i);
         long long j = i - offsets[k];
-        double lr = base_lr * mult[k];
+        double lr = base_lr * mult[2 * k], wdk = wd * mult[2 * k + 1];
         T* w = (T*)ptrs[3 * k]; const T* g = (const T*)ptrs[3 * k + 1]; T* v = (T*)ptrs[3 * k + 2];
         T gi = g[j];
         T vi = (T)rho * v[j] + (T)(1.0 - rho) * gi * gi;
         v[j] = vi;
-        w[j] = (T)(decayed(w[j], lr, wd) - lr * (double)gi / sqrt((double)vi + eps));
+        w[j] = (T)(decayed(w[j], lr, wdk) - lr * (double)gi / sqrt((double)vi + eps));
     }
 }
 
@@ -462,13 +463,13 @@ extern "C" __global__ void sgd(const unsigned long long* __restrict__ ptrs, cons
     for (long long i = gtid(); i < offsets[P]; i += gstride()) {
         int k = find_param(offsets, P, i);
         long long j = i - offsets[k];
-        double lr = base_lr * mult[k];
+        double lr = base_lr * mult[2 * k], wdk = wd * mult[2 * k + 1];
         T* w = (T*)ptrs[3 * k]; const T* g = (const T*)ptrs[3 * k + 1]; T* m = (T*)ptrs[3 * k + 2];
         double gi = (double)g[j];
-        if (!m) { w[j] = (T)(decayed(w[j], lr, wd) - lr * gi); continue; }
+        if (!m) { w[j] = (T)(decayed(w[j], lr, wdk) - lr * gi); continue; }
         double mi = mu * (double)m[j] - lr * gi;
         m[j] = (T)mi;
-        w[j] = (T)(decayed(w[j], lr, wd) + (nesterov ? mu * mi - lr * gi : mi));
+        w[j] = (T)(decayed(w[j], lr, wdk) + (nesterov ? mu * mi - lr * gi : mi));
     }
 }
 """
@@ -748,17 +749,20 @@ def softmax_cross_entropy(z, y, label_smoothing, dz, stats):
 
 
 # ---- optimizers (device step count and learning-rate table) -----------------------------------------
-def param_table(groups, multipliers=None):
+def param_table(groups, lr_factors=None, decay_factors=None):
     """Device tables for a multi-tensor update: groups = [(w, g, slot, ...) per parameter] (None for a
-    missing slot), multipliers = each parameter's learning-rate factor (default 1). Returns
-    (pointers, offsets, multipliers, P, total); build it once and reuse it (it is read in place)."""
+    missing slot); each parameter's learning-rate factor and weight-decay factor (default 1). Returns
+    (pointers, offsets, factors, P, total); build it once and reuse it (it is read in place)."""
     import cupy
     ptrs = [0 if a is None else a.data.ptr for group in groups for a in group]
     sizes = [group[0].size for group in groups]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    mult = np.ones(len(groups)) if multipliers is None else np.asarray(multipliers, dtype=np.float64)
-    if mult.shape != (len(groups),):
-        raise ValueError(f"param_table: expected {len(groups)} multipliers, got shape {mult.shape}")
+    mult = np.ones((len(groups), 2))
+    for column, factors in enumerate((lr_factors, decay_factors)):
+        if factors is not None:
+            if len(factors) != len(groups):
+                raise ValueError(f"param_table: expected {len(groups)} factors, got {len(factors)}")
+            mult[:, column] = factors
     return (cupy.asarray(np.array(ptrs, dtype=np.uint64)), cupy.asarray(offsets), cupy.asarray(mult),
             len(groups), int(offsets[-1]))
 
