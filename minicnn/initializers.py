@@ -8,6 +8,7 @@ fan_in = shape[-2] * receptive, fan_out = shape[-1] * receptive.
     he_normal       truncated N(0, s), s = sqrt(2 / fan_in) / .87962566
     lecun_uniform   U(-l, l), l = sqrt(3 / fan_in);  lecun_normal: s = sqrt(1 / fan_in) / .87962566
     zeros, ones, constant(value), random_normal(mean, stddev), random_uniform(minval, maxval)
+    Dirac(base)     minicnn's own: conv filters that start as identity channels (fast recipes)
 The draws come from a NumPy Generator (host side), then move to the backend; Keras's own random
 streams cannot be reproduced, so parity tests copy weights instead of sharing a seed.
 """
@@ -136,6 +137,28 @@ def LecunNormal():
     return VarianceScaling(1.0, "fan_in", "truncated_normal")
 
 
+class Dirac(Initializer):
+    """Partial identity for a convolution kernel (kh, kw, C_in, F): filter f < min(C_in, F) has a
+    single 1 at the kernel centre on input channel f (it copies its channel through); the other
+    filters (and the rest of the first ones' taps: zeros) are drawn from `base`. A block starts
+    close to the identity, which lets a deep stack train fast from the first step."""
+    def __init__(self, base="glorot_uniform"):
+        self.base = get(base) if not isinstance(base, dict) else deserialize(base)
+
+    def __call__(self, shape, rng):
+        if len(shape) != 4:
+            raise ValueError(f"Dirac initializes Conv2D kernels (kh, kw, C_in, F), got shape {shape}")
+        kernel = np.array(self.base(shape, rng), dtype=np.float64)
+        kh, kw, c_in, filters = shape
+        n = min(c_in, filters)
+        kernel[:, :, :, :n] = 0.0
+        kernel[(kh - 1) // 2, (kw - 1) // 2, np.arange(n), np.arange(n)] = 1.0
+        return kernel
+
+    def get_config(self):
+        return {"base": serialize(self.base)}
+
+
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal": RandomNormal,
     "random_uniform": RandomUniform, "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
@@ -161,7 +184,7 @@ def serialize(init):
 def deserialize(spec):
     if isinstance(spec, str):
         return get(spec)
-    classes = {c.__name__: c for c in (Zeros, Ones, Constant, RandomNormal, RandomUniform, VarianceScaling)}
+    classes = {c.__name__: c for c in (Zeros, Ones, Constant, RandomNormal, RandomUniform, VarianceScaling, Dirac)}
     if spec.get("class_name") not in classes:
         raise ValueError(f"unknown initializer in config: {spec!r}")
     return classes[spec["class_name"]](**spec.get("config", {}))

@@ -56,3 +56,22 @@ def test_patch_whitening_gives_unit_covariance(rng):
     cov = np.cov(out[:, :12], rowvar=False)
     np.testing.assert_allclose(cov, np.eye(12), atol=1e-3)
     np.testing.assert_allclose(out[:, 12:], -out[:, :12], atol=1e-5)
+
+
+def test_dirac_filters_copy_their_channel(rng):
+    """The first min(C_in, F) filters pass their input channel through unchanged (a 'same' conv
+    with them is the identity on those channels); the others come from the base initializer."""
+    from minicnn.layers import Conv2D
+    init = initializers.Dirac(initializers.VarianceScaling(1 / 3, "fan_in", "uniform"))
+    kernel = init((3, 3, 4, 6), np.random.default_rng(0))
+    layer = Conv2D(6, 3, padding="same", use_bias=False, kernel_initializer=init, input_shape=(5, 5, 4))
+    layer.build((5, 5, 4))
+    x = rng.standard_normal((2, 5, 5, 4)).astype(np.float32)
+    y = layer.forward(x)
+    np.testing.assert_allclose(y[..., :4], x, atol=1e-6)
+    assert np.abs(kernel[..., 4:]).max() > 0 and np.abs(kernel[..., 4:]).max() <= np.sqrt(1 / 36) + 1e-12
+    assert np.count_nonzero(kernel[..., :4]) == 4
+    again = initializers.deserialize(initializers.serialize(init))
+    np.testing.assert_array_equal(again((3, 3, 4, 6), np.random.default_rng(0)), kernel)
+    with pytest.raises(ValueError, match="Conv2D kernels"):
+        init((4, 6), np.random.default_rng(0))
