@@ -222,7 +222,8 @@ def _keras_layer(keras, layer):
     if isinstance(layer, L.Activation):
         return keras.layers.Activation(c["activation"])
     if isinstance(layer, L.BatchNormalization):
-        return keras.layers.BatchNormalization(momentum=c["momentum"], epsilon=c["epsilon"])
+        return keras.layers.BatchNormalization(momentum=c["momentum"], epsilon=c["epsilon"], center=c["center"],
+                                               scale=c["scale"])
     raise ValueError(f"no Keras twin for layer class {name}")
 
 
