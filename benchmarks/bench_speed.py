@@ -228,7 +228,7 @@ def markdown(results, args):
 def main(argv=None):
     from minicnn import zoo
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    cifar_models = [n for n, e in zoo.MODELS.items() if e.dataset == "cifar10"]
+    cifar_models = [n for n, e in zoo.MODELS.items() if e.dataset == "cifar10" and e.keras_twin]   # the tutorials
     p.add_argument("--models", default=",".join(cifar_models), help="comma-separated zoo names")
     p.add_argument("--epochs", type=int, default=3, help="epochs per framework (the first is reported apart)")
     p.add_argument("--quick", action="store_true", help="--steps steps per epoch on synthetic data")

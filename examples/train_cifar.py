@@ -68,6 +68,9 @@ def main(argv=None):
     entry = zoo.get(args.model)
     if entry.dataset != "cifar10":
         raise SystemExit(f"{entry.name} trains on {entry.dataset}: use examples/train_fashion_mnist.py")
+    if entry.prepare is not None:
+        raise SystemExit(f"{entry.name} is a training recipe of its own (whitening from the data, per-epoch "
+                         "augmentation, test-time augmentation): use examples/train_cifar_fast.py")
     backend.set_backend(args.backend)
     minicnn.utils.set_random_seed(args.seed)
     out = pathlib.Path(args.out or f"runs/{entry.name}")

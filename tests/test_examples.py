@@ -80,3 +80,24 @@ def test_train_fashion_mnist_end_to_end(tmp_path):
     for name in ("train_images", "history", "predictions", "confusion_matrix", "filters", "feature_maps"):
         check_png(out / f"{name}.png")
     assert json.loads((out / "run.json").read_text())["model"] == "tutorial003_lenet5"
+
+
+def test_train_cifar_fast_end_to_end(tmp_path):
+    """Two runs of the fast recipe (narrow, one epoch) on synthetic data: accuracy with and
+    without test-time augmentation, times, and the mean +- std summary in run.json."""
+    write_cifar_folder(tmp_path / "data", n_train_batch=120, n_test=100)
+    out = tmp_path / "out"
+    result = run("train_cifar_fast.py", "--backend", "cpu", "--limit", "300", "--epochs", "1", "--batch-size", "64",
+                 "--widths", "8,8,8", "--runs", "2", "--data-dir", str(tmp_path / "data"), "--out", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "run 2/2: test accuracy" in result.stdout and "with TTA" in result.stdout
+    report = json.loads((out / "run.json").read_text())
+    assert [r["seed"] for r in report["runs"]] == [0, 1]
+    assert report["args"]["widths"] == [8, 8, 8] and report["backend"] == "cpu"
+    for key in ("test_accuracy", "test_accuracy_tta", "train_seconds"):
+        values = [r[key] for r in report["runs"]]
+        assert report["summary"][key]["mean"] == np.mean(values)
+        assert report["summary"][key]["std"] == np.std(values, ddof=1)
+    assert all(0 <= r["test_accuracy_tta"] <= 1 and r["train_seconds"] > 0 for r in report["runs"])
+    bad = run("train_cifar_fast.py", "--widths", "8,8", "--data-dir", str(tmp_path / "data"))
+    assert bad.returncode == 2 and "--widths takes three positive integers" in bad.stderr

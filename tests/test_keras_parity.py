@@ -28,7 +28,7 @@ def _batch(shape, n=8, seed=0):
 
 def _keras_twin_with_its_own_weights(entry, tmp_path):
     """Keras builds and initialises the model; minicnn imports Keras's saved weights file."""
-    kmodel = keras_io.to_keras(entry.build(), copy_weights=False)
+    kmodel = keras_io.to_keras(entry.build(), compile=entry.keras_twin, copy_weights=False)
     path = tmp_path / "k.weights.h5"
     kmodel.save_weights(str(path))
     model = entry.build()

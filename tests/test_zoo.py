@@ -4,6 +4,7 @@ import pytest
 
 from minicnn import optimizers, zoo
 from minicnn.constraints import MaxNorm
+from minicnn.layers import Conv2D
 from minicnn.utils import to_categorical
 
 EXPECTED = {  # name: (params, optimizer class, lr, legacy decay, batch size, epochs, validation, checkpoint)
@@ -20,7 +21,46 @@ EXPECTED = {  # name: (params, optimizer class, lr, legacy decay, batch size, ep
 
 
 def test_every_model_is_listed():
-    assert set(zoo.MODELS) == set(EXPECTED)
+    assert set(zoo.MODELS) == set(EXPECTED) | {"fast_cifar10"}
+
+
+def test_fast_recipe_settings():
+    """fast_cifar10: the airbench-style network and its training recipe (zoo.py explains each number)."""
+    entry = zoo.get("fast_cifar10")
+    model = entry.build()
+    assert model.count_params() == entry.params == 1_973_944
+    assert (entry.batch_size, entry.epochs, entry.tta) == (1024, 10, True)
+    assert model.loss.label_smoothing == 0.2 and model._fused
+    opt = model.optimizer
+    assert type(opt) is optimizers.SGD and opt.nesterov and opt.momentum == 0.85 and opt.lookahead_steps == 5
+    steps = 10 * 49
+    assert opt.learning_rate(0) == pytest.approx(0.3) and opt.learning_rate(round(0.23 * steps)) == pytest.approx(1.5)
+    assert opt.learning_rate(steps) == pytest.approx(0.105)
+    assert opt.lr_multiplier("batch_normalization_3/beta") == 64 and opt.lr_multiplier("conv2d/W") == 0
+    assert opt.lr_multiplier("conv2d_1/W") == 1
+    assert not opt.decays("batch_normalization/beta", None) and opt.decays("conv2d_4/W", None)
+    assert [type(layer).__name__ for layer in model.layers[-4:]] == ["GlobalMaxPooling2D", "Dense", "Rescaling",
+                                                                     "Activation"]
+    norms = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
+    assert len(norms) == 6 and all(not n.scale and n.momentum == 0.4 for n in norms)
+
+
+def test_fast_recipe_whitening_layer(rng):
+    """prepare_fast: the first layer whitens 2x2 patches of the training images and centres them."""
+    entry = zoo.get("fast_cifar10")
+    model = entry.build()
+    x = rng.random((300, 32, 32, 3)).astype(np.float32)
+    x[..., 1] = 0.7 * x[..., 0] + 0.3 * x[..., 1]              # correlated channels
+    entry.prepare(model, x)
+    linear = Conv2D(24, 2, activation=None)                       # the first layer before its GELU
+    linear.build((32, 32, 3))
+    linear.set_weights(model.layers[0].get_weights())
+    out = linear.forward(x)
+    flat = out.reshape(-1, out.shape[-1])
+    assert np.abs(flat.mean(axis=0)).max() < 0.05                 # centred by the bias
+    cov = np.cov(flat[:, :12].T)
+    np.testing.assert_allclose(cov, np.eye(12), atol=0.1)         # whitened (the 12 positive filters)
+    np.testing.assert_allclose(flat[:, 12:], -flat[:, :12], atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
