@@ -10,8 +10,8 @@ lr = learning rate at step t (a schedule is evaluated at t, before the increment
     Adam         m += (g - m)*(1-b1);  v += (g^2 - v)*(1-b2)
                  alpha = lr * sqrt(1 - b2^(t+1)) / (1 - b1^(t+1));  w -= alpha*m / (sqrt(v) + eps)
 Per-variable learning rates (minicnn's own, for recipes that train biases faster): lr_multipliers=
-{'*/b': 64.0} multiplies lr (in the update and the weight decay) for the variables whose path
-matches; the first matching pattern wins.
+{'*/b': 64.0} multiplies lr in the update (not in the weight decay: a faster-learning variable is
+not decayed faster) for the variables whose path matches; the first matching pattern wins.
 Weight decay (Keras 3's ``weight_decay=wd``, decoupled as in AdamW): before the update above,
 every variable is shrunk, w -= lr * wd * w, with lr the same step's learning rate (none for the
 variables named in ``opt.exclude_from_weight_decay(var_names=[...])``, Keras's method).
@@ -237,7 +237,7 @@ class Optimizer:
         for path, w, g, constraint in variables:
             lr = base_lr * self.lr_multiplier(path)
             if self.weight_decay and self.decays(path, w):
-                w -= w * (lr * self.weight_decay)          # decoupled weight decay, before the update
+                w -= w * (base_lr * self.weight_decay)     # decoupled weight decay, before the update
             self.update_step(w, g, self.slots[path], lr)
             if constraint is not None:
                 constraint(w)

@@ -240,3 +240,13 @@ def test_exclude_from_weight_decay():
     assert not again.decays("batch_normalization_3/beta", np.ones(1)) and again.decays("dense/W", np.ones(1))
     with pytest.raises(RuntimeError, match="before the optimizer is built"):
         opt.exclude_from_weight_decay(var_names=["b"])
+
+
+def test_lr_multipliers_do_not_scale_the_weight_decay():
+    """w -= base_lr * wd * w for every variable, whatever its multiplier; the update uses lr * factor."""
+    opt = optimizers.SGD(0.1, weight_decay=0.5, lr_multipliers={"fast": 10.0})
+    slow, fast = np.ones(1), np.ones(1)
+    g = np.ones(1)
+    opt.apply([("slow", slow, g, None), ("fast", fast, g, None)])
+    np.testing.assert_allclose(slow, 1 - 0.1 * 0.5 - 0.1)
+    np.testing.assert_allclose(fast, 1 - 0.1 * 0.5 - 1.0)

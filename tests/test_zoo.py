@@ -38,7 +38,7 @@ def test_fast_recipe_settings():
     assert opt.learning_rate(steps) == pytest.approx(0.105)
     assert opt.lr_multiplier("batch_normalization_3/beta") == 64 and opt.lr_multiplier("conv2d/W") == 0
     assert opt.lr_multiplier("conv2d_1/W") == 1
-    assert not opt.decays("batch_normalization/beta", None) and opt.decays("conv2d_4/W", None)
+    assert not opt.decays("conv2d/W", None) and opt.decays("conv2d_4/W", None) and opt.decays("conv2d/b", None)
     assert [type(layer).__name__ for layer in model.layers[-4:]] == ["GlobalMaxPooling2D", "Dense", "Rescaling",
                                                                      "Activation"]
     norms = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]

@@ -394,7 +394,8 @@ extern "C" __global__ void softmax_xent(const T* __restrict__ z, const T* __rest
 // (offsets[P] = total); mult[2k] = parameter k's learning-rate factor (lr_multipliers; 1 by default),
 // mult[2k + 1] its weight-decay factor (0 when excluded from weight decay, else 1). Hyper-parameters
 // come from device memory: step = t[0] (updates already applied), lr = lr_table[clamp(step - t_base,
-// 0, n_table - 1)]; parameter k steps with lr * mult[2k] and decays with wd * mult[2k + 1].
+// 0, n_table - 1)]; parameter k steps with lr * mult[2k] and decays by lr * wd * mult[2k + 1] (the
+// multiplier speeds up learning, not the decay).
 __device__ __forceinline__ double table_lr(const long long* t, const double* lr_table, int n_table, long long t_base) {
     long long k = t[0] - t_base;
     k = k < 0 ? 0 : (k >= n_table ? n_table - 1 : k);
@@ -431,7 +432,7 @@ extern "C" __global__ void adam(const unsigned long long* __restrict__ ptrs, con
         T vi = v[j] + (gi * gi - v[j]) * (T)(1.0 - b2);
         m[j] = mi;
         v[j] = vi;
-        w[j] = (T)(decayed(w[j], lr, wdk) - alpha * (double)mi / (sqrt((double)vi) + eps));
+        w[j] = (T)(decayed(w[j], base_lr, wdk) - alpha * (double)mi / (sqrt((double)vi) + eps));
     }
 }
 
@@ -449,7 +450,7 @@ extern "C" __global__ void rmsprop(const unsigned long long* __restrict__ ptrs, 
         T gi = g[j];
         T vi = (T)rho * v[j] + (T)(1.0 - rho) * gi * gi;
         v[j] = vi;
-        w[j] = (T)(decayed(w[j], lr, wdk) - lr * (double)gi / sqrt((double)vi + eps));
+        w[j] = (T)(decayed(w[j], base_lr, wdk) - lr * (double)gi / sqrt((double)vi + eps));
     }
 }
 
@@ -466,10 +467,10 @@ extern "C" __global__ void sgd(const unsigned long long* __restrict__ ptrs, cons
         double lr = base_lr * mult[2 * k], wdk = wd * mult[2 * k + 1];
         T* w = (T*)ptrs[3 * k]; const T* g = (const T*)ptrs[3 * k + 1]; T* m = (T*)ptrs[3 * k + 2];
         double gi = (double)g[j];
-        if (!m) { w[j] = (T)(decayed(w[j], lr, wdk) - lr * gi); continue; }
+        if (!m) { w[j] = (T)(decayed(w[j], base_lr, wdk) - lr * gi); continue; }
         double mi = mu * (double)m[j] - lr * gi;
         m[j] = (T)mi;
-        w[j] = (T)(decayed(w[j], lr, wdk) + (nesterov ? mu * mi - lr * gi : mi));
+        w[j] = (T)(decayed(w[j], base_lr, wdk) + (nesterov ? mu * mi - lr * gi : mi));
     }
 }
 """
