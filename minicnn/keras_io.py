@@ -253,15 +253,41 @@ def _keras_optimizer(keras, opt):
     raise ValueError(f"no Keras twin for optimizer {type(opt).__name__}")
 
 
+def _keras_graph(keras, layers, x, pairs):
+    """Apply the Keras twins of `layers` to the Keras tensor x (functional API); a Residual becomes
+    its branch and shortcut joined by keras.layers.Add. Appends (minicnn layer, Keras layer) to pairs."""
+    from minicnn.model import Residual, Sequential
+    for layer in layers:
+        if isinstance(layer, Residual):
+            branch = _keras_graph(keras, layer.layers, x, pairs)
+            side = x if layer.shortcut is None else _keras_graph(keras, layer.shortcut.layers, x, pairs)
+            x = keras.layers.Add()([branch, side])
+        elif isinstance(layer, Sequential):
+            x = _keras_graph(keras, layer.layers, x, pairs)
+        else:
+            klayer = _keras_layer(keras, layer)
+            pairs.append((layer, klayer))
+            x = klayer(x)
+    return x
+
+
 def to_keras(model, compile=True, copy_weights=True):
-    """A Keras Sequential with the same layers (and, with copy_weights, the same weights) as minicnn
+    """A Keras model with the same layers (and, with copy_weights, the same weights) as minicnn
     `model`, compiled with the Keras equivalent of its optimizer (legacy decay as InverseTimeDecay,
-    which is what it meant)."""
+    which is what it meant). A Sequential for a plain stack; a functional Model when the stack
+    holds Residual blocks (each an Add of its branch and its shortcut)."""
     import keras
+    from minicnn.model import Sequential
     if not model.built:
         model.build()
-    kmodel = keras.Sequential([keras.Input(shape=model.input_shape)] + [_keras_layer(keras, l) for l in model.layers])
-    for layer, klayer in zip(model.layers, kmodel.layers):
+    pairs = []
+    if any(isinstance(layer, Sequential) for layer in model.layers):
+        inputs = keras.Input(shape=model.input_shape)
+        kmodel = keras.Model(inputs, _keras_graph(keras, model.layers, inputs, pairs), name=model.name)
+    else:
+        kmodel = keras.Sequential([keras.Input(shape=model.input_shape)] + [_keras_layer(keras, l) for l in model.layers])
+        pairs = list(zip(model.layers, kmodel.layers))
+    for layer, klayer in pairs:
         if copy_weights and layer.weight_keys():
             klayer.set_weights(layer.get_weights())
     if compile and model.compiled:

@@ -236,3 +236,20 @@ def test_weight_moving_average_matches_keras(overwrite):
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
     for w, kw in zip(model.get_weights(), kmodel.get_weights()):
         np.testing.assert_allclose(w, kw, atol=1e-5, rtol=1e-4)
+
+
+def test_residual_blocks_match_a_keras_functional_model():
+    """Residual (identity and projection shortcuts) exports as Keras Add blocks: same predictions,
+    loss and gradients."""
+    from minicnn.layers import Activation, GlobalAveragePooling2D
+    from minicnn.model import Residual, Sequential
+    model = Sequential([Input(shape=(8, 8, 3)), Conv2D(4, 3, padding="same", activation="relu"),
+                        Residual([Conv2D(4, 3, padding="same", activation="relu"), BatchNormalization(),
+                                  Conv2D(4, 3, padding="same")]),
+                        Activation("relu"),
+                        Residual([Conv2D(6, 3, strides=2, padding="same", activation="gelu"), Conv2D(6, 3, padding="same")],
+                                 shortcut=[Conv2D(6, 1, strides=2)]),
+                        GlobalAveragePooling2D(), Dense(10, activation="softmax")])
+    x, y = _batch((8, 8, 3), n=6)
+    kmodel = _assert_same_as_keras(model, x, y)
+    assert sum(type(layer).__name__ == "Add" for layer in kmodel.layers) == 2
