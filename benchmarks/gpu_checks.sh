@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Everything that needs the GPU, in one call on a GPU machine (README "Results on one NVIDIA H100"):
-#   bash benchmarks/gpu_checks.sh [tests] [step] [accuracy] [bench]     (no argument: all four)
+#   bash benchmarks/gpu_checks.sh [tests] [step] [accuracy] [bench] [fast]   (no argument: the first four)
 # Optional carried folders: .whl/ (Keras 3 + namex + optree wheels, for the Keras-JAX side of the
-# benchmark) and .data/ (cifar10-jpeg.npz + install_cifar10.py). Logs and results go to $OUT.
+# benchmark; the airbench sdist, for the fast recipe's anchor) and .data/ (cifar10-jpeg.npz +
+# install_cifar10.py). Logs and results go to $OUT.
+#   fill .whl/ here:  pip download --no-deps -d .whl keras==3.15.1 namex optree airbench==0.1.8
 set -o pipefail
 OUT=${OUT:-/tmp/minicnn-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv | tee "$OUT/env.txt"
 python3 -c "import cupy, numpy, numba; print('cupy', cupy.__version__, 'numpy', numpy.__version__, 'numba', numba.__version__)" | tee -a "$OUT/env.txt"
-if [ -d .whl ]; then
+if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
+for sdist in .whl/airbench-*.tar.gz; do
+  [ -f "$sdist" ] && tar xzf "$sdist" -C /tmp && export PYTHONPATH=$(ls -d /tmp/airbench-*/ | head -1):$PYTHONPATH
+done
 export MINICNN_DATA_DIR=${MINICNN_DATA_DIR:-/tmp/minicnn-data}
 if [ -f .data/cifar10-jpeg.npz ] && [ ! -d "$MINICNN_DATA_DIR/cifar-10-batches-py" ]; then
   (cd .data && python3 install_cifar10.py "$MINICNN_DATA_DIR") > "$OUT/data.log" 2>&1 || echo "data install failed"
@@ -25,6 +30,14 @@ for stage in $stages; do
     step)     timeout 200 python3 benchmarks/gpu_step.py --profile --out "$OUT/gpu_step.json" 2>&1 | tail -45 ;;
     accuracy) timeout 300 python3 examples/train_cifar.py --backend gpu --model tutorial000 --out "$OUT/run000" \
                 --verbose 2 2>&1 | tee "$OUT/train000.log" | tail -25 ;;
+    fast)     timeout 300 python3 examples/train_cifar_fast.py --backend gpu --runs 5 --out "$OUT/fast_fp32" 2>&1 \
+                | tee "$OUT/fast_fp32.log" | tail -10
+              timeout 300 python3 examples/train_cifar_fast.py --backend gpu --runs 5 --tf32 --out "$OUT/fast_tf32" 2>&1 \
+                | tee "$OUT/fast_tf32.log" | tail -10
+              timeout 300 python3 benchmarks/airbench_anchor.py --runs 5 --out "$OUT/airbench94.json" 2>&1 \
+                | tee "$OUT/airbench94.log" | tail -8
+              timeout 200 python3 benchmarks/gpu_step.py --models fast_cifar10 --replays 100 --eager-steps 20 --profile \
+                --out "$OUT/gpu_step_fast.json" 2>&1 | tail -45 ;;
     bench)    timeout 400 python3 benchmarks/bench_speed.py --backend gpu --keras-backend jax --epochs 4 \
                 --models tutorial000,tutorial004 --out "$OUT" 2>&1 | tail -30
               timeout 200 python3 benchmarks/bench_speed.py --backend gpu --keras-backend jax --epochs 4 --tf32 \

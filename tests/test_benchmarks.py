@@ -35,3 +35,16 @@ def test_profile_kernels_times_the_kernels_of_a_real_fit():
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "ms per step" in result.stdout and "im2col" in result.stdout and "matmul" in result.stdout
+
+
+def test_airbench_anchor_says_what_it_needs_without_a_cuda_pytorch():
+    """The anchor runs only where PyTorch sees a CUDA GPU; elsewhere it exits 2 with the reason."""
+    import importlib.util
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+        if torch.cuda.is_available():
+            import pytest
+            pytest.skip("a CUDA PyTorch is here: the anchor would really train (see benchmarks/gpu_checks.sh fast)")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "airbench_anchor.py"), "--runs", "1"],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 2 and "error: airbench" in result.stderr
