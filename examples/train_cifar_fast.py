@@ -73,7 +73,8 @@ def one_run(entry, args, seed, data):
     entry.prepare(model, backend.to_host(x_train[:5000]))
     start = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=args.verbose,
-                        augment=augment.FlipTranslate(pad=2, flips="alternating", seed=seed))
+                        augment=augment.FlipTranslate(pad=2, flips="alternating", seed=seed),
+                        callbacks=entry.callbacks())          # the whitening bias trains for 3 epochs
     seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(x_test, y_test, batch_size=2000, verbose=0)
     result = {"seed": seed, "train_seconds": seconds, "test_accuracy": accuracy,

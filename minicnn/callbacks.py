@@ -257,6 +257,37 @@ class TerminateOnNaN(Callback):
             self.model.stop_reason = f"loss became {loss} at epoch {self.epoch + 1}, batch {step + 1}"
 
 
+class LambdaCallback(Callback):
+    """Keras's LambdaCallback: plain functions called at those moments, e.g.
+    LambdaCallback(on_epoch_begin=lambda epoch, logs: ...)."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_train_batch_end=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"LambdaCallback got unexpected argument(s): {sorted(kwargs)}")
+        for name, fn in (("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
+                         ("on_train_begin", on_train_begin), ("on_train_end", on_train_end),
+                         ("on_train_batch_end", on_train_batch_end)):
+            if fn is not None:
+                if not callable(fn):
+                    raise TypeError(f"LambdaCallback {name} must be callable, got {fn!r}")
+                setattr(self, name, fn)
+
+
+class FreezeAfter(Callback):
+    """minicnn's own: from epoch `epochs` on (0-based: after that many epochs), the optimizer stops
+    updating the variables matching `pattern` (Optimizer.freeze), e.g. a bias trained only early."""
+
+    def __init__(self, pattern, epochs):
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"FreezeAfter epochs must be an int >= 0, got {epochs!r}")
+        self.pattern, self.epochs = pattern, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch >= self.epochs and self.pattern not in self.model.optimizer.frozen:
+            self.model.optimizer.freeze(self.pattern)
+
+
 class EpochTimer(Callback):
     """Wall-clock seconds of each epoch (training plus validation): `times`."""
 

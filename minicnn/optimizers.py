@@ -28,6 +28,8 @@ InverseTimeDecay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches
 """
 import math
 
+import numpy as np
+
 from minicnn import backend, kernels
 
 
@@ -152,6 +154,7 @@ class Optimizer:
         self.lookahead_steps, self.lookahead_rate = lookahead_steps, lookahead_rate
         self.defer_lookahead = False    # True while a DeviceTrainer calls lookahead_sync itself
         self._no_decay_ids, self._no_decay_names, self._no_decay_pattern = set(), [], None
+        self.frozen = []                 # fnmatch patterns of variables no longer updated (freeze)
         self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
         self.ema_overwrite_frequency = ema_overwrite_frequency
         self.name = name or type(self).__name__.lower()
@@ -222,9 +225,9 @@ class Optimizer:
             key = tuple(0 if a is None else a.data.ptr for group in groups for a in group)
             tables = self._dev.setdefault("tables", {})
             if key not in tables:               # pointer table for the one-launch update (built once)
-                tables[key] = gpu.param_table(groups, [self.lr_multiplier(path) for path, _, _, _ in variables],
-                                              [float(self.decays(path, w)) for path, w, _, _ in variables])
-            self.device_update(tables[key], variables[0][1].dtype, self._dev)
+                lr_factors, decay_factors = self._factors(variables)
+                tables[key] = (gpu.param_table(groups, lr_factors, decay_factors), variables)
+            self.device_update(tables[key][0], variables[0][1].dtype, self._dev)
             for path, w, g, constraint in variables:
                 if constraint is not None:
                     constraint(w)
@@ -275,14 +278,38 @@ class Optimizer:
 
     def decays(self, path, w):
         """Whether weight decay applies to variable `path` (array w): see exclude_from_weight_decay."""
-        if id(w) in self._no_decay_ids:
+        if id(w) in self._no_decay_ids or self._is_frozen(path):
             return False
         return self._no_decay_pattern is None or self._no_decay_pattern.search(path) is None
+
+    def _factors(self, variables):
+        """Per-variable learning-rate and weight-decay factors (the GPU kernels' table)."""
+        return ([self.lr_multiplier(v[0]) for v in variables], [float(self.decays(v[0], v[1])) for v in variables])
+
+    def freeze(self, pattern):
+        """From the next update on, leave the variables whose path matches `pattern` (fnmatch, e.g.
+        'conv2d/b') alone: learning rate 0, no weight decay, momentum reset. On the GPU the factors are rewritten in the
+        device tables in place, so a captured training step obeys at its next replay."""
+        if not isinstance(pattern, str):
+            raise ValueError(f"freeze takes a variable-path pattern such as 'conv2d/b', got {pattern!r}")
+        self.frozen.append(pattern)
+        for path, slots in self.slots.items():
+            if self._is_frozen(path) and "momentum" in slots:
+                slots["momentum"][...] = 0          # else SGD's velocity would keep moving it (lr 0)
+        for table, variables in (self._dev or {}).get("tables", {}).values():
+            lr_factors, decay_factors = self._factors(variables)
+            table[2].set(np.ascontiguousarray(np.array([lr_factors, decay_factors], dtype=np.float64).T))
+
+    def _is_frozen(self, path):
+        import fnmatch
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.frozen)
 
     def lr_multiplier(self, path):
         """The factor on the learning rate of variable `path` ('dense/b', 'conv2d_1/W', ...): the
         first lr_multipliers pattern (fnmatch style, e.g. '*/b' for every bias) that matches, else 1."""
         import fnmatch
+        if self._is_frozen(path):
+            return 0.0
         for pattern, factor in self.lr_multipliers.items():
             if fnmatch.fnmatchcase(path, pattern):
                 return float(factor)
@@ -333,6 +360,8 @@ class Optimizer:
             config["weight_decay"] = self.weight_decay
         if self._no_decay_names:             # var_names only: arrays (var_list) are not serializable
             config["exclude_from_weight_decay"] = list(self._no_decay_names)
+        if self.frozen:
+            config["frozen"] = list(self.frozen)
         if self.lr_multipliers:
             config["lr_multipliers"] = dict(self.lr_multipliers)
         if self.use_ema:
@@ -489,9 +518,12 @@ def deserialize(spec, custom_objects=None):
                                  "load_model(..., custom_objects={name: class})")
             config[key] = schedules_by_name[value["class_name"]](**value["config"])
     excluded = config.pop("exclude_from_weight_decay", None)
+    frozen = config.pop("frozen", [])
     opt = classes[spec["class_name"]](**config)
     if excluded:
         opt.exclude_from_weight_decay(var_names=excluded)
+    for pattern in frozen:
+        opt.freeze(pattern)
     return opt
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn import augment, initializers, losses, optimizers
+from minicnn.callbacks import FreezeAfter
 from minicnn.constraints import max_norm
 from minicnn.layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                             GlobalMaxPooling2D, MaxPooling2D, Rescaling)
@@ -42,6 +43,7 @@ class ZooEntry:
     augment: callable = None      # () -> fit(augment=...) callable
     tta: bool = False             # evaluate with augment.predict_tta
     keras_twin: bool = True       # the compiled model has a Keras equivalent (optimizer included)
+    callbacks: callable = None    # () -> list of callbacks the recipe's fit uses
 
     def build(self, compile=True):
         model = Sequential(self.layers(), name=self.name)
@@ -135,7 +137,7 @@ def _t004():
 # The network and training recipe of the fastest known CIFAR-10 trainers (Keller Jordan's airbench,
 # arXiv 2404.00498), re-derived from the paper in minicnn's own layers:
 #   - a fixed 2x2 "whitening" convolution (24 filters: the 12 principal directions of 2x2x3 training
-#     patches scaled to unit variance, and their negatives), then GELU;
+#     patches scaled to unit variance, and their negatives; its bias trained for 3 epochs), then GELU;
 #   - three blocks conv3x3 -> maxpool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU, widths 64/256/256:
 #     convs without bias, Dirac-initialised (half identity), BN without scale (gamma fixed at 1),
 #     batch-statistic momentum 0.6 (Keras momentum 0.4), epsilon 1e-12;
@@ -229,6 +231,7 @@ MODELS = {e.name: e for e in [
              _fast_layers, fast_optimizer, "SGD Nesterov 0.85, warm-up/decay, Lookahead, BN biases x64",
              FAST_BATCH, FAST_EPOCHS, 1_973_944, loss=lambda: losses.CategoricalCrossentropy(label_smoothing=0.2),
              prepare=prepare_fast, augment=lambda: augment.FlipTranslate(pad=2, flips="alternating"), tta=True,
+             callbacks=lambda: [FreezeAfter("conv2d/b", 3)],
              keras_twin=False,
              notes="examples/train_cifar_fast.py trains it (whitening from the data, crops and flips per "
                    "epoch, test-time augmentation)"),

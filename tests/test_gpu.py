@@ -383,6 +383,25 @@ def test_graph_training_with_lookahead_and_lr_multipliers_matches_the_cpu():
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
 
 
+def test_freezing_a_variable_mid_training_reaches_the_graph():
+    """Optimizer.freeze rewrites the device factor table in place: the captured step stops
+    updating the variable (GPU parameters equal the CPU's, the frozen bias unchanged after)."""
+    from minicnn.callbacks import FreezeAfter, LambdaCallback
+    x, y, _ = toy_data(320)
+    weights, snapshots = {}, {}
+    for which in ("cpu", "gpu"):
+        B.set_backend(which)
+        model = small_model(optimizer="sgd")
+        keep = LambdaCallback(on_epoch_end=lambda epoch, logs, m=model, w=which:
+                              snapshots.__setitem__((w, epoch), host(m.layers[0].params["b"]).copy()))
+        model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[FreezeAfter("conv2d/b", 1), keep])
+        assert which == "cpu" or model.optimizer._on_device()
+        weights[which] = model.get_weights()
+    np.testing.assert_array_equal(snapshots["gpu", 0], snapshots["gpu", 2])
+    for a, b in zip(weights["cpu"], weights["gpu"]):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
+
+
 def test_epoch_augmentation_on_the_device_matches_the_cpu():
     """fit(augment=FlipTranslate) on the GPU (augmented on the device, graphed steps) lands on the
     CPU's parameters: the same flips and crops, keyed by the epoch."""

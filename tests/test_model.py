@@ -221,3 +221,27 @@ def test_metric_name_is_the_history_key():
     h = model.fit(x, y, epochs=1, verbose=0, validation_split=0.25)
     assert list(h.history) == ["acc", "loss", "val_acc", "val_loss"]
     assert len(model.evaluate(x, y, verbose=0)) == 2
+
+
+def test_lambda_callback_and_freeze_after():
+    """LambdaCallback calls plain functions; FreezeAfter stops one variable's updates from an epoch on."""
+    from minicnn.callbacks import FreezeAfter, LambdaCallback
+    x, y, _ = toy_data(64)
+    model = small_model(optimizer=minicnn.optimizers.SGD(0.05, momentum=0.9))
+    model.build((8, 8, 3))
+    seen, snapshots = [], {}
+
+    def remember(epoch, logs):
+        seen.append(epoch)
+        snapshots[epoch] = model.layers[0].params["b"].copy()
+
+    model.fit(x, y, batch_size=16, epochs=4, verbose=0,
+              callbacks=[FreezeAfter("conv2d/b", 2), LambdaCallback(on_epoch_end=remember)])
+    assert seen == [0, 1, 2, 3]
+    assert not np.array_equal(snapshots[0], snapshots[1])          # trained in epochs 0 and 1
+    np.testing.assert_array_equal(snapshots[1], snapshots[3])       # frozen from epoch 2 on
+    assert model.optimizer.frozen == ["conv2d/b"]
+    with pytest.raises(TypeError, match="must be callable"):
+        LambdaCallback(on_epoch_end=3)
+    with pytest.raises(ValueError, match="FreezeAfter epochs"):
+        FreezeAfter("x", -1)

@@ -250,3 +250,20 @@ def test_lr_multipliers_do_not_scale_the_weight_decay():
     opt.apply([("slow", slow, g, None), ("fast", fast, g, None)])
     np.testing.assert_allclose(slow, 1 - 0.1 * 0.5 - 0.1)
     np.testing.assert_allclose(fast, 1 - 0.1 * 0.5 - 1.0)
+
+
+def test_freeze_stops_updates_and_decay_from_the_next_step():
+    opt = optimizers.SGD(0.1, momentum=0.9, weight_decay=0.5)
+    a, b = np.ones(1), np.ones(1)
+    g = np.ones(1)
+    opt.apply([("conv2d/b", a, g, None), ("conv2d/W", b, g, None)])
+    frozen_at = a.copy()
+    opt.freeze("conv2d/b")
+    for _ in range(3):
+        opt.apply([("conv2d/b", a, g, None), ("conv2d/W", b, g, None)])
+    np.testing.assert_array_equal(a, frozen_at)             # momentum update is lr * ... = 0 too
+    assert b[0] < frozen_at[0] - 0.3
+    again = optimizers.deserialize(optimizers.serialize(opt))
+    assert again.frozen == ["conv2d/b"] and again.lr_multiplier("conv2d/b") == 0 and not again.decays("conv2d/b", g)
+    with pytest.raises(ValueError, match="variable-path pattern"):
+        opt.freeze(3)

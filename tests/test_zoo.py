@@ -41,6 +41,8 @@ def test_fast_recipe_settings():
     assert not opt.decays("conv2d/W", None) and opt.decays("conv2d_4/W", None) and opt.decays("conv2d/b", None)
     assert [type(layer).__name__ for layer in model.layers[-4:]] == ["GlobalMaxPooling2D", "Dense", "Rescaling",
                                                                      "Activation"]
+    freeze, = entry.callbacks()
+    assert (freeze.pattern, freeze.epochs) == ("conv2d/b", 3)
     norms = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
     assert len(norms) == 6 and all(not n.scale and n.momentum == 0.4 for n in norms)
 
