@@ -19,7 +19,7 @@ where the data live: on the GPU it never leaves it, and CUDA-graph steps are una
 """
 import numpy as np
 
-from minicnn import backend
+from minicnn import backend, kernels
 from minicnn.kernels.reference import uniforms
 
 
@@ -58,19 +58,10 @@ def _offsets(u, n, pad):
 
 def _flip_and_crop(x, which, dy, dx, pad):
     """x mirrored where `which` (None: nowhere), then image n cut at (dy[n], dx[n]) out of its
-    reflect-padded copy. The images sharing an offset are cut by one slice: (2 pad + 1)^2 copies."""
-    xp = backend.xp
-    out = flip(x, which) if which is not None else x
-    if not pad:
-        return out if out is not x else x.copy()
-    padded = xp.pad(out, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    result = xp.empty_like(x)
-    H, W = x.shape[1:3]
-    for oy in range(2 * pad + 1):
-        for ox in range(2 * pad + 1):
-            rows = xp.nonzero((dy == oy) & (dx == ox))[0]
-            result[rows] = padded[rows, oy:oy + H, ox:ox + W]
-    return result
+    reflect-padded copy: kernels.flip_crop (Numba on the CPU, one CUDA kernel on the GPU)."""
+    if not pad and which is None:
+        return x.copy()
+    return kernels.flip_crop(x, which, dy, dx, pad)
 
 
 class FlipTranslate:

@@ -107,3 +107,21 @@ def avgpool_backward(x, dy, pool, stride, padding):
         for h, w in cells:
             dx[:, h, w, :] += dy[:, oh, ow, :] / len(cells)
     return dx
+
+
+def flip_crop(x, flips, dy, dx, pad):
+    """Naive loops: mirror image n where flips[n], pad it by reflection (the border pixel is not
+    repeated), cut the window at (dy[n], dx[n])."""
+    N, H, W, C = x.shape
+    out = np.empty_like(x)
+    for n in range(N):
+        img = x[n, :, ::-1] if flips[n] else x[n]
+        padded = np.empty((H + 2 * pad, W + 2 * pad, C), x.dtype)
+        for i in range(H + 2 * pad):
+            for j in range(W + 2 * pad):
+                r, c = i - pad, j - pad
+                r = -r if r < 0 else (2 * (H - 1) - r if r >= H else r)
+                c = -c if c < 0 else (2 * (W - 1) - c if c >= W else c)
+                padded[i, j] = img[r, c]
+        out[n] = padded[dy[n]:dy[n] + H, dx[n]:dx[n] + W]
+    return out

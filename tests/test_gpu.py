@@ -215,6 +215,22 @@ def test_optimizer_kernels_match_host_formulas(name, rng):
     assert results["gpu"][1] == results["cpu"][1] == 4
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("flips", [False, True])
+def test_flip_crop(dtype, flips, rng):
+    """The one-launch augmentation kernel equals the plain twin on the CPU."""
+    from minicnn.kernels import gpu
+    x = (rng.random((37, 9, 7, 3)) * 255).astype(dtype)
+    which = rng.random(37) < 0.5 if flips else None
+    dy, dx = rng.integers(0, 5, 37), rng.integers(0, 5, 37)
+    expected = reference.flip_crop(x, which, dy, dx, 2)
+    import cupy
+    out = gpu.flip_crop(cupy.asarray(x), None if which is None else cupy.asarray(which), cupy.asarray(dy),
+                        cupy.asarray(dx), 2)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(host(out), expected)
+
+
 def test_gather_rows(rng):
     import cupy
     from minicnn.kernels import gpu

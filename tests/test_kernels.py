@@ -112,3 +112,21 @@ def test_dropout_mask_twins_agree_and_are_uniform(rate):
     assert abs((big == 0).mean() - rate) < 0.005
     assert not np.array_equal(cpu.dropout_mask((64, 33), 7, 4, 0.5, np.float32),
                               cpu.dropout_mask((64, 33), 7, 3, 0.5, np.float32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 5), st.integers(2, 7), st.integers(2, 7), st.integers(1, 3), st.integers(0, 3),
+       st.sampled_from([np.uint8, np.float32, np.float64]), st.booleans(), st.integers(0, 2**31))
+def test_flip_crop(N, H, W, C, pad, dtype, flips, seed):
+    """Epoch augmentation: Numba kernel and plain twin against naive loops."""
+    import reference as naive
+    pad = min(pad, H - 1, W - 1)
+    rng = np.random.default_rng(seed)
+    x = (rng.random((N, H, W, C)) * 255).astype(dtype)
+    which = rng.random(N) < 0.5 if flips else None
+    dy, dx = rng.integers(0, 2 * pad + 1, N), rng.integers(0, 2 * pad + 1, N)
+    expected = naive.flip_crop(x, which if flips else np.zeros(N, bool), dy, dx, pad)
+    for impl in (cpu, reference):
+        out = impl.flip_crop(x, which, dy, dx, pad)
+        assert out.dtype == x.dtype
+        np.testing.assert_array_equal(out, expected)

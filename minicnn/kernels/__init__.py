@@ -65,6 +65,11 @@ def avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl):
     return _impl().avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl)
 
 
+def flip_crop(x, which, dy, dx, pad):
+    """Mirrored (where `which`) and reflect-padded-cropped copies of images x (see reference.flip_crop)."""
+    return _impl().flip_crop(x, which, dy, dx, pad)
+
+
 def bias_activation(z, b, activation):
     return _impl().bias_activation(z, b, activation)
 

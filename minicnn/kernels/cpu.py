@@ -232,6 +232,32 @@ def bias_activation_backward(dout, y, activation, out, db_out=None):
     return partial.sum(axis=0, out=db_out)
 
 
+# ---- data augmentation (reference.flip_crop) ------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _nb_flip_crop(x, flip, dy, dx, pad, out):
+    N, H, W, C = x.shape
+    for n in prange(N):
+        for h in range(H):
+            sh = h + dy[n] - pad
+            sh = -sh if sh < 0 else (2 * (H - 1) - sh if sh >= H else sh)      # reflect
+            for w in range(W):
+                sw = w + dx[n] - pad
+                sw = -sw if sw < 0 else (2 * (W - 1) - sw if sw >= W else sw)
+                if flip[n]:
+                    sw = W - 1 - sw
+                for c in range(C):
+                    out[n, h, w, c] = x[n, sh, sw, c]
+
+
+def flip_crop(x, which, dy, dx, pad):
+    x = np.ascontiguousarray(x)
+    flip = np.zeros(len(x), np.bool_) if which is None else np.ascontiguousarray(which, dtype=np.bool_)
+    out = np.empty_like(x)
+    _nb_flip_crop(x, flip, np.ascontiguousarray(dy, dtype=np.int64), np.ascontiguousarray(dx, dtype=np.int64),
+                  int(pad), out)
+    return out
+
+
 @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
 def erf(x):
     """The error function, elementwise (libm's erf through Numba)."""

@@ -496,6 +496,27 @@ extern "C" __global__ void gather_rows(const S* __restrict__ x, const int* __res
     }
 }
 
+// ---- epoch augmentation (reference.flip_crop): out[n, h, w] = x[n, reflect(h + dy - pad),
+// reflect(w + dx - pad) mirrored where flip[n]]; T is the image type (uint8 or float) ----------------
+__device__ __forceinline__ int reflect_index(int i, int n) { return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i); }
+
+extern "C" __global__ void flip_crop(const T* __restrict__ x, T* __restrict__ out, const unsigned char* __restrict__ flip,
+                                     const long long* __restrict__ dy, const long long* __restrict__ dx,
+                                     int N, int H, int W, int C, int pad) {
+    long long total = (long long)N * H * W * C;
+    for (long long idx = gtid(); idx < total; idx += gstride()) {
+        int c = (int)(idx % C);
+        long long r = idx / C;
+        int w = (int)(r % W); r /= W;
+        int h = (int)(r % H);
+        long long n = r / H;
+        int sh = reflect_index(h + (int)dy[n] - pad, H);
+        int sw = reflect_index(w + (int)dx[n] - pad, W);
+        if (flip && flip[n]) sw = W - 1 - sw;
+        out[idx] = x[((n * H + sh) * W + sw) * C + c];
+    }
+}
+
 // stats[0] += loss * n; stats[1] += correct; stats[2] = loss   (losses without a fused kernel)
 extern "C" __global__ void accumulate_stats(double* stats, const T* loss, const long long* correct, int n) {
     if (gtid() == 0) { stats[0] += (double)loss[0] * n; stats[1] += (double)correct[0]; stats[2] = (double)loss[0]; }
@@ -508,7 +529,7 @@ _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dty
 _modules = {}
 
 
-_DATA_KERNELS = ("increment_i64", "gather_rows", "accumulate_stats")
+_DATA_KERNELS = ("increment_i64", "gather_rows", "accumulate_stats", "flip_crop")
 
 
 def _kernel(name, T, A=np.int32, S=None):
@@ -814,6 +835,18 @@ def gather_rows(x, order, cursor, out, scale=1.0):
     row_size = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
     _launch("gather_rows", rows * row_size, (x, order, _NULL if cursor is None else cursor, out, np.int32(rows), np.int64(row_size),
                                              np.float64(scale)), out.dtype, np.int32, x.dtype)
+    return out
+
+
+def flip_crop(x, which, dy, dx, pad):
+    """reference.flip_crop in one launch: each output element reads its source pixel directly."""
+    import cupy
+    x = cupy.ascontiguousarray(x)
+    out = cupy.empty_like(x)
+    N, H, W, C = x.shape
+    flip = _NULL if which is None else cupy.ascontiguousarray(which).astype(cupy.uint8)
+    _launch("flip_crop", x.size, (x, out, flip, cupy.ascontiguousarray(dy, dtype=cupy.int64),
+                                  cupy.ascontiguousarray(dx, dtype=cupy.int64)) + _i(N, H, W, C, pad), x.dtype)
     return out
 
 

@@ -156,6 +156,23 @@ def bias_activation_backward(dout, y, activation, out, db_out=None):
     return db_out
 
 
+# ---- data augmentation ---------------------------------------------------------------------------
+def flip_crop(x, which, dy, dx, pad):
+    """Image n of x (N, H, W, C), mirrored left-right where which[n] (which None: nowhere), then cut
+    at offset (dy[n], dx[n]) in {0, ..., 2 pad} out of its reflect-padded copy (numpy's 'reflect':
+    the border pixel is not repeated). A new array; pad < min(H, W)."""
+    xp = backend.xp
+    out = x if which is None else xp.where(which[:, None, None, None], x[:, :, ::-1, :], x)
+    padded = xp.pad(out, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    result = xp.empty_like(x)
+    H, W = x.shape[1:3]
+    for oy in range(2 * pad + 1):
+        for ox in range(2 * pad + 1):
+            rows = xp.nonzero((dy == oy) & (dx == ox))[0]      # the images sharing this offset
+            result[rows] = padded[rows, oy:oy + H, ox:ox + W]
+    return result
+
+
 # ---- dropout mask from a counter-based stream ----------------------------------------------------
 def _mix64(z):
     """SplitMix64's finalizer on uint64 (wrapping arithmetic)."""
