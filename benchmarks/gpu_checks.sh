@@ -32,8 +32,10 @@ for stage in $stages; do
                 --verbose 2 2>&1 | tee "$OUT/train000.log" | tail -25 ;;
     fast)     timeout 300 python3 examples/train_cifar_fast.py --backend gpu --runs 5 --out "$OUT/fast_fp32" 2>&1 \
                 | tee "$OUT/fast_fp32.log" | tail -10
-              timeout 300 python3 examples/train_cifar_fast.py --backend gpu --runs 5 --tf32 --out "$OUT/fast_tf32" 2>&1 \
-                | tee "$OUT/fast_tf32.log" | tail -10
+              for precision in tf32 bf16; do
+                timeout 300 python3 examples/train_cifar_fast.py --backend gpu --runs 5 --precision $precision \
+                  --out "$OUT/fast_$precision" 2>&1 | tee "$OUT/fast_$precision.log" | tail -10
+              done
               timeout 300 python3 benchmarks/airbench_anchor.py --runs 5 --out "$OUT/airbench94.json" 2>&1 \
                 | tee "$OUT/airbench94.log" | tail -8
               timeout 200 python3 benchmarks/gpu_step.py --models fast_cifar10 --replays 100 --eager-steps 20 --profile \

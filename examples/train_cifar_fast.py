@@ -2,7 +2,7 @@
 """Train the fast 90%+ CIFAR-10 recipe (zoo entry fast_cifar10) and report accuracy and time per run.
 
     python examples/train_cifar_fast.py                     # one run, GPU when CuPy finds one
-    python examples/train_cifar_fast.py --runs 5 --tf32     # the README table: mean +- std over 5 runs
+    python examples/train_cifar_fast.py --runs 5 --precision tf32   # mean +- std over 5 runs (GPU)
     python examples/train_cifar_fast.py --limit 5000 --epochs 2 --widths 16,32,32    # a quick CPU look
 
 Each run: a fresh network (seed + run index), its whitening layer computed from the first 5,000
@@ -37,7 +37,10 @@ def parse_args(argv=None):
                    help="channels of the three blocks (default 64,256,256)")
     p.add_argument("--lr", type=float, default=1.5, help="peak learning rate (Keras scale: mean loss)")
     p.add_argument("--backend", default="auto", choices=["cpu", "gpu", "auto"])
-    p.add_argument("--tf32", action="store_true", help="GPU: TF32 tensor-core GEMMs (FP32 by default)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"],
+                   help="GPU: how float32 GEMMs compute (tensor cores for tf32/bf16/fp16); weights, "
+                        "gradients and BN statistics stay float32")
+    p.add_argument("--tf32", action="store_true", help="the same as --precision tf32")
     p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
     p.add_argument("--data-dir", help="dataset folder (default $MINICNN_DATA_DIR or ~/.minicnn/datasets)")
     p.add_argument("--limit", type=int, help="train on the first N training images only")
@@ -98,9 +101,11 @@ def main(argv=None):
     args = parse_args(argv)
     backend.set_backend(args.backend)
     if args.tf32:
+        args.precision = "tf32"
+    if args.precision != "fp32":
         if backend.name != "gpu":
-            raise SystemExit("--tf32 needs the GPU backend")
-        backend.set_tf32(True)
+            raise SystemExit(f"--precision {args.precision} needs the GPU backend (the CPU computes in float32)")
+        backend.set_gemm_precision(args.precision)
     entry = zoo.get("fast_cifar10")
     try:
         (x_train, y_train), (x_test, y_test) = cifar10.load_data(args.data_dir)
@@ -120,7 +125,7 @@ def main(argv=None):
     data = ((x_train, y_train), (x_test, y_test), test_labels)
     print(f"fast_cifar10: widths {args.widths}, batch {args.batch_size}, {args.epochs} epochs, peak lr {args.lr}, "
           f"{len(x_train)} training images; backend {backend.name}"
-          + (" (TF32)" if args.tf32 else "") + f"; {args.runs} run(s)")
+          + f" ({args.precision} GEMMs)" * (backend.name == "gpu") + f"; {args.runs} run(s)")
 
     if backend.name == "gpu":                      # compile every kernel once, untimed
         warm = argparse.Namespace(**{**vars(args), "epochs": 1, "no_tta": True, "verbose": 0})
@@ -143,7 +148,7 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "run.json", {"recipe": "fast_cifar10", "args": {**vars(args), "widths": list(args.widths)},
-                                  "backend": backend.name, "tf32": bool(args.tf32), "runs": results,
+                                  "backend": backend.name, "gemm_precision": args.precision, "runs": results,
                                   "summary": table, "environment": environment_info()})
     print(f"wrote {out / 'run.json'}")
     return 0

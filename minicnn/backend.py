@@ -7,6 +7,7 @@ which would freeze the binding before ``set_backend`` is called).
     set_floatx('float32' | 'float64')     float64 is for gradient checks
     set_seed(seed)                        seeds every random stream minicnn creates afterwards
     set_tf32(True)                        GPU: TF32 tensor-core GEMMs (or env MINICNN_TF32=1)
+    set_gemm_precision("bf16")            GPU: fp32 / tf32 / bf16 / fp16 GEMMs (float32 everywhere else)
 """
 import os
 
@@ -51,6 +52,13 @@ def set_backend(which="auto"):
     else:
         xp, name = numpy, "cpu"
     return name
+
+
+def set_gemm_precision(precision):
+    """GPU: how float32 GEMMs compute: "fp32" (default), "tf32", "bf16" or "fp16" tensor cores, always
+    with float32 inputs, outputs, weights and statistics (kernels/cublas.py). Env MINICNN_GEMM_PRECISION."""
+    from minicnn.kernels import cublas
+    cublas.set_precision(precision)
 
 
 def set_tf32(enabled=True):

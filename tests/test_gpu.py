@@ -262,6 +262,26 @@ def test_cublas_gemm_against_numpy(ta, tb, dtype, rng):
     np.testing.assert_allclose(host(out), 2 * (ah.astype(np.float64) @ bh), rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("precision, low, high", [("fp32", 0, 1e-5), ("tf32", 1e-5, 3e-3), ("bf16", 1e-5, 2e-2),
+                                                  ("fp16", 1e-5, 3e-3)])
+def test_cublas_gemm_precisions(precision, low, high, rng):
+    """Reduced-precision GEMMs take float32 in and out, and their error is that of a reduced format
+    (cuBLAS may pick TF32 for the 16-bit modes: "fast, allows down-converting inputs")."""
+    import cupy
+    from minicnn.kernels import cublas
+    a = rng.standard_normal((256, 512)).astype(np.float32)
+    b = rng.standard_normal((512, 128)).astype(np.float32)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    try:
+        cublas.set_precision(precision)
+        out = cublas.gemm(cupy.asarray(a), cupy.asarray(b))
+    finally:
+        cublas.set_precision("fp32")
+    assert out.dtype == cupy.float32
+    error = np.abs(host(out) - exact).max() / np.abs(exact).max()
+    assert low <= error < high, error
+
+
 def test_cublas_bad_input_is_a_clear_error():
     from minicnn.kernels import cublas
     import cupy

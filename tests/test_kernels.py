@@ -130,3 +130,18 @@ def test_flip_crop(N, H, W, C, pad, dtype, flips, seed):
         out = impl.flip_crop(x, which, dy, dx, pad)
         assert out.dtype == x.dtype
         np.testing.assert_array_equal(out, expected)
+
+
+def test_gemm_precision_setting():
+    """The GPU GEMM precision switch validates its value (no GPU needed to set it)."""
+    from minicnn.kernels import cublas
+    before = cublas.precision()
+    try:
+        B.set_gemm_precision("bf16")
+        assert cublas.precision() == "bf16" and not cublas.tf32_enabled()
+        B.set_tf32(True)
+        assert cublas.precision() == "tf32" and cublas.tf32_enabled()
+        with pytest.raises(ValueError, match="fp32.*bf16"):
+            B.set_gemm_precision("int8")
+    finally:
+        cublas.set_precision(before)

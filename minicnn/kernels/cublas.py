@@ -6,8 +6,14 @@ although cuBLAS itself supports capture. So minicnn keeps its own cuBLAS handle,
   - its own workspace (``cublasSetWorkspace``): cuBLAS then never allocates while capturing;
   - one handle (and workspace) per CUDA stream, bound to it once: GEMMs on the side stream of
     ``kernels.overlap`` run concurrently with the main stream's without sharing a workspace;
-  - a math mode: plain FP32, or TF32 tensor cores (``set_tf32(True)``; Keras-JAX's default on
-    Ampere/Hopper GPUs). float64 always runs as plain DGEMM.
+  - a precision for float32 GEMMs (``set_precision``): "fp32" (plain SGEMM, the default), "tf32"
+    (TF32 tensor cores, Keras-JAX's default on Ampere/Hopper GPUs; ``set_tf32(True)``), "bf16" or
+    "fp16" (cublasGemmEx with compute type 32F_FAST_16BF / 32F_FAST_16F: the float32 operands are
+    rounded to bfloat16 / half inside cuBLAS, products accumulate in float32, the result is
+    float32). Weights, gradients, optimizer slots and BN statistics stay float32 either way:
+    mixed precision for the GEMMs only. bf16 keeps float32's range (8-bit exponent, 8-bit
+    mantissa); fp16 has 11 mantissa bits but underflows below ~6e-8, so small gradients may flush
+    to zero (no loss scaling here). float64 always runs as plain DGEMM.
 
 cuBLAS is column-major; our arrays are row-major. A row-major (M, N) matrix is the column-major
 (N, M) matrix of its transpose, so row-major C = op(A) @ op(B) is computed as the column-major
@@ -18,12 +24,18 @@ import os
 
 _OP_N, _OP_T = 0, 1
 _DEFAULT_MATH, _TF32_MATH = 0, 3          # cublasMath_t: CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH
+_CUDA_R_32F = 0                           # cudaDataType_t
+_COMPUTE = {"bf16": 75, "fp16": 74}       # cublasComputeType_t: CUBLAS_COMPUTE_32F_FAST_16BF / _16F
+_GEMM_DEFAULT = -1                        # cublasGemmAlgo_t
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _WORKSPACE_BYTES = 32 << 20
 
 _lib = None
 _handles = {}           # stream pointer -> [handle, workspace, math mode set]: one per stream, since
                         # GEMMs running at once on two streams must not share a workspace
-_tf32 = os.environ.get("MINICNN_TF32", "0") == "1"
+_precision = os.environ.get("MINICNN_GEMM_PRECISION", "tf32" if os.environ.get("MINICNN_TF32", "0") == "1" else "fp32")
+if _precision not in PRECISIONS:
+    raise ValueError(f"MINICNN_GEMM_PRECISION must be one of {PRECISIONS}, got {_precision!r}")
 
 
 def _find_library():
@@ -55,7 +67,7 @@ def _load():
     if _lib is None:
         lib = ctypes.CDLL(_find_library())
         for name in ("cublasCreate_v2", "cublasSetStream_v2", "cublasSetWorkspace_v2", "cublasSetMathMode",
-                     "cublasSgemm_v2", "cublasDgemm_v2"):
+                     "cublasSgemm_v2", "cublasDgemm_v2", "cublasGemmEx"):
             getattr(lib, name).restype = ctypes.c_int
         _lib = lib
     return _lib
@@ -77,23 +89,35 @@ def _handle_for(stream):
     return entry
 
 
+def set_precision(precision):
+    """How float32 GEMMs compute: "fp32", "tf32", "bf16" or "fp16" (see the module docstring)."""
+    global _precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"GEMM precision must be one of {PRECISIONS}, got {precision!r}")
+    _precision = precision
+
+
+def precision():
+    return _precision
+
+
 def set_tf32(enabled):
     """Let float32 GEMMs use TF32 tensor cores (10-bit mantissa products, float32 accumulation)."""
-    global _tf32
-    _tf32 = bool(enabled)
+    set_precision("tf32" if enabled else "fp32")
 
 
 def tf32_enabled():
-    return _tf32
+    return _precision == "tf32"
 
 
 def _prepare(stream=None):
     """(library, handle) for CuPy's current stream (or `stream`), math mode as asked."""
     import cupy
     entry = _handle_for(cupy.cuda.get_current_stream().ptr if stream is None else stream.ptr)
-    if entry[2] != _tf32:
-        _check(_lib.cublasSetMathMode(entry[0], _TF32_MATH if _tf32 else _DEFAULT_MATH), "cublasSetMathMode")
-        entry[2] = _tf32
+    tf32 = _precision == "tf32"
+    if entry[2] != tf32:
+        _check(_lib.cublasSetMathMode(entry[0], _TF32_MATH if tf32 else _DEFAULT_MATH), "cublasSetMathMode")
+        entry[2] = tf32
     return _lib, entry[0]
 
 
@@ -132,15 +156,17 @@ def gemm(a, b, out=None, accumulate=False):
     a, ta, lda = _as_operand(a)
     b, tb, ldb = _as_operand(b)
     lib, handle = _prepare()
-    if a.dtype == cupy.float32:
-        ctype, fn = ctypes.c_float, lib.cublasSgemm_v2
-    else:
-        ctype, fn = ctypes.c_double, lib.cublasDgemm_v2
+    ctype = ctypes.c_float if a.dtype == cupy.float32 else ctypes.c_double
     alpha, beta = ctype(1.0), ctype(1.0 if accumulate else 0.0)
     # column-major: C^T (N x M) = op(B)^T (N x K) @ op(A)^T (K x M)
-    status = fn(handle, _OP_T if tb else _OP_N, _OP_T if ta else _OP_N, N, M, K, ctypes.byref(alpha),
-                ctypes.c_void_p(b.data.ptr), ldb, ctypes.c_void_p(a.data.ptr), lda, ctypes.byref(beta),
-                ctypes.c_void_p(out.data.ptr), N)
+    ops = (_OP_T if tb else _OP_N, _OP_T if ta else _OP_N, N, M, K, ctypes.byref(alpha))
+    B_, A_, C_ = (ctypes.c_void_p(m.data.ptr) for m in (b, a, out))
+    if a.dtype == cupy.float32 and _precision in _COMPUTE:       # bf16 / fp16 tensor cores, float32 in and out
+        status = lib.cublasGemmEx(handle, *ops, B_, _CUDA_R_32F, ldb, A_, _CUDA_R_32F, lda, ctypes.byref(beta),
+                                  C_, _CUDA_R_32F, N, _COMPUTE[_precision], _GEMM_DEFAULT)
+    else:
+        fn = lib.cublasSgemm_v2 if a.dtype == cupy.float32 else lib.cublasDgemm_v2
+        status = fn(handle, *ops, B_, ldb, A_, lda, ctypes.byref(beta), C_, N)
     _check(status, "gemm")
     return out
 
