@@ -247,7 +247,7 @@ class Optimizer:
         if self.use_ema:
             self._update_averages(variables)
         self.iterations += 1
-        if self.lookahead_steps:
+        if self.lookahead_steps and not self.defer_lookahead:
             self.lookahead_sync(variables, self.iterations)
 
     def lookahead_sync(self, variables, done):
