@@ -195,7 +195,24 @@ def make(init, shape, rng):
     return backend.xp.asarray(np.asarray(init(tuple(shape), rng), dtype=backend.floatx()))
 
 
-def patch_whitening(images, size=2, eps=5e-4):
+def _patch_statistics(images, size):
+    """Mean (D,) and covariance (D, D) of every size x size window of images (N, H, W, C), each
+    flattened in the (kh, kw, c) order of a Conv2D kernel (D = size*size*C). Computed where the
+    images are (NumPy or CuPy, float64); returned as NumPy arrays."""
+    xp = backend.xp
+    x = xp.asarray(images, dtype=xp.float64)
+    if x.ndim != 4 or min(x.shape[1:3]) < size:
+        raise ValueError(f"patch_whitening needs images (N, H, W, C) of at least {size}x{size}, got {tuple(x.shape)}")
+    N, H, W, C = x.shape
+    windows = [x[:, i:H - size + 1 + i, j:W - size + 1 + j, :] for i in range(size) for j in range(size)]
+    patches = xp.stack(windows, axis=3).reshape(-1, size * size * C)          # (kh, kw, c) order
+    n = patches.shape[0]
+    mean = patches.mean(axis=0)
+    cov = (patches.T @ patches - n * xp.outer(mean, mean)) / (n - 1)
+    return backend.to_host(mean), backend.to_host(cov)
+
+
+def patch_whitening(images, size=2, eps=5e-4, center=False):
     """A fixed first-layer kernel that whitens size x size patches of `images` (N, H, W, C).
 
     The patches (every size x size window, flattened in the (kh, kw, c) order of a Conv2D kernel)
@@ -203,16 +220,13 @@ def patch_whitening(images, size=2, eps=5e-4):
     gives the patch's k-th principal component scaled to unit variance. The kernel holds those D =
     size*size*C filters and their negatives (2D filters: a ReLU-like activation after it keeps both
     signs), shape (size, size, C, 2D), for Conv2D(2D, size, padding='valid', trainable=False).
+    center=True also returns the bias -mean_patch @ filters, which makes the outputs zero-mean.
     """
-    x = np.asarray(backend.to_host(images), dtype=np.float64)
-    if x.ndim != 4 or min(x.shape[1:3]) < size:
-        raise ValueError(f"patch_whitening needs images (N, H, W, C) of at least {size}x{size}, got {x.shape}")
-    C = x.shape[3]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))   # (N, H', W', C, s, s)
-    patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, size * size * C)        # (kh, kw, c) order
-    patches = patches - patches.mean(axis=0)
-    cov = patches.T @ patches / (len(patches) - 1)
+    mean, cov = _patch_statistics(images, size)
+    C = cov.shape[0] // (size * size)
     lam, V = np.linalg.eigh(cov)
     filters = V / np.sqrt(lam + eps)                      # column k: the k-th whitening filter
     kernel = np.concatenate([filters, -filters], axis=1)  # (D, 2D)
-    return kernel.reshape(size, size, C, 2 * size * size * C).astype(backend.floatx())
+    dtype = backend.floatx()
+    out = kernel.reshape(size, size, C, 2 * size * size * C).astype(dtype)
+    return (out, (-mean @ kernel).astype(dtype)) if center else out

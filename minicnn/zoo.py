@@ -11,8 +11,6 @@ training images are held out, 45k remain), or "test" (the test set is passed as 
 """
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from minicnn import augment, initializers, losses, optimizers
 from minicnn.callbacks import FreezeAfter
 from minicnn.constraints import max_norm
@@ -185,14 +183,11 @@ def fast_optimizer(steps=FAST_EPOCHS * -(-FAST_TRAIN_SIZE // FAST_BATCH), lr=1.5
 
 
 def prepare_fast(model, x_train, n=5000):
-    """The whitening convolution from the first n training images (as the model sees them): kernel =
-    initializers.patch_whitening, bias = minus the mean patch's response (outputs centred)."""
-    x = np.asarray(x_train[:n], dtype=np.float64)
-    kernel = initializers.patch_whitening(x, 2, eps=5e-4)
-    windows = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2))      # (N, H', W', C, 2, 2)
-    mean_patch = windows.mean(axis=(0, 1, 2)).transpose(1, 2, 0)                    # (2, 2, C)
-    bias = -np.tensordot(mean_patch, kernel.astype(np.float64), axes=3)
-    model.layers[0].set_weights([kernel, bias.astype(kernel.dtype)])
+    """The whitening convolution from the first n training images (as the model sees them, where
+    they are: host or device): kernel = initializers.patch_whitening, bias = minus the mean patch's
+    response (outputs centred)."""
+    kernel, bias = initializers.patch_whitening(x_train[:n], 2, eps=5e-4, center=True)
+    model.layers[0].set_weights([kernel, bias])
 
 
 MODELS = {e.name: e for e in [
