@@ -258,6 +258,15 @@ class Optimizer:
             return
         rate = self.lookahead_rate
         rate = float(rate(done)) if isinstance(rate, LearningRateSchedule) else rate
+        if kernels.device_kernels():             # one launch for every variable
+            from minicnn.kernels import gpu
+            groups = [(w, self.slots[path]["slow"]) for path, w, *_ in variables]
+            key = ("lookahead",) + tuple(a.data.ptr for group in groups for a in group)
+            tables = self.__dict__.setdefault("_lookahead_tables", {})
+            if key not in tables:
+                tables[key] = gpu.param_table(groups)
+            gpu.lookahead(tables[key], groups[0][0].dtype, rate)
+            return
         for path, w, *_ in variables:
             slow = self.slots[path]["slow"]
             slow += rate * (w - slow)

@@ -173,6 +173,24 @@ def test_softmax_cross_entropy(sparse, smoothing, rng):
     np.testing.assert_allclose(s[2], float(rl), rtol=1e-5)
 
 
+def test_lookahead_kernel_matches_the_host_formula(rng):
+    """Lookahead's one-launch sync equals the host loop (CPU backend) on several arrays."""
+    from minicnn import optimizers
+    shapes = [(5, 7), (300,), (3, 3, 2, 4)]
+    w0 = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    results = {}
+    for which in ("cpu", "gpu"):
+        B.set_backend(which)
+        opt = optimizers.SGD(0.1, momentum=0.9, lookahead_steps=2, lookahead_rate=0.3)
+        ws, gs = [B.to_device(w.copy()) for w in w0], [B.to_device(g) for g in grads]
+        for _ in range(5):                                   # syncs after updates 2 and 4
+            opt.apply([(f"w{i}", w, g, None) for i, (w, g) in enumerate(zip(ws, gs))])
+        results[which] = [host(w) for w in ws] + [host(opt.slots[f"w{i}"]["slow"]) for i in range(3)]
+    for a, b in zip(results["cpu"], results["gpu"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def _excluding(opt, names):
     opt.exclude_from_weight_decay(var_names=names)
     return opt

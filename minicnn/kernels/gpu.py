@@ -413,6 +413,19 @@ __device__ __forceinline__ int find_param(const long long* offsets, int P, long 
     return lo;
 }
 
+// Lookahead sync (Optimizer.lookahead_sync): slow += rate (w - slow); w = slow      (ptrs: w, slow)
+extern "C" __global__ void lookahead(const unsigned long long* __restrict__ ptrs, const long long* __restrict__ offsets,
+                                     int P, double rate) {
+    for (long long i = gtid(); i < offsets[P]; i += gstride()) {
+        int k = find_param(offsets, P, i);
+        long long j = i - offsets[k];
+        T* w = (T*)ptrs[2 * k]; T* slow = (T*)ptrs[2 * k + 1];
+        T v = slow[j] + (T)rate * (w[j] - slow[j]);
+        slow[j] = v;
+        w[j] = v;
+    }
+}
+
 // Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= alpha m / (sqrt(v) + eps),
 // alpha = lr sqrt(1 - b2^(step+1)) / (1 - b1^(step+1))            (ptrs: w, g, m, v)
 extern "C" __global__ void adam(const unsigned long long* __restrict__ ptrs, const long long* __restrict__ offsets,
@@ -796,6 +809,12 @@ def _hyper(dev):
 def _multi(name, table, dtype, dev, extra):
     ptrs, offsets, mult, P, total = table
     _launch(name, total, (ptrs, offsets, mult, np.int32(P)) + _hyper(dev) + extra, dtype)
+
+
+def lookahead(table, dtype, rate):
+    """Lookahead's sync on every (w, slow) pair of `table` (param_table) in one launch."""
+    ptrs, offsets, _, P, total = table
+    _launch("lookahead", total, (ptrs, offsets, np.int32(P), np.float64(rate)), dtype)
 
 
 def adam_device(table, dtype, dev, beta_1, beta_2, epsilon, weight_decay=0.0):
