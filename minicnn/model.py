@@ -92,8 +92,12 @@ class Sequential(Layer):
     @input_grad.setter
     def input_grad(self, value):
         self._input_grad = value
-        if self.layers:
-            self.layers[0].input_grad = value
+        for layer in self.entry_layers():
+            layer.input_grad = value
+
+    def entry_layers(self):
+        """The layers that receive this container's input (their dL/dx is the container's)."""
+        return self.layers[:1]
 
     def add(self, layer):
         if not isinstance(layer, Layer):
@@ -669,17 +673,9 @@ class Residual(Sequential):
             shortcut = None
         self.shortcut = shortcut
 
-    @property
-    def input_grad(self):
-        return self._input_grad
-
-    @input_grad.setter
-    def input_grad(self, value):
-        self._input_grad = value
-        if self.layers:
-            self.layers[0].input_grad = value
-        if getattr(self, "shortcut", None) is not None:
-            self.shortcut.input_grad = value
+    def entry_layers(self):
+        shortcut = getattr(self, "shortcut", None)          # (not yet set while __init__ adds layers)
+        return self.layers[:1] + ([shortcut] if shortcut is not None else [])
 
     def members(self):
         keys = list(zip(self.structural_keys(), self.layers))
