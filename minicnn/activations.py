@@ -89,16 +89,13 @@ class GELU(Activation):
     name = "gelu"
     needs_input = True
 
-    def forward(self, z):
+    def forward(self, z):              # 0.5 z (1 + erf(z / sqrt 2)), in one pass (kernels.gelu)
         from minicnn import kernels
-        return 0.5 * z * (1 + kernels.erf(z * 0.7071067811865476))
+        return kernels.gelu(z)
 
-    def backward(self, dy, z):
+    def backward(self, dy, z):         # dy (Phi(z) + z exp(-z^2 / 2) / sqrt(2 pi)), in one pass
         from minicnn import kernels
-        xp = backend.xp
-        cdf = 0.5 * (1 + kernels.erf(z * 0.7071067811865476))
-        pdf = xp.exp(-0.5 * z * z) * 0.3989422804014327          # 1 / sqrt(2 pi)
-        return dy * (cdf + z * pdf)
+        return kernels.gelu_backward(dy, z)
 
 
 _ACTIVATIONS = {cls.name: cls for cls in (Linear, ReLU, Tanh, Sigmoid, Softmax, GELU)}

@@ -249,6 +249,18 @@ def test_flip_crop(dtype, flips, rng):
     np.testing.assert_array_equal(host(out), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_kernels(dtype, rng):
+    from minicnn.kernels import gpu
+    import cupy
+    z = (rng.standard_normal((33, 17)) * 3).astype(dtype)
+    dy = rng.standard_normal(z.shape).astype(dtype)
+    rtol = 2e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(host(gpu.gelu(cupy.asarray(z))), on_numpy(reference.gelu, z), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(host(gpu.gelu_backward(cupy.asarray(dy), cupy.asarray(z))),
+                               on_numpy(reference.gelu_backward, dy, z), rtol=rtol, atol=rtol)
+
+
 def test_gather_rows(rng):
     import cupy
     from minicnn.kernels import gpu

@@ -145,3 +145,15 @@ def test_gemm_precision_setting():
             B.set_gemm_precision("int8")
     finally:
         cublas.set_precision(before)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+def test_gelu_kernels(dtype, rtol, rng):
+    """GELU's one-pass Numba kernels against the plain twins (which use math.erf element by element)."""
+    z = (rng.standard_normal((7, 5, 3)) * 3).astype(dtype)
+    dy = rng.standard_normal(z.shape).astype(dtype)
+    y = cpu.gelu(z)
+    assert y.dtype == dtype and y.shape == z.shape
+    np.testing.assert_allclose(y, reference.gelu(z), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(cpu.gelu_backward(dy, z), reference.gelu_backward(dy, z), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(cpu.gelu(z.T), reference.gelu(z.T), rtol=rtol, atol=rtol)     # strided input

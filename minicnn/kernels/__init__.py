@@ -78,9 +78,14 @@ def bias_activation_backward(dout, y, activation, out, db_out=None):
     return _impl().bias_activation_backward(dout, y, activation, out, db_out)
 
 
-def erf(x):
-    """The error function, elementwise (for GELU)."""
-    return _impl().erf(x)
+def gelu(z):
+    """GELU's forward, y = z Phi(z), in one pass (activations.GELU)."""
+    return _impl().gelu(z)
+
+
+def gelu_backward(dy, z):
+    """GELU's derivative applied to dy, from the input z, in one pass."""
+    return _impl().gelu_backward(dy, z)
 
 
 def column_sum(a, out=None):

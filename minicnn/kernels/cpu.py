@@ -258,10 +258,34 @@ def flip_crop(x, which, dy, dx, pad):
     return out
 
 
-@numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
-def erf(x):
-    """The error function, elementwise (libm's erf through Numba)."""
-    return math.erf(x)
+# ---- GELU (reference.gelu / gelu_backward), one pass each, libm's erf ------------------------------
+@njit(parallel=True, cache=True)
+def _nb_gelu(z, y):
+    for i in prange(z.size):
+        v = z[i]
+        y[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+
+
+@njit(parallel=True, cache=True)
+def _nb_gelu_backward(dy, z, dz):
+    for i in prange(z.size):
+        v = z[i]
+        cdf = 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+        dz[i] = dy[i] * (cdf + v * math.exp(-0.5 * v * v) * 0.3989422804014327)
+
+
+def gelu(z):
+    z = np.ascontiguousarray(z)
+    y = np.empty_like(z)
+    _nb_gelu(z.reshape(-1), y.reshape(-1))
+    return y
+
+
+def gelu_backward(dy, z):
+    z, dy = np.ascontiguousarray(z), np.ascontiguousarray(dy, dtype=z.dtype)
+    dz = np.empty_like(z)
+    _nb_gelu_backward(dy.reshape(-1), z.reshape(-1), dz.reshape(-1))
+    return dz
 
 
 # ---- dropout: a counter-based random stream (SplitMix64), the same numbers on every backend ----------

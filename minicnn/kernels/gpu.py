@@ -389,6 +389,22 @@ extern "C" __global__ void softmax_xent(const T* __restrict__ z, const T* __rest
     if (threadIdx.x == 0) { stats[0] += sl[0]; stats[1] += sc[0]; stats[2] = sl[0] / B; }
 }
 
+// ---- GELU, exact: y = z Phi(z); dz = dy (Phi(z) + z phi(z))   (reference.gelu, gelu_backward) -------
+extern "C" __global__ void gelu_fwd(const T* __restrict__ z, T* __restrict__ y, long long n) {
+    for (long long i = gtid(); i < n; i += gstride()) {
+        double v = (double)z[i];
+        y[i] = (T)(0.5 * v * (1.0 + erf(v * 0.7071067811865476)));
+    }
+}
+
+extern "C" __global__ void gelu_bwd(const T* __restrict__ dy, const T* __restrict__ z, T* __restrict__ dz, long long n) {
+    for (long long i = gtid(); i < n; i += gstride()) {
+        double v = (double)z[i];
+        double cdf = 0.5 * (1.0 + erf(v * 0.7071067811865476));
+        dz[i] = (T)((double)dy[i] * (cdf + v * exp(-0.5 * v * v) * 0.3989422804014327));
+    }
+}
+
 // ---- optimizer updates: ONE launch updates every parameter ("multi-tensor") ---------------------
 // ptrs holds S pointers per parameter (w, g, slot...); offsets[k] = first flat index of parameter k
 // (offsets[P] = total); mult[2k] = parameter k's learning-rate factor (lr_multipliers; 1 by default),
@@ -715,10 +731,22 @@ def column_sum(a, out=None):
     return bias_activation_backward(a, None, activations.get("linear"), a, out)
 
 
-def erf(x):
-    """The error function, elementwise (CuPy's erf kernel)."""
-    from cupyx.scipy.special import erf as cupy_erf
-    return cupy_erf(x)
+def gelu(z):
+    """reference.gelu in one launch (one read, one write)."""
+    import cupy
+    z = cupy.ascontiguousarray(z)
+    y = cupy.empty_like(z)
+    _launch("gelu_fwd", z.size, (z, y, np.int64(z.size)), z.dtype)
+    return y
+
+
+def gelu_backward(dy, z):
+    """reference.gelu_backward in one launch."""
+    import cupy
+    z, dy = cupy.ascontiguousarray(z), cupy.ascontiguousarray(dy)
+    dz = cupy.empty_like(z)
+    _launch("gelu_bwd", z.size, (dy, z, dz, np.int64(z.size)), z.dtype)
+    return dz
 
 
 # ---- max_norm ---------------------------------------------------------------------------------------

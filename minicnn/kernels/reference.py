@@ -140,10 +140,25 @@ def bias_activation(z, b, activation):
 
 
 def erf(x):
-    """The error function, elementwise (math.erf per element: the slow, exact specification)."""
+    """The error function, elementwise (math.erf per element on the host: the slow, exact
+    specification; device arrays go through the host)."""
     import math
     import numpy as np
-    return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+    xp = backend.xp
+    return xp.asarray(np.frompyfunc(math.erf, 1, 1)(backend.to_host(x)).astype(x.dtype))
+
+
+def gelu(z):
+    """y = z Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2  (activations.GELU)."""
+    return 0.5 * z * (1 + erf(z * 0.7071067811865476))
+
+
+def gelu_backward(dy, z):
+    """dz = dy (Phi(z) + z phi(z)), phi(z) = exp(-z^2 / 2) / sqrt(2 pi)."""
+    xp = backend.xp
+    cdf = 0.5 * (1 + erf(z * 0.7071067811865476))
+    pdf = xp.exp(-0.5 * z * z) * 0.3989422804014327
+    return dy * (cdf + z * pdf)
 
 
 def bias_activation_backward(dout, y, activation, out, db_out=None):
