@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 import minicnn
-from minicnn import augment, backend, zoo
+from minicnn import augment, backend, losses, zoo
 from minicnn.datasets import cifar10
 from minicnn.datasets.fetch import DatasetError
 from minicnn.model import Sequential
@@ -36,6 +36,12 @@ def parse_args(argv=None):
     p.add_argument("--widths", default=",".join(map(str, zoo.FAST_WIDTHS)),
                    help="channels of the three blocks (default 64,256,256)")
     p.add_argument("--lr", type=float, default=1.5, help="peak learning rate (Keras scale: mean loss)")
+    p.add_argument("--momentum", type=float, default=0.85, help="Nesterov momentum")
+    p.add_argument("--decay-per-step", type=float, default=0.0133,
+                   help="weight decay per step at the peak learning rate (weight_decay = this / lr)")
+    p.add_argument("--bias-scale", type=float, default=64.0, help="learning-rate factor of the BN biases")
+    p.add_argument("--label-smoothing", type=float, default=0.2)
+    p.add_argument("--no-lookahead", action="store_true", help="plain SGD, without Lookahead")
     p.add_argument("--backend", default="auto", choices=["cpu", "gpu", "auto"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"],
                    help="GPU: how float32 GEMMs compute (tensor cores for tf32/bf16/fp16); weights, "
@@ -57,6 +63,12 @@ def parse_args(argv=None):
     for name in ("runs", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name, low, high in (("lr", 0, None), ("momentum", 0, 1), ("decay_per_step", 0, 1), ("bias_scale", 0, None),
+                            ("label_smoothing", 0, 1)):
+        value = getattr(args, name)
+        if value < low or (high is not None and value >= high) or (name == "lr" and value == 0):
+            p.error(f"--{name.replace('_', '-')} must be in [{low}, {high or 'inf'}){' and > 0' * (name == 'lr')}, "
+                    f"got {value}")
     return args
 
 
@@ -65,7 +77,10 @@ def build(entry, args, n_train):
     model = Sequential(zoo._fast_layers(args.widths), name=entry.name)
     model.build(entry.input_shape)
     steps = args.epochs * math.ceil(n_train / args.batch_size)
-    model.compile(optimizer=zoo.fast_optimizer(steps, lr=args.lr), loss=entry.loss(), metrics=["accuracy"])
+    opt = zoo.fast_optimizer(steps, lr=args.lr, momentum=args.momentum, decay_per_step=args.decay_per_step,
+                             bias_scale=args.bias_scale, lookahead=not args.no_lookahead)
+    model.compile(optimizer=opt, loss=losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
+                  metrics=["accuracy"])
     return model
 
 

@@ -170,14 +170,14 @@ def _fast_layers(widths=FAST_WIDTHS, whiten=24):
 
 
 def fast_optimizer(steps=FAST_EPOCHS * -(-FAST_TRAIN_SIZE // FAST_BATCH), lr=1.5, momentum=0.85, decay_per_step=0.0133,
-                   bias_scale=64.0):
-    """The fast recipe's SGD for a run of `steps` updates (see above)."""
+                   bias_scale=64.0, lookahead=True):
+    """The fast recipe's SGD for a run of `steps` updates (see above; the arguments are its knobs)."""
     schedule = optimizers.PiecewiseLinear([0, round(0.23 * steps), steps], [0.2 * lr, lr, 0.07 * lr])
-    lookahead = optimizers.PiecewiseLinear([0, steps / 4, steps / 2, 3 * steps / 4, steps],
-                                           [1.0, 0.988, 0.903, 0.673, 0.226])     # 1 - 0.95^5 (t/T)^3
+    rate = optimizers.PiecewiseLinear([0, steps / 4, steps / 2, 3 * steps / 4, steps],
+                                      [1.0, 0.988, 0.903, 0.673, 0.226])          # 1 - 0.95^5 (t/T)^3
     opt = optimizers.SGD(schedule, momentum=momentum, nesterov=True, weight_decay=decay_per_step / lr,
                          lr_multipliers={"batch_normalization*/beta": bias_scale, "conv2d/W": 0.0},
-                         lookahead_steps=5, lookahead_rate=lookahead)
+                         lookahead_steps=5 if lookahead else None, lookahead_rate=rate)
     opt.exclude_from_weight_decay(var_names=["^conv2d/W$"])             # the whitening kernel stays fixed
     return opt
 
