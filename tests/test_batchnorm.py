@@ -48,3 +48,12 @@ def test_param_counts():
     layer.build((8, 8, 6))
     assert layer.count_params(True) == 12 and layer.count_params(False) == 12
     assert [w.shape for w in layer.get_weights()] == [(6,)] * 4
+
+
+@pytest.mark.parametrize("center, scale", [(True, False), (False, True), (False, False)])
+def test_gradcheck_without_beta_or_gamma(f64, center, scale, rng):
+    """BN with a fixed gamma (the fast recipe's scale=False) or no beta: float64 gradient check."""
+    layer = BatchNormalization(center=center, scale=scale)
+    layer.build((4, 3, 5))
+    errors = gradcheck.check_layer(layer, rng.standard_normal((6, 4, 3, 5)) * 2 + 1, training=True)
+    assert max(errors.values()) < 1e-6, errors

@@ -261,6 +261,27 @@ def test_gelu_kernels(dtype, rng):
                                on_numpy(reference.gelu_backward, dy, z), rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("M, C", [(1000, 7), (4096, 64)])
+def test_batchnorm_kernels(dtype, affine, M, C, rng):
+    """Fused batch normalization (partial column sums, then y / dx) equals the plain twins."""
+    from minicnn.kernels import gpu
+    x = (rng.standard_normal((M, C)) * 3 + 5).astype(dtype)
+    dout = rng.standard_normal((M, C)).astype(dtype)
+    gamma = rng.uniform(0.5, 1.5, C).astype(dtype) if affine else None
+    beta = rng.standard_normal(C).astype(dtype) if affine else None
+    tol = 2e-5 if dtype == np.float32 else 1e-10
+    y, mean, var = gpu.batchnorm_forward(dev(x), None if gamma is None else dev(gamma), None if beta is None else dev(beta),
+                                         1e-3)
+    expected = on_numpy(reference.batchnorm_forward, x, gamma, beta, 1e-3)
+    for a, b in zip((y, mean, var), expected):
+        np.testing.assert_allclose(host(a), b, rtol=tol, atol=tol)
+    grads = gpu.batchnorm_backward(dev(dout), dev(x), mean, var, None if gamma is None else dev(gamma), 1e-3)
+    for a, b in zip(grads, on_numpy(reference.batchnorm_backward, dout, x, expected[1], expected[2], gamma, 1e-3)):
+        np.testing.assert_allclose(host(a), b, rtol=10 * tol, atol=10 * tol)
+
+
 def test_gather_rows(rng):
     import cupy
     from minicnn.kernels import gpu

@@ -157,3 +157,23 @@ def test_gelu_kernels(dtype, rtol, rng):
     np.testing.assert_allclose(y, reference.gelu(z), rtol=rtol, atol=rtol)
     np.testing.assert_allclose(cpu.gelu_backward(dy, z), reference.gelu_backward(dy, z), rtol=rtol, atol=rtol)
     np.testing.assert_allclose(cpu.gelu(z.T), reference.gelu(z.T), rtol=rtol, atol=rtol)     # strided input
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-5), (np.float64, 1e-11)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_kernels(dtype, tol, affine, rng):
+    """The fused batch-normalization kernels (float64 column sums) against the plain twins."""
+    M, C = 1000, 7
+    x = (rng.standard_normal((M, C)) * 3 + 5).astype(dtype)
+    dout = rng.standard_normal((M, C)).astype(dtype)
+    gamma = rng.uniform(0.5, 1.5, C).astype(dtype) if affine else None
+    beta = rng.standard_normal(C).astype(dtype) if affine else None
+    y, mean, var = cpu.batchnorm_forward(x, gamma, beta, 1e-3)
+    ry, rmean, rvar = reference.batchnorm_forward(x, gamma, beta, 1e-3)
+    assert y.dtype == mean.dtype == var.dtype == dtype
+    for a, b in ((y, ry), (mean, rmean), (var, rvar)):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    for a, b in zip(cpu.batchnorm_backward(dout, x, mean, var, gamma, 1e-3),
+                    reference.batchnorm_backward(dout, x, rmean, rvar, gamma, 1e-3)):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol * 10)

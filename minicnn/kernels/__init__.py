@@ -78,6 +78,16 @@ def bias_activation_backward(dout, y, activation, out, db_out=None):
     return _impl().bias_activation_backward(dout, y, activation, out, db_out)
 
 
+def batchnorm_forward(x, gamma, beta, eps):
+    """Batch normalization in training mode over the rows of x (M, C): (y, mean, var)."""
+    return _impl().batchnorm_forward(x, gamma, beta, eps)
+
+
+def batchnorm_backward(dout, x, mean, var, gamma, eps):
+    """BatchNormalization's training-mode backward: (dx, dgamma, dbeta)."""
+    return _impl().batchnorm_backward(dout, x, mean, var, gamma, eps)
+
+
 def gelu(z):
     """GELU's forward, y = z Phi(z), in one pass (activations.GELU)."""
     return _impl().gelu(z)

@@ -232,6 +232,74 @@ def bias_activation_backward(dout, y, activation, out, db_out=None):
     return partial.sum(axis=0, out=db_out)
 
 
+# ---- batch normalization (reference.batchnorm_forward / _backward): two passes each -------------
+@njit(parallel=True, cache=True)
+def _nb_column_sums(a, b, mean, inv, chunks, partial):
+    """partial[k] = column sums over row chunk k of a and of a * xhat(b) (b None-like: a * a when
+    mean is empty). float64 accumulators."""
+    M, C = a.shape
+    step = (M + chunks - 1) // chunks
+    for k in prange(chunks):
+        for r in range(k * step, min(M, (k + 1) * step)):
+            for c in range(C):
+                v = np.float64(a[r, c])
+                partial[k, 0, c] += v
+                if mean.size == 0:
+                    partial[k, 1, c] += v * v
+                else:
+                    partial[k, 1, c] += v * ((np.float64(b[r, c]) - mean[c]) * inv[c])
+
+
+@njit(parallel=True, cache=True)
+def _nb_bn_apply(x, mean, inv, gamma, beta, y):
+    M, C = x.shape
+    for r in prange(M):
+        for c in range(C):
+            y[r, c] = (x[r, c] - mean[c]) * inv[c] * gamma[c] + beta[c]
+
+
+@njit(parallel=True, cache=True)
+def _nb_bn_dx(dout, x, mean, inv, gamma, dbeta, dgamma, dx):
+    M, C = x.shape
+    for r in prange(M):
+        for c in range(C):
+            xhat = (x[r, c] - mean[c]) * inv[c]
+            dx[r, c] = gamma[c] * inv[c] / M * (M * dout[r, c] - dbeta[c] - xhat * dgamma[c])
+
+
+def _column_sums(a, b=None, mean=None, inv=None):
+    a = np.ascontiguousarray(a)
+    chunks = max(1, min(len(a), 4 * numba.get_num_threads()))
+    partial = np.zeros((chunks, 2, a.shape[1]))
+    empty = np.zeros(0)
+    _nb_column_sums(a, a if b is None else np.ascontiguousarray(b), empty if mean is None else mean,
+                    empty if inv is None else inv, chunks, partial)
+    return partial.sum(axis=0)                    # a fixed order: deterministic
+
+
+def batchnorm_forward(x, gamma, beta, eps):
+    M, C = x.shape
+    sums = _column_sums(x)
+    mean = sums[0] / M
+    var = np.maximum(sums[1] / M - mean * mean, 0.0)
+    inv = 1.0 / np.sqrt(var + eps)
+    y = np.empty_like(x)
+    _nb_bn_apply(np.ascontiguousarray(x), mean, inv, np.ones(C) if gamma is None else gamma.astype(np.float64),
+                 np.zeros(C) if beta is None else beta.astype(np.float64), y)
+    return y, mean.astype(x.dtype), var.astype(x.dtype)
+
+
+def batchnorm_backward(dout, x, mean, var, gamma, eps):
+    M, C = x.shape
+    mean64, inv = mean.astype(np.float64), 1.0 / np.sqrt(var.astype(np.float64) + eps)
+    sums = _column_sums(dout, x, mean64, inv)
+    dbeta, dgamma = sums[0], sums[1]
+    dx = np.empty_like(x)
+    _nb_bn_dx(np.ascontiguousarray(dout), np.ascontiguousarray(x), mean64, inv,
+              np.ones(C) if gamma is None else gamma.astype(np.float64), dbeta, dgamma, dx)
+    return dx, dgamma.astype(x.dtype), dbeta.astype(x.dtype)
+
+
 # ---- data augmentation (reference.flip_crop) ------------------------------------------------------
 @njit(parallel=True, cache=True)
 def _nb_flip_crop(x, flip, dy, dx, pad, out):

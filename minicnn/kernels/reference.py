@@ -171,6 +171,31 @@ def bias_activation_backward(dout, y, activation, out, db_out=None):
     return db_out
 
 
+# ---- batch normalization in training mode, over the rows of x (M, C): one column per channel ------
+def batchnorm_forward(x, gamma, beta, eps):
+    """y = gamma (x - mean) / sqrt(var + eps) + beta with the batch's mean and biased variance per
+    column; returns (y, mean, var). gamma / beta None: 1 / 0."""
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)
+    y = (x - mean) / backend.xp.sqrt(var + eps)
+    if gamma is not None:
+        y = y * gamma
+    return (y + beta if beta is not None else y), mean, var
+
+
+def batchnorm_backward(dout, x, mean, var, gamma, eps):
+    """From dout = dL/dy: (dx, dgamma, dbeta) with xhat = (x - mean) inv, inv = 1 / sqrt(var + eps):
+        dbeta = sum(dout),  dgamma = sum(dout xhat)        (column sums)
+        dx = gamma inv / M (M dout - dbeta - xhat dgamma)"""
+    inv = 1 / backend.xp.sqrt(var + eps)
+    xhat = (x - mean) * inv
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    M = x.shape[0]
+    scale = inv / M if gamma is None else gamma * inv / M
+    return scale * (M * dout - dbeta - xhat * dgamma), dgamma, dbeta
+
+
 # ---- data augmentation ---------------------------------------------------------------------------
 def flip_crop(x, which, dy, dx, pad):
     """Image n of x (N, H, W, C), mirrored left-right where which[n] (which None: nowhere), then cut

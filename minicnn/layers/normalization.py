@@ -1,5 +1,5 @@
 """Batch normalization over the last (channel) axis, as Keras 3 computes it."""
-from minicnn import backend
+from minicnn import backend, kernels
 from minicnn.layers.base import Layer
 
 
@@ -54,37 +54,35 @@ class BatchNormalization(Layer):
 
     def forward(self, x, training=False):
         xp = backend.xp
-        gamma, beta = self._gamma_beta(x)
         if not (training and self.trainable):
+            gamma, beta = self._gamma_beta(x)
             k = gamma / xp.sqrt(self.state["moving_variance"] + self.epsilon)
             self.cache = ("inference", k, x)
             return x * k + (beta - self.state["moving_mean"] * k)
-        axes = tuple(range(x.ndim - 1))
-        mu = x.mean(axis=axes)
-        xc = x - mu
-        var = (xc * xc).mean(axis=axes)
-        inv = 1 / xp.sqrt(var + self.epsilon)
-        xhat = xc * inv
+        # the formulas above, fused (kernels.batchnorm_forward: statistics in one pass, then y)
+        x2 = x.reshape(-1, x.shape[-1])
+        y, mu, var = kernels.batchnorm_forward(x2, self.params.get("gamma"), self.params.get("beta"), self.epsilon)
         m = self.momentum
         self.state["moving_mean"][...] = self.state["moving_mean"] * m + mu * (1 - m)
         self.state["moving_variance"][...] = self.state["moving_variance"] * m + var * (1 - m)
-        self.cache = ("training", xhat, inv)
-        return gamma * xhat + beta
+        self.cache = ("training", x2, mu, var)
+        return y.reshape(x.shape)
 
     def backward(self, dout):
         mode = self.cache[0]
-        gamma, _ = self._gamma_beta(dout)
         if mode == "inference":
             _, k, x = self.cache
             xhat = (x - self.state["moving_mean"]) / backend.xp.sqrt(self.state["moving_variance"] + self.epsilon)
             self._param_grads(dout, xhat)
             return dout * k
-        _, xhat, inv = self.cache
-        axes = tuple(range(dout.ndim - 1))
-        M = dout.size // dout.shape[-1]
-        self._param_grads(dout, xhat)
-        dxhat = dout * gamma
-        return inv / M * (M * dxhat - dxhat.sum(axis=axes) - xhat * (dxhat * xhat).sum(axis=axes))
+        _, x2, mu, var = self.cache
+        dx, dgamma, dbeta = kernels.batchnorm_backward(dout.reshape(x2.shape), x2, mu, var, self.params.get("gamma"),
+                                                       self.epsilon)
+        if self.center:
+            self.grads["beta"][...] = dbeta
+        if self.scale:
+            self.grads["gamma"][...] = dgamma
+        return dx.reshape(dout.shape)
 
     def _param_grads(self, dout, xhat):
         axes = tuple(range(dout.ndim - 1))
