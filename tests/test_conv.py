@@ -99,3 +99,11 @@ def test_bad_arguments(kwargs, match):
 def test_kernel_larger_than_input():
     with pytest.raises(ValueError, match="larger than"):
         Conv2D(2, 5).build((4, 4, 1))
+
+
+@pytest.mark.parametrize("activation", [None, "gelu"])
+def test_gradcheck_without_bias(f64, activation, rng):
+    """use_bias=False (the fast recipe's convs): a linear one passes its gradient straight through."""
+    layer = Conv2D(4, 3, padding="same", use_bias=False, activation=activation)
+    errors = gradcheck.check_layer(layer, rng.standard_normal((2, 5, 5, 3)), training=True)
+    assert set(errors) == {"x", "W"} and max(errors.values()) < 1e-6, errors

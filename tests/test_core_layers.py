@@ -148,3 +148,8 @@ def test_rescaling(rng):
     assert Rescaling.from_config(layer.get_config()).scale == pytest.approx(1 / 255)
     with pytest.raises(ValueError, match="scale"):
         Rescaling("big")
+
+
+def test_dense_without_bias_gradcheck(f64, rng):
+    errors = gradcheck.check_layer(Dense(5, use_bias=False), rng.standard_normal((4, 6)))
+    assert set(errors) == {"x", "W"} and max(errors.values()) < 1e-6, errors

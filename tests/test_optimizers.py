@@ -191,7 +191,7 @@ def test_lookahead_formula_and_final_weights():
     rate = optimizers.PiecewiseLinear([0, 4], [1.0, 0.5])        # r(2) = 0.75, r(4) = 0.5
     opt = optimizers.SGD(1.0, lookahead_steps=2, lookahead_rate=rate)
     w, g = np.zeros(1), np.ones(1)
-    seen, slow = [], 0.0
+    seen = []
     for step in range(1, 6):
         opt.apply([("w", w, g, None)])
         seen.append(float(w[0]))

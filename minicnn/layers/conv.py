@@ -1,7 +1,7 @@
 """Conv2D by im2col + one GEMM (NHWC, Keras kernel layout (KH, KW, C, F))."""
 from minicnn import activations, backend, constraints, initializers, kernels
-from minicnn.layers.base import (Layer, as_pair, check_padding, kernel_bias_config, kernel_bias_from_config,
-                                 window_geometry)
+from minicnn.layers.base import (Layer, activate, activation_backward, as_pair, check_padding, kernel_bias_config,
+                                 kernel_bias_from_config, window_geometry)
 
 
 class Conv2D(Layer):
@@ -69,16 +69,13 @@ class Conv2D(Layer):
         z = kernels.matmul(cols, self.params["W"].reshape(-1, F))
         if self.keep_logits:
             self.logits = (z + self.params["b"] if self.use_bias else z).reshape(x.shape[0], OH, OW, F)
-        y = kernels.bias_activation(z, self.params.get("b"), self.activation)      # act(z + b), fused
+        y = activate(self, z)                                                     # act(z + b), fused
         self.cache = (x.shape, cols, z if self.activation.needs_input else y)     # what backward reads
         return y.reshape(x.shape[0], OH, OW, F)
 
     def backward(self, dout):
         y = self.cache[2]
-        dz = self.workspace("dz", y.shape, y.dtype)
-        kernels.bias_activation_backward(dout.reshape(y.shape), y, self.activation, out=dz,
-                                         db_out=self.grads.get("b"))           # db = sum over rows of dz
-        return self._backward_linear(dz)
+        return self._backward_linear(activation_backward(self, dout.reshape(y.shape), y))
 
     def backward_logits(self, dz):
         """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""

@@ -2,7 +2,7 @@
 import numpy as np
 
 from minicnn import activations, backend, constraints, initializers, kernels
-from minicnn.layers.base import Layer, kernel_bias_config, kernel_bias_from_config
+from minicnn.layers.base import Layer, activate, activation_backward, kernel_bias_config, kernel_bias_from_config
 
 
 class InputLayer(Layer):
@@ -73,16 +73,13 @@ class Dense(Layer):
         z = kernels.matmul(x, self.params["W"])
         if self.keep_logits:
             self.logits = z + self.params["b"] if self.use_bias else z
-        y = kernels.bias_activation(z, self.params.get("b"), self.activation)      # act(z + b), fused
+        y = activate(self, z)                                                     # act(z + b), fused
         self.cache = (x, z if self.activation.needs_input else y)                 # what backward reads
         return y
 
     def backward(self, dout):
         y = self.cache[1]
-        dz = self.workspace("dz", y.shape, y.dtype)
-        kernels.bias_activation_backward(dout, y, self.activation, out=dz,
-                                         db_out=self.grads.get("b"))           # db = sum over rows of dz
-        return self._backward_linear(dz)
+        return self._backward_linear(activation_backward(self, dout, y))
 
     def backward_logits(self, dz):
         """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""
