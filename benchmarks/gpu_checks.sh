@@ -38,7 +38,7 @@ for stage in $stages; do
               done
               timeout 300 python3 benchmarks/airbench_anchor.py --runs 5 --out "$OUT/airbench94.json" 2>&1 \
                 | tee "$OUT/airbench94.log" | tail -8
-              timeout 200 python3 benchmarks/gpu_step.py --models fast_cifar10 --replays 100 --eager-steps 20 --profile \
+              timeout 200 python3 benchmarks/gpu_step.py --models fast_cifar10 --replays 100 --eager-steps 20 --profile --precisions fp32,tf32,bf16 \
                 --out "$OUT/gpu_step_fast.json" 2>&1 | tail -45 ;;
     bench)    timeout 400 python3 benchmarks/bench_speed.py --backend gpu --keras-backend jax --epochs 4 \
                 --models tutorial000,tutorial004 --out "$OUT" 2>&1 | tail -30

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time one training step of zoo models on the GPU: eager vs replayed CUDA graph, FP32 vs TF32.
+"""Time one training step of zoo models on the GPU: eager vs replayed CUDA graph, per GEMM precision.
 
     python benchmarks/gpu_step.py                         # tutorial000 and tutorial004
     python benchmarks/gpu_step.py --models tutorial000 --replays 500
@@ -35,10 +35,10 @@ def forward_flops(model):
     return total
 
 
-def gemm_tflops(tf32):
+def gemm_tflops(precision):
     import cupy
     from minicnn.kernels import cublas
-    cublas.set_tf32(tf32)
+    cublas.set_precision(precision)
     a = cupy.random.random((4096, 4096), dtype=cupy.float32)
     b = cupy.random.random((4096, 4096), dtype=cupy.float32)
     out = cupy.empty_like(a)
@@ -56,7 +56,7 @@ def gemm_tflops(tf32):
 _PROFILED = ("im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
              "bias_activation", "bias_activation_backward", "dropout_forward", "advance_cursor",
              "softmax_cross_entropy", "adam_device", "rmsprop_device", "sgd_device", "gather_rows", "accumulate_stats",
-             "max_norm")
+             "max_norm", "batchnorm_forward", "batchnorm_backward", "gelu", "gelu_backward")
 
 
 def profile_step(trainer, batch_size, repeats=20, rounds=5):
@@ -108,14 +108,14 @@ def profile_step(trainer, batch_size, repeats=20, rounds=5):
     return times, len(records)
 
 
-def time_model(name, tf32, replays, eager_steps, profile=False):
+def time_model(name, precision, replays, eager_steps, profile=False):
     import cupy
     import numpy as np
     import minicnn
     from minicnn import zoo
     from minicnn.kernels import cublas
     from minicnn.device_training import DeviceTrainer
-    cublas.set_tf32(tf32)
+    cublas.set_precision(precision)
     minicnn.utils.set_random_seed(0)
     entry = zoo.get(name)
     model = entry.build()
@@ -161,7 +161,7 @@ def time_model(name, tf32, replays, eager_steps, profile=False):
         prof = profile_step(trainer, Bsz) if profile else None
     train_images = 45_000 if entry.validation == "first5000" else 50_000
     steps = -(-train_images // Bsz)
-    return {"model": name, "tf32": tf32, "batch_size": Bsz, "eager_ms_per_step": eager_ms,
+    return {"model": name, "precision": precision, "batch_size": Bsz, "eager_ms_per_step": eager_ms,
             "graph_ms_per_step": graph_ms, "graph_wall_ms_per_step": wall / replays * 1e3,
             "epoch_s_eager": eager_ms * steps / 1e3, "epoch_s_graph": graph_ms * steps / 1e3,
             "forward_gflop_per_image": forward_flops(model) / 1e9, "steps_per_epoch": steps,
@@ -175,39 +175,41 @@ def main(argv=None):
     p.add_argument("--eager-steps", type=int, default=100)
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--profile", action="store_true", help="GPU time of each kernel family in one step")
+    p.add_argument("--precisions", default="fp32,tf32", help="GEMM precisions to time (fp32, tf32, bf16, fp16)")
     args = p.parse_args(argv)
     import cupy
     import minicnn
     minicnn.set_backend("gpu")
-    rates = {tf32: gemm_tflops(tf32) for tf32 in (False, True)}
+    precisions = [q.strip() for q in args.precisions.split(",") if q.strip()]
+    rates = {q: gemm_tflops(q) for q in precisions}
     rows = []
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        for tf32 in (False, True):
-            r = time_model(name, tf32, args.replays, args.eager_steps, profile=args.profile)
+        for q in precisions:
+            r = time_model(name, q, args.replays, args.eager_steps, profile=args.profile)
             flops = 3 * r["forward_gflop_per_image"] * 1e9 * r["train_images"]
-            r["gemm_tflops_4096"] = rates[tf32]
-            r["compute_floor_epoch_s"] = flops / (rates[tf32] * 1e12)
+            r["gemm_tflops_4096"] = rates[q]
+            r["compute_floor_epoch_s"] = flops / (rates[q] * 1e12)
             rows.append(r)
     device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    print(f"\n{device}, CuPy {cupy.__version__}; SGEMM 4096^3: FP32 {rates[False]:.1f} TFLOP/s, "
-          f"TF32 {rates[True]:.1f} TFLOP/s\n")
+    print(f"\n{device}, CuPy {cupy.__version__}; float32 GEMM 4096^3: "
+          + ", ".join(f"{q} {rates[q]:.1f} TFLOP/s" for q in precisions) + "\n")
     print("| model | math | eager ms/step | graph ms/step | epoch s (eager) | epoch s (graph) | compute floor s/epoch |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['model']} | {'TF32' if r['tf32'] else 'FP32'} | {r['eager_ms_per_step']:.3f} | "
+        print(f"| {r['model']} | {r['precision']} | {r['eager_ms_per_step']:.3f} | "
               f"{r['graph_ms_per_step']:.3f} | {r['epoch_s_eager']:.2f} | {r['epoch_s_graph']:.3f} | "
               f"{r['compute_floor_epoch_s']:.3f} |")
     for r in rows:
         if "profile_ms" in r:
             total = sum(r["profile_ms"].values())
-            print(f"\n{r['model']} {'TF32' if r['tf32'] else 'FP32'}: {r['kernel_calls']} minicnn kernel calls per step, "
+            print(f"\n{r['model']} {r['precision']}: {r['kernel_calls']} minicnn kernel calls per step, "
                   f"{total:.3f} ms of kernel time (each call timed alone inside a graph); graph step "
                   f"{r['graph_ms_per_step']:.3f} ms, the rest = CuPy elementwise ops + gaps")
             for k, v in sorted(r["profile_ms"].items(), key=lambda kv: -kv[1])[:14]:
                 print(f"  {k:34s} {v * 1e3:8.1f} us")
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps({"device": device, "cupy": cupy.__version__,
-                                                      "gemm_tflops": {"fp32": rates[False], "tf32": rates[True]},
+                                                      "gemm_tflops": rates,
                                                       "results": rows}, indent=1))
     return 0
 
