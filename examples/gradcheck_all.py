@@ -14,7 +14,8 @@ import numpy as np
 from minicnn import backend, gradcheck, losses
 from minicnn.activations import Softmax
 from minicnn.layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                            MaxPooling2D)
+                            GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, Rescaling)
+from minicnn.model import Residual
 
 
 def distinct(rng, shape):
@@ -48,10 +49,29 @@ def main():
                             rng.uniform(0.5, 2, 3)])
             err = gradcheck.check_layer(bn, rng.standard_normal((6, 5, 4, 3)), training=training)
             rows.append((f"BatchNormalization ({'training' if training else 'inference'})", max(err.values())))
+        bn = BatchNormalization(scale=False)                       # the fast recipe's: gamma fixed at 1
+        rows.append(("BatchNormalization scale=False (training)",
+                     max(gradcheck.check_layer(bn, rng.standard_normal((6, 5, 4, 3)), training=True).values())))
+        for cls in (GlobalMaxPooling2D, GlobalAveragePooling2D):
+            rows.append((cls.__name__, max(gradcheck.check_layer(cls(), distinct(rng, (2, 5, 4, 3))).values())))
+        rows.append(("Rescaling", max(gradcheck.check_layer(Rescaling(1 / 9), rng.standard_normal((3, 5))).values())))
+        rows.append(("Conv2D without bias", max(gradcheck.check_layer(
+            Conv2D(4, 3, padding="same", use_bias=False), rng.standard_normal((2, 5, 5, 3))).values())))
+        block = Residual([Conv2D(3, 3, padding="same", activation="gelu"), BatchNormalization(),
+                          Conv2D(3, 3, padding="same")])
+        rows.append(("Residual (identity shortcut)",
+                     max(gradcheck.check_layer(block, rng.standard_normal((2, 5, 5, 3))).values())))
+        block = Residual([Conv2D(4, 3, strides=2, padding="same", activation="relu"), Conv2D(4, 3, padding="same")],
+                         shortcut=[Conv2D(4, 1, strides=2)])
+        rows.append(("Residual (projection shortcut)",
+                     max(gradcheck.check_layer(block, rng.standard_normal((2, 6, 6, 3)) + 0.1).values())))
         z, labels = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
         onehot = np.eye(5)[labels]
         rows.append(("softmax + categorical cross-entropy (fused)",
                      gradcheck.check_loss(losses.CategoricalCrossentropy(), onehot, z, from_logits_of_softmax=True)))
+        rows.append(("... with label smoothing 0.2 (fused)",
+                     gradcheck.check_loss(losses.CategoricalCrossentropy(label_smoothing=0.2), onehot, z,
+                                          from_logits_of_softmax=True)))
         rows.append(("sparse categorical cross-entropy (fused)",
                      gradcheck.check_loss(losses.SparseCategoricalCrossentropy(), labels, z,
                                           from_logits_of_softmax=True)))
