@@ -160,6 +160,12 @@ def main(argv=None):
     for k in keys:
         s = table[k]
         print(f"{k:>18}: {s['mean']:.4f} +- {s['std']:.4f}  (min {s['min']:.4f}, max {s['max']:.4f}, {len(results)} runs)")
+    tta = table.get("test_accuracy_tta")
+    print("\n| recipe | device | GEMMs | runs | test accuracy | with TTA | training s |\n| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| fast_cifar10 {'x'.join(map(str, args.widths))}, {args.epochs} epochs | {backend.name} | {args.precision} | "
+          f"{len(results)} | {table['test_accuracy']['mean']:.4f} +- {table['test_accuracy']['std']:.4f} | "
+          + (f"{tta['mean']:.4f} +- {tta['std']:.4f}" if tta else "-")
+          + f" | {table['train_seconds']['mean']:.2f} +- {table['train_seconds']['std']:.2f} |")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "run.json", {"recipe": "fast_cifar10", "args": {**vars(args), "widths": list(args.widths)},
