@@ -91,6 +91,7 @@ def test_train_cifar_fast_end_to_end(tmp_path):
                  "--widths", "8,8,8", "--runs", "2", "--data-dir", str(tmp_path / "data"), "--out", str(out))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "run 2/2: test accuracy" in result.stdout and "with TTA" in result.stdout
+    assert "| fast_cifar10 8x8x8, 1 epochs | cpu | fp32 | 2 | " in result.stdout          # the README row
     report = json.loads((out / "run.json").read_text())
     assert [r["seed"] for r in report["runs"]] == [0, 1]
     assert report["args"]["widths"] == [8, 8, 8] and report["backend"] == "cpu"
