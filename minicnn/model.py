@@ -627,8 +627,14 @@ class Sequential(Layer):
                            for layer in self.layers]}
 
     @classmethod
+    def _constructor_config(cls, config, custom_objects=None):
+        """Constructor arguments beyond the layers and the name, from get_config's dict (none here)."""
+        return {}
+
+    @classmethod
     def from_config(cls, config, custom_objects=None):
-        model = cls(_layers_from_config(config, custom_objects), name=config.get("name"))
+        model = cls(_layers_from_config(config, custom_objects), name=config.get("name"),
+                    **cls._constructor_config(config, custom_objects))
         model.seed = config.get("seed")
         if config.get("input_shape") is not None:
             model.build(tuple(config["input_shape"]))
@@ -678,8 +684,7 @@ class Residual(Sequential):
         return self.layers[:1] + ([shortcut] if shortcut is not None else [])
 
     def members(self):
-        keys = list(zip(self.structural_keys(), self.layers))
-        return keys + ([("shortcut", self.shortcut)] if self.shortcut is not None else [])
+        return super().members() + ([("shortcut", self.shortcut)] if self.shortcut is not None else [])
 
     def build(self, input_shape=None):
         super().build(input_shape)
@@ -714,11 +719,6 @@ class Residual(Sequential):
         return config
 
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def _constructor_config(cls, config, custom_objects=None):
         shortcut = config.get("shortcut")
-        model = cls(_layers_from_config(config, custom_objects), name=config.get("name"),
-                    shortcut=None if shortcut is None else Sequential.from_config(shortcut, custom_objects))
-        model.seed = config.get("seed")
-        if config.get("input_shape") is not None:
-            model.build(tuple(config["input_shape"]))
-        return model
+        return {"shortcut": None if shortcut is None else Sequential.from_config(shortcut, custom_objects)}

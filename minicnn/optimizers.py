@@ -105,6 +105,11 @@ _SCHEDULES = {c.__name__: c for c in (InverseTimeDecay, ExponentialDecay, Piecew
 
 
 # ---- optimizers ----------------------------------------------------------------------------
+def _pointer_key(groups):
+    """The device addresses of the arrays in groups (None: 0): the key a pointer table is cached by."""
+    return tuple(0 if a is None else a.data.ptr for group in groups for a in group)
+
+
 class Optimizer:
     """Base: holds the learning rate (or schedule), the step count and per-variable slots."""
     slot_names = ()
@@ -153,6 +158,7 @@ class Optimizer:
             raise ValueError("use_ema and lookahead_steps cannot be combined: both decide the final weights")
         self.lookahead_steps, self.lookahead_rate = lookahead_steps, lookahead_rate
         self.defer_lookahead = False    # True while a DeviceTrainer calls lookahead_sync itself
+        self._lookahead_tables = {}     # GPU: pointer tables of the one-launch sync, keyed by _pointer_key
         self._no_decay_ids, self._no_decay_names, self._no_decay_pattern = set(), [], None
         self.frozen = []                 # fnmatch patterns of variables no longer updated (freeze)
         self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
@@ -222,7 +228,7 @@ class Optimizer:
                 self.prepare_device(1)
             groups = [(w, g) + tuple(self.slots[path].get(s) for s in self.device_slots())
                       for path, w, g, _ in variables]
-            key = tuple(0 if a is None else a.data.ptr for group in groups for a in group)
+            key = _pointer_key(groups)
             tables = self._dev.setdefault("tables", {})
             if key not in tables:               # pointer table for the one-launch update (built once)
                 lr_factors, decay_factors = self._factors(variables)
@@ -261,16 +267,16 @@ class Optimizer:
         if kernels.device_kernels():             # one launch for every variable
             from minicnn.kernels import gpu
             groups = [(w, self.slots[path]["slow"]) for path, w, *_ in variables]
-            key = ("lookahead",) + tuple(a.data.ptr for group in groups for a in group)
-            tables = self.__dict__.setdefault("_lookahead_tables", {})
-            if key not in tables:
-                tables[key] = gpu.param_table(groups)
-            gpu.lookahead(tables[key], groups[0][0].dtype, rate)
+            key = _pointer_key(groups)
+            if key not in self._lookahead_tables:
+                self._lookahead_tables[key] = gpu.param_table(groups)
+            gpu.lookahead(self._lookahead_tables[key], groups[0][0].dtype, rate)
             return
         for path, w, *_ in variables:
             slow = self.slots[path]["slow"]
             slow += rate * (w - slow)
             w[...] = slow
+
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Keras 3's method: no weight decay for the arrays in var_list, nor for the variables whose
         path ('batch_normalization/beta', 'dense/b', ...) contains a match of one of the regular
@@ -297,8 +303,9 @@ class Optimizer:
 
     def freeze(self, pattern):
         """From the next update on, leave the variables whose path matches `pattern` (fnmatch, e.g.
-        'conv2d/b') alone: learning rate 0, no weight decay, momentum reset. On the GPU the factors are rewritten in the
-        device tables in place, so a captured training step obeys at its next replay."""
+        'conv2d/b') alone: learning rate 0, no weight decay, momentum reset. On the GPU the factors
+        are rewritten in the device tables in place, so a captured training step obeys at its next
+        replay."""
         if not isinstance(pattern, str):
             raise ValueError(f"freeze takes a variable-path pattern such as 'conv2d/b', got {pattern!r}")
         self.frozen.append(pattern)
