@@ -212,7 +212,7 @@ def _patch_statistics(images, size):
     return backend.to_host(mean), backend.to_host(cov)
 
 
-def patch_whitening(images, size=2, eps=5e-4, center=False):
+def patch_whitening(images, size=2, eps=5e-4, center=False, standardize=False):
     """A fixed first-layer kernel that whitens size x size patches of `images` (N, H, W, C).
 
     The patches (every size x size window, flattened in the (kh, kw, c) order of a Conv2D kernel)
@@ -221,11 +221,23 @@ def patch_whitening(images, size=2, eps=5e-4, center=False):
     size*size*C filters and their negatives (2D filters: a ReLU-like activation after it keeps both
     signs), shape (size, size, C, 2D), for Conv2D(2D, size, padding='valid', trainable=False).
     center=True also returns the bias -mean_patch @ filters, which makes the outputs zero-mean.
+
+    eps damps the directions of smallest variance, so its size is relative to the images' scale.
+    standardize=True measures it as airbench does, on images whose channels are divided by their
+    standard deviation: with s the (D,) channel deviations of the patch entries, the eigenvectors
+    are those of S_n = diag(1/s) S diag(1/s) and the kernel diag(1/s) V_n / sqrt(lam_n + eps) still
+    takes the raw images (so scaling the images by any factor gives the same outputs).
     """
     mean, cov = _patch_statistics(images, size)
     C = cov.shape[0] // (size * size)
-    lam, V = np.linalg.eigh(cov)
-    filters = V / np.sqrt(lam + eps)                      # column k: the k-th whitening filter
+    if standardize:                                       # one deviation per channel, over the window positions
+        s = np.tile(np.sqrt(np.diag(cov).reshape(size * size, C).mean(axis=0)), size * size)
+        if not np.all(s > 0):
+            raise ValueError(f"patch_whitening(standardize=True) needs every channel to vary; channel deviations {s[:C]}")
+    else:
+        s = np.ones(cov.shape[0])
+    lam, V = np.linalg.eigh(cov / np.outer(s, s))
+    filters = V / np.sqrt(lam + eps) / s[:, None]         # column k: the k-th whitening filter
     kernel = np.concatenate([filters, -filters], axis=1)  # (D, 2D)
     dtype = backend.floatx()
     out = kernel.reshape(size, size, C, 2 * size * size * C).astype(dtype)

@@ -58,6 +58,34 @@ def test_patch_whitening_gives_unit_covariance(rng):
     np.testing.assert_allclose(out[:, 12:], -out[:, :12], atol=1e-5)
 
 
+def test_patch_whitening_standardize_measures_eps_on_standardized_channels(rng):
+    """standardize=True: the kernel on the raw images equals the plain kernel computed on images whose
+    channels are divided by their deviation (rescaled back), so the outputs do not depend on the
+    images' scale; without it a tiny image scale makes eps dominate."""
+    from minicnn.initializers import patch_whitening
+    base = rng.standard_normal((30, 8, 8, 3)) * np.array([0.2, 1.0, 3.0])
+    images = base + 0.7 * np.roll(base, 1, axis=1)
+    kernel, bias = patch_whitening(images, 2, eps=1e-2, center=True, standardize=True)
+    s = np.sqrt(np.diag(np.cov(_patches(images), rowvar=False)).reshape(4, 3).mean(axis=0))
+    plain, plain_bias = patch_whitening(images / s, 2, eps=1e-2, center=True)
+    np.testing.assert_allclose(kernel, plain / s[None, None, :, None], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bias, plain_bias, rtol=1e-4, atol=1e-5)
+    small, small_bias = patch_whitening(images / 100, 2, eps=1e-2, center=True, standardize=True)
+    np.testing.assert_allclose(small / 100, kernel, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(small_bias, bias, rtol=1e-4, atol=1e-5)
+    unscaled = patch_whitening(images / 100, 2, eps=1e-2)     # eps now swamps every direction
+    assert np.abs(unscaled / 100).max() < 0.1 * np.abs(kernel).max()
+    with pytest.raises(ValueError, match="every channel to vary"):
+        patch_whitening(np.concatenate([images[..., :2], np.ones_like(images[..., :1])], axis=-1), standardize=True)
+
+
+def _patches(images, size=2):
+    """Every size x size window of images (N, H, W, C) as a row in (kh, kw, c) order, by loops."""
+    N, H, W, C = images.shape
+    return np.array([images[n, i:i + size, j:j + size, :].reshape(-1)
+                     for n in range(N) for i in range(H - size + 1) for j in range(W - size + 1)])
+
+
 def test_dirac_filters_copy_their_channel(rng):
     """The first min(C_in, F) filters pass their input channel through unchanged (a 'same' conv
     with them is the identity on those channels); the others come from the base initializer."""
