@@ -53,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2])
     p.add_argument("--out", default="runs/fast_cifar10")
+    p.add_argument("--save-models", action="store_true",
+                   help="also save each run's trained model as OUT/model-runN.npz (minicnn.load_model reads it)")
     args = p.parse_args(argv)
     try:
         args.widths = tuple(int(w) for w in args.widths.split(","))
@@ -84,7 +86,7 @@ def build(entry, args, n_train):
     return model
 
 
-def one_run(entry, args, seed, data):
+def one_run(entry, args, seed, data, save=None):
     (x_train, y_train), (x_test, y_test), test_labels = data
     minicnn.utils.set_random_seed(seed)
     model = build(entry, args, len(x_train))
@@ -94,6 +96,8 @@ def one_run(entry, args, seed, data):
                         augment=augment.FlipTranslate(pad=2, flips="alternating", seed=seed),
                         callbacks=entry.callbacks())          # the whitening bias trains for 3 epochs
     seconds = time.perf_counter() - start
+    if save is not None:
+        model.save(save)
     _, accuracy = model.evaluate(x_test, y_test, batch_size=2000, verbose=0)
     result = {"seed": seed, "train_seconds": seconds, "test_accuracy": accuracy,
               "train_accuracy_last_epoch": history.history["accuracy"][-1],
@@ -148,9 +152,11 @@ def main(argv=None):
         one_run(entry, warm, args.seed + 10_000, ((x_train[:n], y_train[:n]), (x_test[:1000], y_test[:1000]),
                                                  test_labels[:1000]))
 
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     results = []
     for i in range(args.runs):
-        r = one_run(entry, args, args.seed + i, data)
+        r = one_run(entry, args, args.seed + i, data, save=out / f"model-run{i + 1}.npz" if args.save_models else None)
         results.append(r)
         tta = f", with TTA {r['test_accuracy_tta']:.4f}" if "test_accuracy_tta" in r else ""
         print(f"run {i + 1}/{args.runs}: test accuracy {r['test_accuracy']:.4f}{tta}; training {r['train_seconds']:.2f} s",
@@ -166,8 +172,6 @@ def main(argv=None):
           f"{len(results)} | {table['test_accuracy']['mean']:.4f} +- {table['test_accuracy']['std']:.4f} | "
           + (f"{tta['mean']:.4f} +- {tta['std']:.4f}" if tta else "-")
           + f" | {table['train_seconds']['mean']:.2f} +- {table['train_seconds']['std']:.2f} |")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "run.json", {"recipe": "fast_cifar10", "args": {**vars(args), "widths": list(args.widths)},
                                   "backend": backend.name, "gemm_precision": args.precision, "runs": results,
                                   "summary": table, "environment": environment_info()})

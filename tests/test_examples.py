@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from minicnn import zoo
 
@@ -88,7 +89,8 @@ def test_train_cifar_fast_end_to_end(tmp_path):
     write_cifar_folder(tmp_path / "data", n_train_batch=120, n_test=100)
     out = tmp_path / "out"
     result = run("train_cifar_fast.py", "--backend", "cpu", "--limit", "300", "--epochs", "1", "--batch-size", "64",
-                 "--widths", "8,8,8", "--runs", "2", "--data-dir", str(tmp_path / "data"), "--out", str(out))
+                 "--widths", "8,8,8", "--runs", "2", "--data-dir", str(tmp_path / "data"), "--out", str(out),
+                 "--save-models")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "run 2/2: test accuracy" in result.stdout and "with TTA" in result.stdout
     assert "| fast_cifar10 8x8x8, 1 epochs | cpu | fp32 | 2 | " in result.stdout          # the README row
@@ -100,5 +102,12 @@ def test_train_cifar_fast_end_to_end(tmp_path):
         assert report["summary"][key]["mean"] == np.mean(values)
         assert report["summary"][key]["std"] == np.std(values, ddof=1)
     assert all(0 <= r["test_accuracy_tta"] <= 1 and r["train_seconds"] > 0 for r in report["runs"])
+    import minicnn                                  # --save-models: each trained model, as evaluated
+    from minicnn.datasets import cifar10
+    _, (x_test, y_test) = cifar10.load_data(tmp_path / "data")
+    for i, r in enumerate(report["runs"]):
+        model = minicnn.load_model(out / f"model-run{i + 1}.npz")
+        predicted = model.predict(x_test.astype(np.float32) / 255).argmax(axis=1)
+        assert np.mean(predicted == y_test.reshape(-1)) == pytest.approx(r["test_accuracy"], abs=1e-6)
     bad = run("train_cifar_fast.py", "--widths", "8,8", "--data-dir", str(tmp_path / "data"))
     assert bad.returncode == 2 and "--widths takes three positive integers" in bad.stderr
