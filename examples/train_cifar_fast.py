@@ -48,6 +48,8 @@ def parse_args(argv=None):
                         "gradients and BN statistics stay float32")
     p.add_argument("--tf32", action="store_true", help="the same as --precision tf32")
     p.add_argument("--no-tta", action="store_true", help="skip the test-time-augmented evaluation")
+    p.add_argument("--tta-average", default="logits", choices=["logits", "probabilities"],
+                   help="what the test-time augmentation averages over the views (airbench: logits)")
     p.add_argument("--data-dir", help="dataset folder (default $MINICNN_DATA_DIR or ~/.minicnn/datasets)")
     p.add_argument("--limit", type=int, help="train on the first N training images only")
     p.add_argument("--seed", type=int, default=0)
@@ -104,7 +106,7 @@ def one_run(entry, args, seed, data, save=None):
               "train_loss_last_epoch": history.history["loss"][-1]}
     if not args.no_tta:
         start = time.perf_counter()
-        probs = augment.predict_tta(model, x_test, batch_size=2000)
+        probs = augment.predict_tta(model, x_test, batch_size=2000, average=args.tta_average)
         result["tta_seconds"] = time.perf_counter() - start
         result["test_accuracy_tta"] = float((probs.argmax(axis=1) == test_labels).mean())
     return result

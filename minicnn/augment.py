@@ -111,17 +111,37 @@ def alternating_flips(n, epoch, seed=0):
     return first if epoch % 2 == 0 else ~first
 
 
-def predict_tta(model, x, batch_size=256, flips=True, translate=True):
+def predict_tta(model, x, batch_size=256, flips=True, translate=True, average="probabilities"):
     """Average of the model's outputs over mirrored and 1-pixel-shifted copies of x: weight 1/2 on
     the unshifted images, 1/4 on each of the shifts (-1, -1) and (+1, +1); each with its mirror
-    when flips=True. Returns a NumPy array like model.predict."""
+    when flips=True. Returns a NumPy array like model.predict.
+
+    average="logits" (airbench's test-time augmentation) averages the softmax's inputs instead:
+    for a model ending in softmax, log p = z - logsumexp(z), and the per-image logsumexp term does
+    not depend on the class, so softmax(weighted mean of log p) = softmax(weighted mean of z)."""
+    if average not in ("probabilities", "logits"):
+        raise ValueError(f"predict_tta average must be 'probabilities' or 'logits', got {average!r}")
+
+    def outputs(images):
+        p = model.predict(images, batch_size=batch_size)
+        if average == "probabilities":
+            return p
+        if p.ndim != 2 or p.min() < 0 or not np.allclose(p.sum(axis=1), 1, atol=1e-3):
+            raise ValueError("predict_tta(average='logits') needs a model whose outputs are softmax probabilities "
+                             f"(rows summing to 1), got outputs of shape {p.shape} with row sums "
+                             f"{p.sum(axis=-1).ravel()[:3]}...")
+        return np.log(np.maximum(p, np.finfo(p.dtype).tiny))
+
     def views(images):
-        outs = [model.predict(images, batch_size=batch_size)]
+        outs = [outputs(images)]
         if flips:
-            outs.append(model.predict(flip(images), batch_size=batch_size))
+            outs.append(outputs(flip(images)))
         return sum(outs) / len(outs)
     xd = backend.to_device(np.asarray(x) if not hasattr(x, "shape") else x)
     result = views(xd)
     if translate:
         result = 0.5 * result + 0.25 * views(shift(xd, -1, -1)) + 0.25 * views(shift(xd, 1, 1))
+    if average == "logits":
+        e = np.exp(result - result.max(axis=1, keepdims=True))
+        result = e / e.sum(axis=1, keepdims=True)
     return result

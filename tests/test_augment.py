@@ -4,7 +4,7 @@ import pytest
 
 from minicnn import augment, backend, optimizers
 from minicnn.kernels import reference
-from minicnn.layers import Conv2D, Dense, Flatten
+from minicnn.layers import Activation, Conv2D, Dense, Flatten
 from minicnn.model import Sequential
 
 
@@ -56,6 +56,29 @@ def test_predict_tta_is_the_weighted_average(rng):
     out = augment.predict_tta(model, x)
     np.testing.assert_allclose(out, expected, rtol=1e-6)
     assert out.shape == (5, 4) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+
+
+def test_predict_tta_averages_logits(rng):
+    """average='logits': softmax of the weighted mean of the pre-softmax outputs (computed from the
+    model's own logits here: the same layers without the softmax)."""
+    def layers():
+        return [Conv2D(3, 3, padding="same", activation="relu", input_shape=(6, 6, 2)), Flatten(), Dense(4)]
+    model = Sequential(layers() + [Activation("softmax")])
+    logits_model = Sequential(layers())
+    model.build((6, 6, 2))
+    logits_model.build((6, 6, 2))
+    logits_model.set_weights(model.get_weights())
+    x = rng.random((5, 6, 6, 2)).astype(np.float32)
+    z = lambda im: (logits_model.predict(im) + logits_model.predict(augment.flip(im))) / 2     # noqa: E731
+    mean = 0.5 * z(x) + 0.25 * z(augment.shift(x, -1, -1)) + 0.25 * z(augment.shift(x, 1, 1))
+    expected = np.exp(mean) / np.exp(mean).sum(axis=1, keepdims=True)
+    out = augment.predict_tta(model, x, average="logits")
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    assert not np.allclose(out, augment.predict_tta(model, x), rtol=1e-4)
+    with pytest.raises(ValueError, match="softmax probabilities"):
+        augment.predict_tta(logits_model, x, average="logits")
+    with pytest.raises(ValueError, match="'probabilities' or 'logits'"):
+        augment.predict_tta(model, x, average="geometric")
 
 
 def _is_flipped_shifted_copy(out, x, pad):
