@@ -406,6 +406,12 @@ class Sequential(Layer):
     def _prepare_training(self):
         self._require_compiled("fit")
         self._variables = self.variables()
+        self._track_optimizer_state()
+
+    def _track_optimizer_state(self):
+        """Hand the optimizer the float state it averages too (Lookahead with lookahead_state=True)."""
+        if getattr(self.optimizer, "lookahead_state", False):
+            self.optimizer.track_state([(path, a) for path, a in self.state.items() if a.dtype.kind == "f"])
 
     def train_on_batch(self, x, y):
         self._require_compiled("train_on_batch")

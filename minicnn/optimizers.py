@@ -22,7 +22,10 @@ ema_overwrite_frequency steps and at the end of fit; then t += 1.
 Lookahead (Zhang et al. 2019; minicnn's own option, ``lookahead_steps=k``): every variable keeps a
 slow copy s (starting at w); after every k-th update, s += r (w - s) and w = s, with r =
 lookahead_rate (a number, or a schedule evaluated at the number of updates done). When fit ends
-the weights are set to their slow copies (what the fast-CIFAR recipes evaluate).
+the weights are set to their slow copies (what the fast-CIFAR recipes evaluate). With
+``lookahead_state=True`` the model's float state (BatchNormalization's moving statistics) gets the
+same slow copy and sync, as in airbench, whose Lookahead runs over the whole state dict: the
+statistics then average over many batches and match the slow weights they end with.
 Keras 2 arguments: ``lr=`` is accepted for ``learning_rate``; ``decay=d`` becomes
 InverseTimeDecay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches (Keras <= 2.x).
 """
@@ -116,7 +119,7 @@ class Optimizer:
 
     def __init__(self, learning_rate=0.001, name=None, lr=None, decay=0.0, weight_decay=None, use_ema=False,
                  ema_momentum=0.99, ema_overwrite_frequency=None, lr_multipliers=None, lookahead_steps=None,
-                 lookahead_rate=0.5, **kwargs):
+                 lookahead_rate=0.5, lookahead_state=False, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s): {sorted(kwargs)}")
         if lr is not None:                       # Keras 2 spelling
@@ -156,7 +159,11 @@ class Optimizer:
             raise ValueError(f"lookahead_rate must be a number in [0, 1] or a schedule, got {lookahead_rate!r}")
         if lookahead_steps and use_ema:
             raise ValueError("use_ema and lookahead_steps cannot be combined: both decide the final weights")
+        if lookahead_state and not lookahead_steps:
+            raise ValueError("lookahead_state=True needs lookahead_steps (the state follows the weights' Lookahead)")
         self.lookahead_steps, self.lookahead_rate = lookahead_steps, lookahead_rate
+        self.lookahead_state = bool(lookahead_state)
+        self._tracked_state = []        # (path, array): the model's float state that Lookahead also syncs
         self.defer_lookahead = False    # True while a DeviceTrainer calls lookahead_sync itself
         self._lookahead_tables = {}     # GPU: pointer tables of the one-launch sync, keyed by _pointer_key
         self._no_decay_ids, self._no_decay_names, self._no_decay_pattern = set(), [], None
@@ -209,6 +216,7 @@ class Optimizer:
     def build(self, variables):
         """variables: list of (path, weight array). Creates zeroed slots for each."""
         xp = backend.xp
+        tracked = {path: self.slots[path] for path, _ in self._tracked_state if path in self.slots}
         self.slots = {path: {s: xp.zeros_like(w) for s in self.slot_names} for path, w in variables}
         if self.use_ema:                         # the moving average, saved with the other slots
             for path, w in variables:
@@ -216,7 +224,18 @@ class Optimizer:
         if self.lookahead_steps:                 # the slow weights, likewise
             for path, w in variables:
                 self.slots[path]["slow"] = w.copy()
+            for path, a in self._tracked_state:  # the state's, kept from when training started
+                self.slots[path] = tracked.get(path) or {"slow": a.copy()}
         self.built = True
+
+    def track_state(self, state):
+        """lookahead_state=True: `state` is (path, array) for the model's float non-trainable arrays
+        (BN moving statistics), synced by Lookahead with the weights; the model passes them when
+        training starts (the same arrays, updated in place). Their slow copies are slots like the
+        weights' (saved with the model)."""
+        self._tracked_state = list(state) if self.lookahead_state else []
+        for path, a in self._tracked_state:      # slow copies from the state as training starts
+            self.slots.setdefault(path, {}).setdefault("slow", a.copy())
 
     def apply(self, variables):
         """variables: list of (path, w, g, constraint). Updates each w in place, then t += 1."""
@@ -264,16 +283,16 @@ class Optimizer:
             return
         rate = self.lookahead_rate
         rate = float(rate(done)) if isinstance(rate, LearningRateSchedule) else rate
+        pairs = [(w, self.slots[path]["slow"]) for path, w, *_ in variables]
+        pairs += [(a, self.slots[path]["slow"]) for path, a in self._tracked_state]
         if kernels.device_kernels():             # one launch for every variable
             from minicnn.kernels import gpu
-            groups = [(w, self.slots[path]["slow"]) for path, w, *_ in variables]
-            key = _pointer_key(groups)
+            key = _pointer_key(pairs)
             if key not in self._lookahead_tables:
-                self._lookahead_tables[key] = gpu.param_table(groups)
-            gpu.lookahead(self._lookahead_tables[key], groups[0][0].dtype, rate)
+                self._lookahead_tables[key] = gpu.param_table(pairs)
+            gpu.lookahead(self._lookahead_tables[key], pairs[0][0].dtype, rate)
             return
-        for path, w, *_ in variables:
-            slow = self.slots[path]["slow"]
+        for w, slow in pairs:
             slow += rate * (w - slow)
             w[...] = slow
 
@@ -350,6 +369,9 @@ class Optimizer:
             return
         for path, w in zip(paths, weights):
             w[...] = self.slots[path][slot]
+        if slot == "slow":                       # lookahead_state: the statistics end on their slow copies too
+            for path, a in self._tracked_state:
+                a[...] = self.slots[path]["slow"]
 
     def update_step(self, w, g, slots, lr):
         raise NotImplementedError
@@ -388,6 +410,8 @@ class Optimizer:
             if isinstance(rate, LearningRateSchedule):
                 rate = {"class_name": type(rate).__name__, "config": rate.get_config()}
             config.update(lookahead_steps=self.lookahead_steps, lookahead_rate=rate)
+            if self.lookahead_state:
+                config["lookahead_state"] = True
         return config
 
 

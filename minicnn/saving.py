@@ -180,6 +180,7 @@ def load_model(filepath, custom_objects=None):
         opt = model.optimizer
         opt.iterations = int(arrays["optimizer/iterations"])
         if compile_config.get("optimizer_built"):
+            model._track_optimizer_state()               # lookahead_state: the statistics' slow copies are slots
             opt.build([(path, layer.params[k]) for path, layer, k in model.variables()])
             for path, slots in opt.slots.items():
                 for slot, value in slots.items():

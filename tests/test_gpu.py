@@ -470,6 +470,30 @@ def test_graph_training_with_lookahead_and_lr_multipliers_matches_the_cpu():
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
 
 
+def test_graph_training_with_lookahead_state_matches_the_cpu():
+    """lookahead_state=True on the GPU: the trainer's one-launch sync covers BatchNormalization's
+    moving statistics too (they end on their slow copies, as on the CPU), with graphed steps."""
+    from minicnn import optimizers
+    from minicnn.layers import BatchNormalization
+    x, y, _ = toy_data(320)
+    weights = {}
+    for which in ("cpu", "gpu"):
+        B.set_backend(which)
+        B.set_seed(0)
+        model = Sequential([Conv2D(8, 3, padding="same", use_bias=False, input_shape=(16, 16, 3)),
+                            BatchNormalization(momentum=0.4, scale=False), MaxPooling2D(2), Flatten(),
+                            Dense(10, activation="softmax")])
+        model.compile(optimizers.SGD(0.05, momentum=0.9, nesterov=True, lookahead_steps=3, lookahead_rate=0.6,
+                                     lookahead_state=True), "categorical_crossentropy")
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)              # 20 updates, 6 syncs
+        assert which == "cpu" or model.optimizer._on_device()
+        for path, value in model.state.items():
+            np.testing.assert_array_equal(host(value), host(model.optimizer.slots[path]["slow"]))
+        weights[which] = model.get_weights()
+    for a, b in zip(weights["cpu"], weights["gpu"]):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
+
+
 def test_freezing_a_variable_mid_training_reaches_the_graph():
     """Optimizer.freeze rewrites the device factor table in place: the captured step stops
     updating the variable (GPU parameters equal the CPU's, the frozen bias unchanged after)."""

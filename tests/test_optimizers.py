@@ -226,6 +226,63 @@ def test_lookahead_in_fit_ends_on_the_slow_weights():
     assert model.evaluate(x, y, verbose=0)[1] > 0.9
 
 
+def test_lookahead_state_syncs_the_tracked_statistics():
+    """lookahead_state=True: a tracked state array gets the weights' sync (slow copy taken when it
+    is tracked) and ends on its slow copy; without the flag, tracking is a no-op."""
+    opt = optimizers.SGD(1.0, lookahead_steps=2, lookahead_rate=0.5, lookahead_state=True)
+    m, w, g = np.zeros(1), np.zeros(1), np.zeros(1)
+    opt.track_state([("batch_normalization/moving_mean", m)])
+    seen = []
+    for step in range(1, 6):
+        m += 1                                   # what a training forward pass does to the statistics
+        opt.apply([("w", w, g, None)])
+        seen.append(float(m[0]))
+    # m: 1, 2 -> s = 0 + 0.5 (2 - 0) = 1 = m, 2, 3 -> s = 1 + 0.5 (3 - 1) = 2 = m, 3
+    assert seen == pytest.approx([1.0, 1.0, 2.0, 2.0, 3.0])
+    opt.finalize_variable_values([w], ["w"])
+    assert float(m[0]) == pytest.approx(2.0)
+    again = optimizers.deserialize(optimizers.serialize(opt))
+    assert again.lookahead_state and not optimizers.SGD(lookahead_steps=2).lookahead_state
+    plain = optimizers.SGD(1.0, lookahead_steps=2, lookahead_rate=0.5)
+    plain.track_state([("batch_normalization/moving_mean", m)])
+    for _ in range(2):
+        m += 1
+        plain.apply([("w", w, g, None)])
+    assert float(m[0]) == pytest.approx(4.0) and "batch_normalization/moving_mean" not in plain.slots
+    with pytest.raises(ValueError, match="lookahead_state=True needs lookahead_steps"):
+        optimizers.SGD(lookahead_state=True)
+
+
+def test_lookahead_state_in_fit_and_saved_models(tmp_path):
+    """In fit, BatchNormalization's moving statistics end on their slow copies (saved with the model
+    and restored by load_model); without lookahead_state they end where the last batches put them."""
+    from minicnn import load_model
+    from minicnn.layers import BatchNormalization, Dense
+    from minicnn.model import Sequential
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((64, 4)) * 3 + 1).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[(x[:, 0] > 1).astype(int)]
+    state = {}
+    for flag in (True, False):
+        model = Sequential([Dense(8, input_shape=(4,)), BatchNormalization(momentum=0.5), Dense(2, activation="softmax")])
+        model.compile(optimizers.SGD(0.1, lookahead_steps=3, lookahead_rate=0.5, lookahead_state=flag),
+                      "categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False)      # 12 updates
+        state[flag] = {k: np.array(v) for k, v in model.state.items()}
+        if flag:
+            slots = model.optimizer.slots
+            for path, value in model.state.items():
+                np.testing.assert_array_equal(value, slots[path]["slow"])
+            model.forward(x * 2, training=True)                    # the statistics move on; their slow copies stay
+            model.save(tmp_path / "m.npz")
+            again = load_model(tmp_path / "m.npz")
+            for path, value in model.state.items():
+                np.testing.assert_array_equal(again.optimizer.slots[path]["slow"], slots[path]["slow"])
+                assert not np.allclose(again.optimizer.slots[path]["slow"], value)
+    for path in state[True]:
+        assert not np.allclose(state[True][path], state[False][path])
+
+
 def test_exclude_from_weight_decay():
     """Keras's method: matched variables (regex on the path, or the arrays given) get no decay."""
     opt = optimizers.SGD(0.1, weight_decay=0.5)
