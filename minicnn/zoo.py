@@ -138,12 +138,12 @@ def _t004():
 #     patches scaled to unit variance, and their negatives; its bias trained for 3 epochs), then GELU;
 #   - three blocks conv3x3 -> maxpool 2 -> BN -> GELU -> conv3x3 -> BN -> GELU, widths 64/256/256:
 #     convs without bias, Dirac-initialised (half identity), BN without scale (gamma fixed at 1),
-#     batch-statistic momentum 0.6 (Keras momentum 0.4), epsilon 1e-12;
+#     moving-statistic momentum 0.6 (Keras's convention: airbench passes PyTorch 1 - 0.6), epsilon 1e-12;
 #   - global max pooling, Dense(10) without bias, logits scaled by 1/9, softmax; label smoothing 0.2;
 #   - SGD, Nesterov momentum 0.85, batch 1024, lr warm-up over 23% of the steps then linear decay,
 #     BN biases at 64x the learning rate (the same decay per step as the rest), decoupled weight decay;
-#     Lookahead every 5 steps (the slow weights catch up more slowly as training ends), final
-#     weights = the slow ones;
+#     Lookahead every 5 steps over the weights and the BN statistics (the slow copies catch up more
+#     slowly as training ends), final weights and statistics = the slow ones;
 #   - data: every epoch a reflect-padded 2-pixel random crop and alternating flips; evaluation
 #     averages flipped and 1-pixel-shifted views (test-time augmentation).
 # The PyTorch recipe sums the loss over the batch and couples weight decay with momentum; with
@@ -160,7 +160,7 @@ def _fast_layers(widths=FAST_WIDTHS, whiten=24):
         return Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=initializers.Dirac(uniform))
 
     def norm():
-        return BatchNormalization(momentum=0.4, epsilon=1e-12, scale=False)
+        return BatchNormalization(momentum=0.6, epsilon=1e-12, scale=False)
 
     layers = [Conv2D(whiten, 2, padding="valid", activation="gelu", input_shape=(32, 32, 3))]
     for width in widths:
@@ -173,11 +173,11 @@ def fast_optimizer(steps=FAST_EPOCHS * -(-FAST_TRAIN_SIZE // FAST_BATCH), lr=1.5
                    bias_scale=64.0, lookahead=True):
     """The fast recipe's SGD for a run of `steps` updates (see above; the arguments are its knobs)."""
     schedule = optimizers.PiecewiseLinear([0, round(0.23 * steps), steps], [0.2 * lr, lr, 0.07 * lr])
-    rate = optimizers.PiecewiseLinear([0, steps / 4, steps / 2, 3 * steps / 4, steps],
-                                      [1.0, 0.988, 0.903, 0.673, 0.226])          # 1 - 0.95^5 (t/T)^3
+    knots = [k / 20 for k in range(21)]                  # Lookahead rate 1 - 0.95^5 (t/T)^3, in 20 pieces
+    rate = optimizers.PiecewiseLinear([k * steps for k in knots], [1 - 0.95 ** 5 * k ** 3 for k in knots])
     opt = optimizers.SGD(schedule, momentum=momentum, nesterov=True, weight_decay=decay_per_step / lr,
                          lr_multipliers={"batch_normalization*/beta": bias_scale, "conv2d/W": 0.0},
-                         lookahead_steps=5 if lookahead else None, lookahead_rate=rate)
+                         lookahead_steps=5 if lookahead else None, lookahead_rate=rate, lookahead_state=lookahead)
     opt.exclude_from_weight_decay(var_names=["^conv2d/W$"])             # the whitening kernel stays fixed
     return opt
 

@@ -32,7 +32,7 @@ def test_fast_recipe_settings():
     assert (entry.batch_size, entry.epochs, entry.tta) == (1024, 10, True)
     assert model.loss.label_smoothing == 0.2 and model._fused
     opt = model.optimizer
-    assert type(opt) is optimizers.SGD and opt.nesterov and opt.momentum == 0.85 and opt.lookahead_steps == 5
+    assert type(opt) is optimizers.SGD and opt.nesterov and opt.momentum == 0.85 and opt.lookahead_steps == 5 and opt.lookahead_state
     steps = 10 * 49
     assert opt.learning_rate(0) == pytest.approx(0.3) and opt.learning_rate(round(0.23 * steps)) == pytest.approx(1.5)
     assert opt.learning_rate(steps) == pytest.approx(0.105)
@@ -44,7 +44,7 @@ def test_fast_recipe_settings():
     freeze, = entry.callbacks()
     assert (freeze.pattern, freeze.epochs) == ("conv2d/b", 3)
     norms = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
-    assert len(norms) == 6 and all(not n.scale and n.momentum == 0.4 for n in norms)
+    assert len(norms) == 6 and all(not n.scale and n.momentum == 0.6 for n in norms)
 
 
 def test_fast_recipe_whitening_layer(rng):
