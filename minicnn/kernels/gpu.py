@@ -42,6 +42,22 @@ __device__ __forceinline__ void for_windows_covering(int h, int w, int KH, int K
     }
 }
 
+// Calls f(i, j, h, w) for every real cell (h, w) of window (oh, ow), offset (i, j) in the window, in
+// row-major window order (padding cells skipped): the forward passes of the poolings.
+template <typename F>
+__device__ __forceinline__ void for_window_cells(int oh, int ow, int H, int W, int PH, int PW, int sh, int sw, int pt,
+                                                 int pl, F f) {
+    for (int i = 0; i < PH; ++i) {
+        int h = oh * sh - pt + i;
+        if (h < 0 || h >= H) continue;
+        for (int j = 0; j < PW; ++j) {
+            int w = ow * sw - pl + j;
+            if (w < 0 || w >= W) continue;
+            f(i, j, h, w);
+        }
+    }
+}
+
 // ---- im2col / col2im ---------------------------------------------------------------------------
 // Index arithmetic is 32-bit unsigned (the host checks the sizes): 64-bit division is emulated on
 // the GPU and cost more than the copies themselves. Each thread moves one pack of VEC channels
@@ -120,16 +136,10 @@ extern "C" __global__ void maxpool_fwd(const T* __restrict__ x, T* __restrict__ 
         int ow = r % OW; r /= OW;
         int oh = r % OH; int n = r / OH;
         T best = 0; int besti = -1;
-        for (int i = 0; i < PH; ++i) {
-            int h = oh * sh - pt + i;
-            if (h < 0 || h >= H) continue;
-            for (int j = 0; j < PW; ++j) {
-                int w = ow * sw - pl + j;
-                if (w < 0 || w >= W) continue;
-                T v = x[(((long long)n * H + h) * W + w) * C + c];
-                if (besti < 0 || v > best) { best = v; besti = i * PW + j; }
-            }
-        }
+        for_window_cells(oh, ow, H, W, PH, PW, sh, sw, pt, pl, [&](int i, int j, int h, int w) {
+            T v = x[(((long long)n * H + h) * W + w) * C + c];
+            if (besti < 0 || v > best) { best = v; besti = i * PW + j; }
+        });
         y[idx] = best;
         arg[idx] = (A)besti;
     }
@@ -171,15 +181,9 @@ extern "C" __global__ void avgpool_fwd(const T* __restrict__ x, T* __restrict__ 
         int ow = r % OW; r /= OW;
         int oh = r % OH; int n = r / OH;
         T acc = 0;
-        for (int i = 0; i < PH; ++i) {
-            int h = oh * sh - pt + i;
-            if (h < 0 || h >= H) continue;
-            for (int j = 0; j < PW; ++j) {
-                int w = ow * sw - pl + j;
-                if (w < 0 || w >= W) continue;
-                acc += x[(((long long)n * H + h) * W + w) * C + c];
-            }
-        }
+        for_window_cells(oh, ow, H, W, PH, PW, sh, sw, pt, pl, [&](int, int, int h, int w) {
+            acc += x[(((long long)n * H + h) * W + w) * C + c];
+        });
         y[idx] = acc / (T)window_count(oh, ow, H, W, PH, PW, sh, sw, pt, pl);
     }
 }
