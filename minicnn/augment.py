@@ -19,7 +19,7 @@ where the data live: on the GPU it never leaves it, and CUDA-graph steps are una
 """
 import numpy as np
 
-from minicnn import backend, kernels
+from minicnn import activations, backend, kernels
 from minicnn.kernels.reference import uniforms
 
 
@@ -141,7 +141,6 @@ def predict_tta(model, x, batch_size=256, flips=True, translate=True, average="p
     result = views(xd)
     if translate:
         result = 0.5 * result + 0.25 * views(shift(xd, -1, -1)) + 0.25 * views(shift(xd, 1, 1))
-    if average == "logits":
-        e = np.exp(result - result.max(axis=1, keepdims=True))
-        result = e / e.sum(axis=1, keepdims=True)
+    if average == "logits":                      # the model's own softmax, on the mean log-probabilities
+        result = backend.to_host(activations.get("softmax").forward(backend.to_device(result)))
     return result
