@@ -48,3 +48,18 @@ def test_airbench_anchor_says_what_it_needs_without_a_cuda_pytorch():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "airbench_anchor.py"), "--runs", "1"],
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert result.returncode == 2 and "error: airbench" in result.stderr
+
+
+def test_airbench_anchor_refuses_bad_counts_before_anything_runs():
+    for args in (["--runs", "0"], ["--limit", "100"]):
+        result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "airbench_anchor.py"), *args],
+                                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+        assert result.returncode == 2 and "--runs must be >= 1 and --limit >= 1024" in result.stderr, result.stderr
+
+
+def test_prepare_gpu_carry_names_the_missing_dataset_files(tmp_path):
+    """Without the dataset folder it stops with the reason, before downloading or creating anything."""
+    result = subprocess.run(["bash", str(ROOT / "benchmarks" / "prepare_gpu_carry.sh"), str(tmp_path / "nowhere")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "expected cifar10-jpeg.npz and install_cifar10.py" in result.stderr
+    assert "nowhere" in result.stderr
