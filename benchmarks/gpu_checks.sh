@@ -3,10 +3,11 @@
 #   bash benchmarks/gpu_checks.sh [tests] [step] [accuracy] [bench] [fast]   (no argument: the first four)
 # 'fast' is fast-fp32 fast-tf32 fast-bf16 anchor fast-profile; name them one by one to split the work
 # across calls of a bounded length (e.g. "tests fast-tf32 anchor", then "fast-fp32 fast-bf16 fast-profile").
-# Optional carried folders: .whl/ (Keras 3 + namex + optree wheels, for the Keras-JAX side of the
-# benchmark; the airbench sdist, for the fast recipe's anchor) and .data/ (cifar10-jpeg.npz +
-# install_cifar10.py). Logs and results go to $OUT.
-#   fill .whl/ here:  pip download --no-deps -d .whl keras==3.15.1 namex optree airbench==0.1.8
+# Carried folders (git-ignored; fill both on the machine that makes the call with
+# `bash benchmarks/prepare_gpu_carry.sh`, then name them in the call's carry): .whl/ (Keras 3 +
+# namex + optree wheels for the device's Python 3.12, for the Keras-JAX side of the benchmark; the
+# airbench sdist, for the fast recipe's anchor) and .data/ (cifar10-jpeg.npz + install_cifar10.py).
+# Logs and results go to $OUT.
 set -o pipefail
 OUT=${OUT:-/tmp/minicnn-gpu-out}
 mkdir -p "$OUT"
