@@ -17,7 +17,6 @@ split examples/train_cifar_fast.py reports for minicnn:
 Needs PyTorch with CUDA and torchvision (airbench imports it); nothing of minicnn's runs here.
 """
 import argparse
-import json
 import os
 import pathlib
 import sys
@@ -69,13 +68,8 @@ def airbench_version(airbench):
         return f"unknown ({pathlib.Path(airbench.__file__).parent.parent.name})"
 
 
-def summary(results, key):
-    values = np.array([r[key] for r in results])
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "min": float(values.min()), "max": float(values.max())}
-
-
 def main(argv=None):
+    from minicnn.utils import summarize_runs, write_json
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--limit", type=int, help="train on the first N training images only (a quick look)")
@@ -109,7 +103,7 @@ def main(argv=None):
               f"{r['test_accuracy_tta']:.4f}; training {r['train_seconds']:.2f} s, TTA {r['tta_seconds']:.2f} s",
               flush=True)
     keys = ("test_accuracy", "test_accuracy_tta", "train_seconds", "tta_seconds")
-    table = {k: summary(results, k) for k in keys}
+    table = summarize_runs(results, keys)
     for k in keys:
         s = table[k]
         print(f"{k:>18}: {s['mean']:.4f} +- {s['std']:.4f}  (min {s['min']:.4f}, max {s['max']:.4f}, {len(results)} runs)")
@@ -122,7 +116,7 @@ def main(argv=None):
               "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0), "train_images": sizes[0],
               "tta_level": tta_level, "runs": results, "summary": table}
     if out:
-        out.write_text(json.dumps(report, indent=1))
+        write_json(out, report)                      # atomic: an interrupted run leaves no half file
         print(f"wrote {out}")
     return 0
 

@@ -25,7 +25,7 @@ from minicnn import augment, backend, losses, zoo
 from minicnn.datasets import cifar10
 from minicnn.datasets.fetch import DatasetError
 from minicnn.model import Sequential
-from minicnn.utils import environment_info, to_categorical, write_json
+from minicnn.utils import environment_info, summarize_runs, to_categorical, write_json
 
 
 def parse_args(argv=None):
@@ -112,12 +112,6 @@ def one_run(entry, args, seed, data, save=None):
     return result
 
 
-def summary(results, key):
-    values = np.array([r[key] for r in results])
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "min": float(values.min()), "max": float(values.max())}
-
-
 def main(argv=None):
     args = parse_args(argv)
     backend.set_backend(args.backend)
@@ -164,7 +158,7 @@ def main(argv=None):
         print(f"run {i + 1}/{args.runs}: test accuracy {r['test_accuracy']:.4f}{tta}; training {r['train_seconds']:.2f} s",
               flush=True)
     keys = ["test_accuracy", "train_seconds"] + ([] if args.no_tta else ["test_accuracy_tta"])
-    table = {k: summary(results, k) for k in keys}
+    table = summarize_runs(results, keys)
     for k in keys:
         s = table[k]
         print(f"{k:>18}: {s['mean']:.4f} +- {s['std']:.4f}  (min {s['min']:.4f}, max {s['max']:.4f}, {len(results)} runs)")

@@ -49,6 +49,17 @@ def set_random_seed(seed):
     np.random.seed(seed)
 
 
+def summarize_runs(results, keys):
+    """{key: {mean, std (n - 1; 0 for one run), min, max}} of each key's values over `results`,
+    a list of per-run dicts (the training scripts' mean +- std tables)."""
+    table = {}
+    for key in keys:
+        values = np.array([r[key] for r in results], dtype=np.float64)
+        table[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                      "min": float(values.min()), "max": float(values.max())}
+    return table
+
+
 def write_json(path, obj):
     """Write obj as indented JSON, atomically."""
     import json

@@ -4,7 +4,7 @@ import pytest
 
 from minicnn.datasets import cifar10, fashion_mnist
 from minicnn.datasets.fetch import DatasetError, md5_of
-from minicnn.utils import split_first, split_last, to_categorical
+from minicnn.utils import split_first, split_last, summarize_runs, to_categorical
 
 from synthetic_data import idx_bytes, write_cifar_archive, write_cifar_folder, write_fashion_folder
 
@@ -128,3 +128,11 @@ def test_splits():
     assert xv[0] == 75 and len(xt) == 75
     with pytest.raises(ValueError):
         split_first(x, y, 0)
+
+
+def test_summarize_runs_gives_the_sample_spread():
+    runs = [{"acc": 0.90, "s": 3.0}, {"acc": 0.91, "s": 5.0}, {"acc": 0.95, "s": 4.0}]
+    table = summarize_runs(runs, ["acc", "s"])
+    assert table["acc"]["mean"] == pytest.approx(0.92) and table["acc"]["std"] == pytest.approx(np.std([0.90, 0.91, 0.95], ddof=1))
+    assert table["s"] == {"mean": 4.0, "std": 1.0, "min": 3.0, "max": 5.0}
+    assert summarize_runs(runs[:1], ["s"])["s"]["std"] == 0.0            # one run: no spread, not NaN
