@@ -20,7 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 KERNELS = ("im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
            "bias_activation", "bias_activation_backward", "matmul", "column_sum", "dropout_mask", "adam_update",
-           "rmsprop_update", "sgd_momentum_update")
+           "rmsprop_update", "sgd_momentum_update", "conv2d_forward", "conv2d_backward")
 
 
 def main(argv=None):

@@ -3,6 +3,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import reference as ref
 from minicnn import backend as B
@@ -107,3 +109,140 @@ def test_gradcheck_without_bias(f64, activation, rng):
     layer = Conv2D(4, 3, padding="same", use_bias=False, activation=activation)
     errors = gradcheck.check_layer(layer, rng.standard_normal((2, 5, 5, 3)), training=True)
     assert set(errors) == {"x", "W"} and max(errors.values()) < 1e-6, errors
+
+
+# ---- the CPU's blocked path (kernels/cpu_conv.py): the same equations on row blocks ---------------------
+@st.composite
+def conv_cases(draw):
+    """Kernel 1-5, stride 1-2, same/valid, odd sizes, and a tile size that cuts images into bands
+    (or takes several images per tile) and does not divide the batch."""
+    k, s = draw(st.integers(1, 5)), draw(st.integers(1, 2))
+    padding = draw(st.sampled_from(["same", "valid"]))
+    H, W = draw(st.integers(k, 11)), draw(st.integers(k, 11))
+    N, C, F = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 40))
+    return dict(N=N, H=H, W=W, C=C, F=F, k=k, s=s, padding=padding,
+                tile=draw(st.sampled_from([4096, 20_000, 1 << 20])), seed=draw(st.integers(0, 2**31)))
+
+
+def _geometry(case):
+    OH, pt = ref.geometry(case["H"], case["k"], case["s"], case["padding"])
+    OW, pl = ref.geometry(case["W"], case["k"], case["s"], case["padding"])
+    return (case["k"], case["k"], case["s"], case["s"], pt, pl, OH, OW)
+
+
+@settings(max_examples=80, deadline=None)
+@given(conv_cases(), st.sampled_from(["relu", "linear"]), st.sampled_from([np.float32, np.float64]))
+def test_blocked_kernels_match_whole_batch_and_naive_loops(case, activation, dtype):
+    """cpu_conv's tiles against reference.conv2d_* (whole-batch im2col) and the naive loops, for the
+    forward and every gradient."""
+    from minicnn.kernels import cpu_conv, reference as twin
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["N"], case["H"], case["W"], case["C"])).astype(dtype)
+    Wt = rng.standard_normal((case["k"], case["k"], case["C"], case["F"])).astype(dtype)
+    b = rng.standard_normal(case["F"]).astype(dtype)
+    g = _geometry(case)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    cpu_conv.set_tile_bytes(case["tile"])
+    try:
+        y = cpu_conv.conv2d_forward(x, Wt, b, activation, *g)
+        z = ref.conv2d_forward(x.astype(float), Wt.astype(float), b.astype(float), (case["s"],) * 2, case["padding"])
+        expected = np.maximum(z, 0) if activation == "relu" else z
+        np.testing.assert_allclose(y, expected, **tol)
+        np.testing.assert_allclose(twin.conv2d_forward(x, Wt, b, activation, *g), expected, **tol)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dW, db = np.full_like(Wt, np.nan), np.full_like(b, np.nan)            # poisoned: all must be written
+        dx = cpu_conv.conv2d_backward(dy, x, y, Wt, activation, *g, dW, db, True)
+        dz = dy * (expected > 0) if activation == "relu" else dy
+        rdx, rdW, rdb = ref.conv2d_backward(x.astype(float), Wt.astype(float), dz.astype(float),
+                                            (case["s"],) * 2, case["padding"])
+        for got, want in ((dx, rdx), (dW, rdW), (db, rdb)):
+            np.testing.assert_allclose(got, want, **tol)
+        assert cpu_conv.conv2d_backward(dy, x, y, Wt, activation, *g, dW, None, False) is None
+        np.testing.assert_allclose(dW, rdW, **tol)
+    finally:
+        cpu_conv.set_tile_bytes(None)
+
+
+@pytest.fixture
+def conv_path():
+    """Run a test with Conv2D forced onto one path ('blocked' or 'whole'); back to 'auto' after."""
+    from minicnn import kernels
+    yield kernels.set_conv_path
+    kernels.set_conv_path("auto")
+
+
+@pytest.mark.parametrize("k,s,padding,hw", GRID[::2])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", None])
+def test_gradcheck_through_the_blocked_path(f64, conv_path, k, s, padding, hw, activation, rng):
+    """float64 finite differences through the row-block kernels (activations fused or on top)."""
+    conv_path("blocked")
+    from minicnn.kernels import cpu_conv
+    cpu_conv.set_tile_bytes(4096)                     # several tiles per image
+    try:
+        layer = Conv2D(3, k, strides=s, padding=padding, activation=activation)
+        x = rng.standard_normal((3,) + hw + (2,))
+        if activation == "relu":
+            x += np.sign(x) * 0.05                     # away from the kink
+        errors = gradcheck.check_layer(layer, x, training=True, seed=k * 10 + s)
+        assert layer.cache[1] is None                  # the blocked path ran (no cols matrix)
+        assert max(errors.values()) < 1e-6, errors
+    finally:
+        cpu_conv.set_tile_bytes(None)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_layer_paths_agree(conv_path, use_bias, rng):
+    """One Conv2D run whole-batch and blocked: same output, dx, dW and db to float32 rounding; the
+    softmax head's backward from its logits too."""
+    x = rng.standard_normal((5, 17, 19, 6)).astype(np.float32)
+    dy = None
+    results = {}
+    for path in ("whole", "blocked"):
+        conv_path(path)
+        layer = Conv2D(8, 3, padding="same", activation="relu", use_bias=use_bias, name=f"c_{path}")
+        layer.build(x.shape[1:], rng=np.random.default_rng(0))
+        y = layer.forward(x, training=True)
+        dy = rng.standard_normal(y.shape).astype(np.float32) if dy is None else dy
+        dx = layer.backward(dy)
+        results[path] = [y, dx] + [layer.grads[k] for k in sorted(layer.grads)]
+        assert (layer.cache[1] is None) == (path == "blocked")
+    for a, b in zip(results["whole"], results["blocked"]):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_blocked_backward_is_deterministic_and_thread_count_only_rounds(rng):
+    """Same thread count: the same bits. One thread against all: equal to float32 rounding (the
+    threads' weight-gradient sums are added in a fixed order)."""
+    import numba
+    from minicnn.kernels import cpu_conv
+    x = rng.standard_normal((7, 20, 20, 16)).astype(np.float32)
+    Wt = rng.standard_normal((3, 3, 16, 24)).astype(np.float32)
+    g = (3, 3, 1, 1, 1, 1, 20, 20)
+    y = cpu_conv.conv2d_forward(x, Wt, None, "relu", *g)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+
+    def grads():
+        dW, db = np.empty_like(Wt), np.empty(24, np.float32)
+        dx = cpu_conv.conv2d_backward(dy, x, y, Wt, "relu", *g, dW, db, True)
+        return dx, dW, db
+    first, again = grads(), grads()
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        single = grads()
+    finally:
+        numba.set_num_threads(threads)
+    for a, b in zip(first, single):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_tile_bytes_setting(rng):
+    from minicnn.kernels import cpu_conv
+    with pytest.raises(ValueError, match="tile bytes"):
+        cpu_conv.set_tile_bytes(100)
+    cpu_conv.set_tile_bytes(8192)
+    assert cpu_conv.TILE_BYTES == 8192
+    cpu_conv.set_tile_bytes(None)
+    assert cpu_conv.TILE_BYTES == cpu_conv._l2_bytes() // 2

@@ -34,10 +34,15 @@ def _impl():
 
 
 def matmul(a, b, out=None):
-    """out = a @ b for 2-D float arrays (transposed views are fine): BLAS on the CPU, cuBLAS on the GPU."""
+    """out = a @ b for 2-D float arrays (transposed views are fine): cpu_gemm's GEMM on every core on
+    the CPU (one thread pool, Numba's: OpenBLAS's threads spin after each call and would take the
+    cores from the kernels that follow), cuBLAS on the GPU, numpy/cupy.matmul for the reference."""
     if device_kernels():
         from minicnn.kernels import cublas
         return cublas.gemm(a, b, out=out)
+    if backend.name == "cpu" and not reference_forced():
+        from minicnn.kernels import cpu_gemm
+        return cpu_gemm.matmul(a, b, out=out)
     return backend.xp.matmul(a, b, out=out)
 
 
@@ -47,6 +52,42 @@ def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=None):
 
 def col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW):
     return _impl().col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW)
+
+
+_CONV_PATHS = ("auto", "blocked", "whole")
+_conv_path = {"path": os.environ.get("MINICNN_CONV", "auto")}
+
+
+def set_conv_path(path="auto"):
+    """How the CPU runs Conv2D: 'auto' (per layer, by the measured rule), 'blocked' (row blocks
+    everywhere) or 'whole' (the whole-batch im2col everywhere). Env MINICNN_CONV. For tests and
+    benchmarks; the numbers are the same to float rounding."""
+    if path not in _CONV_PATHS:
+        raise ValueError(f"conv path must be one of {_CONV_PATHS}, got {path!r}")
+    _conv_path["path"] = path
+
+
+def conv_blocked(x_shape, W_shape, OH, OW):
+    """Whether a convolution runs on row blocks (kernels/cpu_conv.py: the CPU, where the rule in
+    cpu_conv.blocked_pays says it is faster) or as one whole-batch im2col + GEMM (everywhere else).
+    x_shape (N, H, W, C), W_shape (KH, KW, C, F)."""
+    if backend.name != "cpu" or reference_forced() or _conv_path["path"] == "whole":
+        return False
+    if _conv_path["path"] == "blocked":
+        return True
+    from minicnn.kernels import cpu_conv
+    return cpu_conv.blocked_pays(x_shape, W_shape, OH, OW)
+
+
+def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
+    """y = act(im2col(x) @ W.reshape(-1, F) + b), act 'relu' or 'linear' (reference.conv2d_forward)."""
+    return _impl().conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW)
+
+
+def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad):
+    """dW, db (into dW_out, db_out) and dx of conv2d_forward, from dy (reference.conv2d_backward)."""
+    return _impl().conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out,
+                                   input_grad)
 
 
 def maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):

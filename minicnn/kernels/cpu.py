@@ -1,7 +1,8 @@
 """Numba kernels for the CPU: the same functions as ``reference.py``, as explicit loops.
 
 Each ``_nb_*`` kernel writes into a preallocated output; the thin wrappers below allocate it and
-keep the reference signatures. Windows are walked without padding the input: a cell outside the
+keep the reference signatures. The convolution family (im2col, col2im, and the blocked
+conv2d_forward / conv2d_backward) lives in cpu_conv.py, its GEMM in cpu_gemm.py. Windows are walked without padding the input: a cell outside the
 input is 0 for convolution and skipped for pooling. Parallel loops split over independent rows
 (im2col) or images (everything that scatters), so no two threads write the same cell.
 """
@@ -12,49 +13,8 @@ import numpy as np
 from numba import njit, prange
 
 from minicnn.kernels import reference
+from minicnn.kernels.cpu_conv import col2im, conv2d_backward, conv2d_forward, im2col  # noqa: F401
 from minicnn.kernels.reference import argmax_dtype
-
-
-@njit(parallel=True, cache=True)
-def _nb_im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, cols):
-    N, H, W, C = x.shape
-    for r in prange(N * OH):
-        n = r // OH
-        oh = r - n * OH
-        for ow in range(OW):
-            row = r * OW + ow
-            for i in range(KH):
-                h = oh * sh - pt + i
-                for j in range(KW):
-                    w = ow * sw - pl + j
-                    base = (i * KW + j) * C
-                    if 0 <= h < H and 0 <= w < W:
-                        for c in range(C):
-                            cols[row, base + c] = x[n, h, w, c]
-                    else:
-                        for c in range(C):
-                            cols[row, base + c] = 0
-
-
-@njit(parallel=True, cache=True)
-def _nb_col2im(dcols, KH, KW, sh, sw, pt, pl, OH, OW, dx):
-    N, H, W, C = dx.shape
-    for n in prange(N):
-        dx[n] = 0
-        for oh in range(OH):
-            for ow in range(OW):
-                row = (n * OH + oh) * OW + ow
-                for i in range(KH):
-                    h = oh * sh - pt + i
-                    if h < 0 or h >= H:
-                        continue
-                    for j in range(KW):
-                        w = ow * sw - pl + j
-                        if w < 0 or w >= W:
-                            continue
-                        base = (i * KW + j) * C
-                        for c in range(C):
-                            dx[n, h, w, c] += dcols[row, base + c]
 
 
 @njit(parallel=True, cache=True)
@@ -145,19 +105,6 @@ def _nb_avgpool_backward(dout, PH, PW, sh, sw, pt, pl, dx):
                     for w in range(w0, w1):
                         for c in range(C):
                             dx[n, h, w, c] += dout[n, oh, ow, c] * inv
-
-
-def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=None):
-    x = np.ascontiguousarray(x)
-    cols = np.empty((x.shape[0] * OH * OW, KH * KW * x.shape[3]), dtype=x.dtype) if out is None else out
-    _nb_im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, cols)
-    return cols
-
-
-def col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW):
-    dx = np.empty(x_shape, dtype=dcols.dtype)
-    _nb_col2im(np.ascontiguousarray(dcols), KH, KW, sh, sw, pt, pl, OH, OW, dx)
-    return dx
 
 
 def maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):

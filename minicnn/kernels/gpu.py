@@ -988,6 +988,11 @@ def rmsprop_update(w, g, v, lr, rho, epsilon):
     return reference.rmsprop_update(w, g, v, lr, rho, epsilon)
 
 
+# The convolution as one whole-batch im2col + GEMM (the layer's own path on the GPU; the CPU's
+# row-block kernels have no GPU twin): the plain CuPy version, for the same signature everywhere.
+conv2d_forward, conv2d_backward = reference.conv2d_forward, reference.conv2d_backward
+
+
 # ---- batches ----------------------------------------------------------------------------------------
 def gather_rows(x, order, cursor, out, scale=1.0):
     """out[i] = scale * x[order[cursor[0] + i]] for i < len(out) (cursor None: 0), cast to out's type."""

@@ -266,3 +266,31 @@ def rmsprop_update(w, g, v, lr, rho, epsilon):
     v *= rho
     v += (1 - rho) * g * g
     w -= lr * g / xp.sqrt(v + epsilon)
+
+
+# ---- convolution as im2col + GEMM, the whole batch at once (kernels/cpu_conv.py: on row blocks) ------
+def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
+    """y = act(im2col(x) @ Wm + b), Wm = W.reshape(KH*KW*C, F); act 'relu' or 'linear'.
+    x (N, H, W, C), W (KH, KW, C, F), b (F,) or None -> y (N, OH, OW, F)."""
+    F = W.shape[3]
+    z = im2col(x, KH, KW, sh, sw, pt, pl, OH, OW) @ W.reshape(-1, F)
+    if b is not None:
+        z = z + b
+    y = backend.xp.maximum(z, 0) if activation == "relu" else z
+    return y.reshape(x.shape[0], OH, OW, F)
+
+
+def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad):
+    """dz = dy * [y > 0] (relu) or dy (linear);  dWm = cols^T @ dz -> dW_out;  db = sum_rows dz -> db_out
+    (when given);  returns dx = col2im(dz @ Wm^T) (None when not input_grad)."""
+    F = W.shape[3]
+    dz = dy.reshape(-1, F)
+    if activation == "relu":
+        dz = dz * (y.reshape(-1, F) > 0)
+    cols = im2col(x, KH, KW, sh, sw, pt, pl, OH, OW)
+    dW_out.reshape(-1, F)[...] = cols.T @ dz
+    if db_out is not None:
+        db_out[...] = dz.sum(axis=0)
+    if not input_grad:
+        return None
+    return col2im(dz @ W.reshape(-1, F).T, x.shape, KH, KW, sh, sw, pt, pl, OH, OW)

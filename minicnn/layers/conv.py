@@ -12,6 +12,13 @@ class Conv2D(Layer):
     Backward:    dWm = cols^T @ dZ;  db = sum_rows dZ;  dx = col2im(dZ @ Wm^T)
     Shapes: x (N, H, W, C) -> y (N, OH, OW, F).
       valid: OH = floor((H - KH) / sh) + 1;   same: OH = ceil(H / sh), padding split as TensorFlow.
+
+    Two ways to compute the same equations. The whole-batch one below (_forward_whole,
+    _backward_whole) is the readable version: one cols matrix for the batch, one GEMM per product.
+    On the CPU, layers with large images run them on row blocks instead (kernels/cpu_conv.py:
+    im2col of a band of output rows into a buffer that stays in the cache, its GEMM, bias and
+    activation there; the backward recomputes the band's columns): the same numbers, without a
+    cols matrix of 100 MB crossing memory three times per step. kernels.conv_blocked decides.
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
@@ -62,6 +69,13 @@ class Conv2D(Layer):
         self.geometry = self._geometry(input_shape)
 
     def forward(self, x, training=False):
+        (KH, KW), F = self.kernel_size, self.filters
+        OH, OW, _, _ = self.geometry
+        if kernels.conv_blocked(x.shape, (KH, KW, x.shape[3], F), OH, OW):
+            return self._forward_blocked(x)
+        return self._forward_whole(x)
+
+    def _forward_whole(self, x):
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
         OH, OW, pt, pl = self.geometry
         cols = self.workspace("cols", (x.shape[0] * OH * OW, KH * KW * x.shape[3]), x.dtype)
@@ -73,12 +87,49 @@ class Conv2D(Layer):
         self.cache = (x.shape, cols, z if self.activation.needs_input else y)     # what backward reads
         return y.reshape(x.shape[0], OH, OW, F)
 
+    def _window(self):
+        """(KH, KW, sh, sw, pt, pl, OH, OW): the geometry every convolution kernel takes."""
+        OH, OW, pt, pl = self.geometry
+        return (*self.kernel_size, *self.strides, pt, pl, OH, OW)
+
+    def _inside(self):
+        """The activation the blocked kernels apply themselves ('relu' or 'linear'); any other is
+        applied by the layer on top of their linear output."""
+        return self.activation.name if self.activation.name in ("relu", "linear") else "linear"
+
+    def _forward_blocked(self, x):
+        """act(im2col(x) @ Wm + b) band by band; relu and linear are applied inside the kernel."""
+        inside = self._inside()
+        out = kernels.conv2d_forward(x, self.params["W"], self.params.get("b"), inside, *self._window())
+        if inside == self.activation.name:
+            y = out
+        else:                                                   # out is z + b: the activation on top
+            if self.keep_logits:
+                self.logits = out
+            y = self.activation.forward(out)
+        self.cache = (x, None, out if self.activation.needs_input else y)          # no cols: recomputed
+        return y
+
     def backward(self, dout):
-        y = self.cache[2]
+        x, cols, y = self.cache
+        if cols is None:
+            return self._backward_blocked(dout)
         return self._backward_linear(activation_backward(self, dout.reshape(y.shape), y))
+
+    def _backward_blocked(self, dout):
+        """dz = dout * act'(y), then dWm, db and dx = col2im(dz @ Wm^T), band by band."""
+        x, _, y = self.cache
+        inside = self._inside()
+        if inside != self.activation.name:
+            dout = self.activation.backward(dout, y)                # dz; the kernel adds db up
+        return kernels.conv2d_backward(dout, x, y, self.params["W"], inside, *self._window(),
+                                       self.grads["W"], self.grads.get("b"), self.input_grad)
 
     def backward_logits(self, dz):
         """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""
+        if self.cache[1] is None:
+            return kernels.conv2d_backward(dz, self.cache[0], None, self.params["W"], "linear", *self._window(),
+                                           self.grads["W"], self.grads.get("b"), self.input_grad)
         dz = dz.reshape(-1, self.filters)
         if self.use_bias:
             kernels.column_sum(dz, out=self.grads["b"])

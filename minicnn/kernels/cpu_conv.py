@@ -1,0 +1,284 @@
+"""Conv2D on the CPU: im2col + GEMM computed on row blocks that stay in the core's cache.
+
+The equations are the layer's (layers/conv.py), unchanged:
+    cols = im2col(x);  Z = cols @ Wm + b;  y = act(Z)
+    dZ = dy * act'(y);  dWm = cols^T @ dZ;  db = sum_rows dZ;  dx = col2im(dZ @ Wm^T)
+The whole-batch version builds `cols` for all N*OH*OW output pixels at once: 105 MB for a 5x5
+convolution over 32x32x32 at batch 32, written once, read by two GEMMs and matched by a `dcols`
+of the same size: the time goes into memory traffic. Here the rows of those matrices are cut
+into tiles (a band of output rows, `band` image rows q = n*OH + oh at a time) sized to stay in L2:
+
+  forward, per tile:  im2col the tile's rows into a per-thread buffer -> Z_tile = cols_tile @ Wm
+                      -> y_tile = act(Z_tile + b), written while the tile is hot
+  backward, per tile: dZ_tile = dy_tile * act'(y_tile) (db summed on the way) -> im2col again
+                      (recomputing the columns is cheaper than a round trip through memory)
+                      -> dWm += cols_tile^T @ dZ_tile -> dcols_tile = dZ_tile @ Wm^T -> col2im into dx
+
+Threads: the forward splits tiles between threads; the backward gives each thread whole images
+(their dx rows are its own), a private dWm/db sum, and adds the threads' sums in a fixed order,
+so a run is bit-for-bit repeatable for a given thread count. The GEMMs are cpu_gemm's micro-
+kernel (one thread each). The activation is fused only for 'relu' and 'linear'; the layer
+applies any other one to Z itself. Tile size: TILE_BYTES of working set per thread (default half
+the L2 cache; env MINICNN_TILE_BYTES or set_tile_bytes()).
+"""
+import os
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from minicnn.kernels.cpu_gemm import VW, gemm
+
+
+# ---- im2col / col2im over a range of image rows ----------------------------------------------------
+@njit(cache=True)
+def im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols):
+    """cols[(q - q0)*OW + ow, (i*KW + j)*C + c] = xpad[n, oh*sh + i, ow*sw + j, c] for the image
+    rows q = n*OH + oh in [q0, q1) (reference.im2col, restricted to those rows; 0 = padding).
+
+    For one kernel row i, a patch's KW*C entries are one contiguous run of x's row h (NHWC):
+    copied in one go, except where the window hangs over the left or right edge."""
+    N, H, W, C = x.shape
+    xr = x.reshape(N, H, W * C)
+    run = KW * C
+    for q in range(q0, q1):
+        n, oh = q // OH, q % OH
+        for ow in range(OW):
+            dst = cols[(q - q0) * OW + ow]
+            w0 = ow * sw - pl
+            for i in range(KH):
+                h = oh * sh - pt + i
+                out = dst[i * run:(i + 1) * run]
+                if h < 0 or h >= H:
+                    for e in range(run):
+                        out[e] = 0
+                elif 0 <= w0 and w0 + KW <= W:
+                    src = xr[n, h, w0 * C:w0 * C + run]
+                    for e in range(run):
+                        out[e] = src[e]
+                else:
+                    for j in range(KW):
+                        w = w0 + j
+                        for c in range(C):
+                            out[j * C + c] = x[n, h, w, c] if 0 <= w < W else 0
+
+
+@njit(cache=True)
+def col2im_rows(dcols, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, dx):
+    """The adjoint of im2col_rows: dx[n, h, w, c] += every patch entry that came from it."""
+    N, H, W, C = dx.shape
+    dxr = dx.reshape(N, H, W * C)
+    run = KW * C
+    for q in range(q0, q1):
+        n, oh = q // OH, q % OH
+        for ow in range(OW):
+            src = dcols[(q - q0) * OW + ow]
+            w0 = ow * sw - pl
+            for i in range(KH):
+                h = oh * sh - pt + i
+                if h < 0 or h >= H:
+                    continue
+                part = src[i * run:(i + 1) * run]
+                if 0 <= w0 and w0 + KW <= W:
+                    dst = dxr[n, h, w0 * C:w0 * C + run]
+                    for e in range(run):
+                        dst[e] += part[e]
+                else:
+                    for j in range(KW):
+                        w = w0 + j
+                        if 0 <= w < W:
+                            for c in range(C):
+                                dx[n, h, w, c] += part[j * C + c]
+
+
+@njit(parallel=True, cache=True)
+def _nb_im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, cols):
+    for n in prange(x.shape[0]):
+        im2col_rows(x, n * OH, (n + 1) * OH, KH, KW, sh, sw, pt, pl, OH, OW, cols[n * OH * OW:(n + 1) * OH * OW])
+
+
+@njit(parallel=True, cache=True)
+def _nb_col2im(dcols, KH, KW, sh, sw, pt, pl, OH, OW, dx):
+    for n in prange(dx.shape[0]):
+        dx[n].reshape(-1)[:] = 0
+        col2im_rows(dcols[n * OH * OW:(n + 1) * OH * OW], n * OH, (n + 1) * OH, KH, KW, sh, sw, pt, pl, OH, OW, dx)
+
+
+def im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=None):
+    x = np.ascontiguousarray(x)
+    cols = np.empty((x.shape[0] * OH * OW, KH * KW * x.shape[3]), dtype=x.dtype) if out is None else out
+    _nb_im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, cols)
+    return cols
+
+
+def col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW):
+    dx = np.empty(x_shape, dtype=dcols.dtype)
+    _nb_col2im(np.ascontiguousarray(dcols), KH, KW, sh, sw, pt, pl, OH, OW, dx)
+    return dx
+
+
+# ---- the blocked convolution ---------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _nb_conv_forward(x, Wp, b, relu, KH, KW, sh, sw, pt, pl, OH, OW, band, cols, z, y):
+    """y (N*OH*OW, F) = act(im2col(x) @ Wp + b), tile by tile. Wp (K, Fp) is Wm with zero columns
+    up to Fp (a multiple of VW); cols (T, rows, Kp) and z (T, rows, Fp) are per-thread buffers."""
+    F, Fp, K = y.shape[1], Wp.shape[1], Wp.shape[0]
+    Q = x.shape[0] * OH                                   # image rows
+    tiles = (Q + band - 1) // band
+    T = cols.shape[0]
+    per_thread = (tiles + T - 1) // T
+    for t in prange(T):
+        for tile in range(t * per_thread, min(tiles, (t + 1) * per_thread)):
+            q0 = tile * band
+            q1 = min(Q, q0 + band)
+            rows = (q1 - q0) * OW
+            im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
+            gemm(cols[t], 0, cols.shape[2], 1, Wp, 0, Fp, z[t], 0, Fp, rows, Fp, K, False)     # Z = cols @ Wm
+            out = y[q0 * OW:q1 * OW]
+            zt = z[t]
+            for r in range(rows):                         # bias + activation while the tile is hot
+                for f in range(F):
+                    v = zt[r, f] + b[f]
+                    out[r, f] = v if (v > 0 or not relu) else 0
+
+
+@njit(parallel=True, cache=True)
+def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad,
+                      cols, dz, dcols, dWT_part, db_part, dx):
+    """Per thread, for its images, tile by tile: dz = dy * act'(y) (db summed), cols = im2col,
+    dWm^T += dz^T @ cols, and when input_grad: dcols = dz @ Wm^T, col2im into dx.
+    dy, y (N*OH*OW, F); WTp (F, Kp) = Wm^T with zero columns up to Kp; dWT_part (T, F, Kp).
+    (dWm^T rather than dWm: the big operand, cols, is then read along its rows.)"""
+    F, Kp = WTp.shape
+    N = x.shape[0]
+    T, Fp = cols.shape[0], dz.shape[2]
+    per_thread = (N + T - 1) // T
+    for t in prange(T):
+        dWT_part[t].reshape(-1)[:] = 0
+        db_part[t, :] = 0
+        n0, n1 = min(N, t * per_thread), min(N, (t + 1) * per_thread)
+        if input_grad:
+            dx[n0:n1].reshape(-1)[:] = 0
+        for q0 in range(n0 * OH, n1 * OH, band):
+            q1 = min(n1 * OH, q0 + band)
+            rows = (q1 - q0) * OW
+            r0 = q0 * OW
+            dzt = dz[t]
+            for r in range(rows):                         # dz = dy * act'(y), and db
+                for f in range(F):
+                    g = dy[r0 + r, f]
+                    if relu and y[r0 + r, f] <= 0:
+                        g = 0
+                    dzt[r, f] = g
+                    db_part[t, f] += g
+            im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
+            gemm(dz[t], 0, 1, Fp, cols[t], 0, Kp, dWT_part[t], 0, Kp, F, Kp, rows, True)    # dWm^T += dz^T @ cols
+            if input_grad:
+                gemm(dz[t], 0, Fp, 1, WTp, 0, Kp, dcols[t], 0, Kp, rows, Kp, F, False)     # dcols = dz @ Wm^T
+                col2im_rows(dcols[t], q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, dx)
+
+
+def _round_up(n, multiple):
+    return -(-n // multiple) * multiple
+
+
+def _l2_bytes():
+    """The L2 cache of one core, from Linux's sysfs (1 MiB when it cannot be read)."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            text = f.read().strip().upper()
+        scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+        return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        return 1 << 20
+
+
+TILE_BYTES = int(os.environ.get("MINICNN_TILE_BYTES", 0)) or _l2_bytes() // 2
+
+
+def set_tile_bytes(nbytes=None):
+    """Working set of one tile, per thread, in bytes (None: half the L2 cache, the default)."""
+    global TILE_BYTES
+    if nbytes is not None and (not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes < 4096):
+        raise ValueError(f"tile bytes must be an int >= 4096, got {nbytes!r}")
+    TILE_BYTES = nbytes or _l2_bytes() // 2
+
+
+def band_rows(OW, Kp, Fp, itemsize, backward):
+    """Image rows per tile: as many as keep the tile's buffers (cols, z; and dcols, dz in backward)
+    within TILE_BYTES, at least one."""
+    per_row = OW * (Kp + Fp) * itemsize * (2 if backward else 1)
+    return max(1, TILE_BYTES // per_row)
+
+
+_scratch = {}
+
+
+def scratch(name, shape, dtype):
+    """A reused buffer of this shape (grown, never shrunk, shared by every layer: the tile buffers
+    live only during one kernel call). Zeroed when first made, so padding columns never hold junk."""
+    size = int(np.prod(shape))
+    buf = _scratch.get((name, np.dtype(dtype)))
+    if buf is None or buf.size < size:
+        buf = _scratch[(name, np.dtype(dtype))] = np.zeros(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def _geometry(W_shape, OW, dtype, backward):
+    """K = KH*KW*C; Kp, Fp: K and F rounded up to whole vectors; image rows per tile; rows per tile."""
+    KH, KW, C, F = W_shape
+    K = KH * KW * C
+    Kp, Fp = _round_up(K, VW), _round_up(F, VW)
+    band = band_rows(OW, Kp, Fp, np.dtype(dtype).itemsize, backward)
+    return K, Kp, Fp, band, band * OW
+
+
+def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
+    """y = act(im2col(x) @ Wm + b), act 'relu' or 'linear'. x (N, H, W, C), W (KH, KW, C, F), b (F,)
+    or None -> y (N, OH, OW, F). Same result as reference.conv2d_forward, computed on tiles."""
+    x = np.ascontiguousarray(x)
+    N, F = x.shape[0], W.shape[3]
+    K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=False)
+    T = numba.get_num_threads()
+    Wp = np.zeros((K, Fp), dtype=x.dtype)
+    Wp[:, :F] = W.reshape(K, F)
+    bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    y = np.empty((N, OH, OW, F), dtype=x.dtype)
+    _nb_conv_forward(x, Wp, bias, activation == "relu", KH, KW, sh, sw, pt, pl, OH, OW, band,
+                     scratch("cols", (T, rows, Kp), x.dtype), scratch("z", (T, rows, Fp), x.dtype),
+                     y.reshape(-1, F))
+    return y
+
+
+def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad):
+    """From dy = dL/dy: dW into dW_out (KH, KW, C, F), db into db_out (F,) when given, and
+    dx = col2im(dz @ Wm^T) returned (None when not input_grad); y is the forward's output (relu's
+    derivative reads it). Same result as reference.conv2d_backward, computed on tiles."""
+    x = np.ascontiguousarray(x)
+    F = W.shape[3]
+    K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=True)
+    T = numba.get_num_threads()
+    WTp = np.zeros((F, Kp), dtype=x.dtype)
+    WTp[:, :K] = W.reshape(K, F).T
+    dWT_part, db_part = scratch("dW", (T, F, Kp), x.dtype), scratch("db", (T, Fp), x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
+    relu = activation == "relu"
+    dy = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1, F)
+    _nb_conv_backward(dy, np.ascontiguousarray(y).reshape(-1, F) if relu else dy, relu, x, WTp,
+                      KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad,
+                      scratch("cols", (T, rows, Kp), x.dtype), scratch("dz", (T, rows, Fp), x.dtype),
+                      scratch("dcols", (T, rows, Kp), x.dtype), dWT_part, db_part, dx)
+    dWT, db = dWT_part[0, :, :K].copy(), db_part[0, :F].copy()
+    for t in range(1, T):                                   # the threads' sums, in a fixed order
+        dWT += dWT_part[t, :, :K]
+        db += db_part[t, :F]
+    dW_out.reshape(K, F)[...] = dWT.T
+    if db_out is not None:
+        db_out[...] = db
+    return dx if input_grad else None
+
+
+def blocked_pays(x_shape, W_shape, OH, OW):
+    """The measured rule: row blocks win when an image's output rows are many (see the note in
+    benchmarks/); small late layers (8x8 and below) run faster as one whole-batch GEMM."""
+    return OH * OW >= 256
