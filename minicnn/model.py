@@ -17,6 +17,7 @@ from minicnn.layers.base import Layer, snake_case
 from minicnn.layers.core import InputLayer
 
 _ACCURACY_NAMES = ("accuracy", "acc")
+INFERENCE_BYTES = 4 << 20       # evaluate/predict: the largest activation of one chunk of images (CPU)
 
 
 def _first_non_finite(x):
@@ -586,7 +587,7 @@ class Sequential(Layer):
             loss_sum, correct = device_training.evaluate(self, x, y, batch_size)
         else:
             loss_sum = correct = 0.0
-            for xb, yb in self._batches(x, y, np.arange(len(x)), batch_size):
+            for xb, yb in self._inference_batches(x, y, batch_size):
                 out = self.forward(xb, training=False)
                 if self._fused:
                     loss, _ = self.loss.from_logits_of_softmax(yb, self._head().logits)
@@ -594,6 +595,7 @@ class Sequential(Layer):
                     loss, _ = self.loss(yb, out)
                 loss_sum = loss_sum + loss * len(xb)
                 correct = correct + self._correct(out, yb)
+            self._release_caches()
         result = self._result(float(loss_sum) / len(x), float(correct) / len(x), return_dict=True)
         if verbose in (1, 2, "auto"):
             steps, elapsed = math.ceil(len(x) / batch_size), time.perf_counter() - start
@@ -612,10 +614,26 @@ class Sequential(Layer):
             return device_training.predict(self, x, batch_size)
         out = np.empty((len(x),) + tuple(self.output_shape), dtype=backend.floatx())
         start = 0
-        for xb, _ in self._batches(x, None, np.arange(len(x)), batch_size):
+        for xb, _ in self._inference_batches(x, None, batch_size):
             out[start:start + len(xb)] = backend.to_host(self.forward(xb, training=False))
             start += len(xb)
+        self._release_caches()
         return out
+
+    def _inference_batches(self, x, y, batch_size):
+        """evaluate's and predict's batches on the CPU: the user's batch_size, cut into chunks whose
+        largest activation stays within INFERENCE_BYTES. In inference every sample is computed on its
+        own (Dropout passes through, BatchNormalization uses its moving statistics), so the chunks
+        change no number, only how much memory a large batch_size would take."""
+        largest = max([int(np.prod(layer.output_shape)) for layer in self.sublayers()] + [int(np.prod(x.shape[1:]))])
+        chunk = max(1, INFERENCE_BYTES // (largest * np.dtype(backend.floatx()).itemsize))
+        return self._batches(x, y, np.arange(len(x)), min(batch_size, chunk))
+
+    def _release_caches(self):
+        """Drop what the last forward kept for a backward pass (inference needs none)."""
+        for layer in self.sublayers():
+            layer.cache = None
+            layer.__dict__.pop("logits", None)
 
     # ---- summary ------------------------------------------------------------------------------
     def summary(self, print_fn=print):

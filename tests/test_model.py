@@ -245,3 +245,33 @@ def test_lambda_callback_and_freeze_after():
         LambdaCallback(on_epoch_end=3)
     with pytest.raises(ValueError, match="FreezeAfter epochs"):
         FreezeAfter("x", -1)
+
+
+def test_inference_memory_stays_small_whatever_the_batch_size():
+    """predict and evaluate over 50,000 images with batch_size=1024 allocate a few MB beyond the data
+    and the output (the CPU's inference path: chunks of images, row-block convolutions, no cols
+    matrix, caches dropped at the end), and give the numbers of small batches."""
+    import tracemalloc
+    model = minicnn.Sequential([Conv2D(32, 3, padding="same", activation="relu", input_shape=(32, 32, 3)), MaxPooling2D(4),
+                        Conv2D(8, 3, padding="same", activation="relu"), Flatten(), Dense(10, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.random((50_000, 32, 32, 3), dtype=np.float32)            # 614 MB, allocated before tracing
+    y = to_categorical(rng.integers(0, 10, 50_000), 10)
+    reference = model.predict(x[:300], batch_size=7)
+    tracemalloc.start()
+    try:
+        out = model.predict(x, batch_size=1024)
+        _, peak_predict = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        loss, acc = model.evaluate(x, y, batch_size=1024, verbose=0)
+        _, peak_evaluate = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # one activation of a chunk is INFERENCE_BYTES; a batch of 1024 whole would take 134 MB per layer
+    print(f"peak MB: predict {peak_predict / 2**20:.1f} (output {out.nbytes / 2**20:.1f}), evaluate {peak_evaluate / 2**20:.1f}")
+    assert peak_predict - out.nbytes < 32 << 20, peak_predict / 2**20
+    assert peak_evaluate < 32 << 20, peak_evaluate / 2**20
+    np.testing.assert_allclose(out[:300], reference, rtol=1e-5, atol=1e-6)
+    assert all(layer.cache is None for layer in model.layers)
+    assert np.isfinite(loss) and 0.05 < acc < 0.2       # random labels: about 1 in 10

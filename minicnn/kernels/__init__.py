@@ -67,7 +67,7 @@ def set_conv_path(path="auto"):
     _conv_path["path"] = path
 
 
-def conv_blocked(x_shape, W_shape, OH, OW):
+def conv_blocked(x_shape, W_shape, OH, OW, training=True):
     """Whether a convolution runs on row blocks (kernels/cpu_conv.py: the CPU, where the rule in
     cpu_conv.blocked_pays says it is faster) or as one whole-batch im2col + GEMM (everywhere else).
     x_shape (N, H, W, C), W_shape (KH, KW, C, F)."""
@@ -76,7 +76,7 @@ def conv_blocked(x_shape, W_shape, OH, OW):
     if _conv_path["path"] == "blocked":
         return True
     from minicnn.kernels import cpu_conv
-    return cpu_conv.blocked_pays(x_shape, W_shape, OH, OW)
+    return cpu_conv.blocked_pays(x_shape, W_shape, OH, OW, training)
 
 
 def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):

@@ -278,7 +278,10 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     return dx if input_grad else None
 
 
-def blocked_pays(x_shape, W_shape, OH, OW):
-    """The measured rule: row blocks win when an image's output rows are many (see the note in
-    benchmarks/); small late layers (8x8 and below) run faster as one whole-batch GEMM."""
-    return OH * OW >= 256
+def blocked_pays(x_shape, W_shape, OH, OW, training=True):
+    """The measured rule (benchmarks/results, the CPU engine's note): in inference, row blocks always
+    (no backward to feed, and no cols matrix however large the batch); in training, when an
+    image's output has 16x16 pixels or more. Below that the whole batch's cols matrix is small
+    (2048 x 1152 for 8x8x128 at batch 32) and its backward wins: a tile holds too few rows to pay
+    for re-reading its layer's weight gradient, K x F, on every tile."""
+    return not training or OH * OW >= 256

@@ -71,7 +71,7 @@ class Conv2D(Layer):
     def forward(self, x, training=False):
         (KH, KW), F = self.kernel_size, self.filters
         OH, OW, _, _ = self.geometry
-        if kernels.conv_blocked(x.shape, (KH, KW, x.shape[3], F), OH, OW):
+        if kernels.conv_blocked(x.shape, (KH, KW, x.shape[3], F), OH, OW, training):
             return self._forward_blocked(x)
         return self._forward_whole(x)
 
