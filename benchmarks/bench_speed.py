@@ -9,6 +9,13 @@
 Each framework runs in its own worker process (so peak memory and threads are its own); the
 parent alternates them epoch by epoch: minicnn epoch 1, Keras epoch 1, minicnn epoch 2, ...
 Epoch 1 (JIT/graph compilation) is reported apart; steady-state s/epoch is the median of the rest.
+The Keras/minicnn ratio is the median of the per-epoch ratios (epoch i of one against epoch i of
+the other, run back to back): these shared VMs speed up and slow down by up to 2x over minutes,
+and a ratio of neighbours cancels that drift where a ratio of two medians does not.
+Work done: each model's FLOPs per training step (2 per multiply-add: forward, and the two
+backward products, dW and dx, of every Conv2D and Dense; the first layer has no dx), as GFLOP/s
+achieved and as a fraction of the machine's large-SGEMM rate (numpy.matmul of 2048^2 float32
+matrices, all cores), measured in the same run.
 With --quick an "epoch" is --steps steps on synthetic data, scaled to the full epoch length.
 Results: benchmarks/results/<date>-<machine>.json and .md (a markdown table with Keras/minicnn ratios).
 """
@@ -27,6 +34,41 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 CIFAR_TRAIN = {"first5000": 45_000, "test": 50_000}
+
+
+# ---- work -------------------------------------------------------------------------------------
+def train_flops_per_image(model):
+    """Multiply-adds x 2 of one training step, per image: every Conv2D and Dense forward, dW and dx
+    (the first layer's dx is never computed). Elementwise work is left out (it is not GEMM work)."""
+    from minicnn.layers import Conv2D, Dense
+    total, first = 0, True
+    for layer in model.sublayers():
+        if isinstance(layer, Conv2D):
+            OH, OW, F = layer.output_shape
+            forward = 2 * OH * OW * layer.kernel_size[0] * layer.kernel_size[1] * layer.input_shape[-1] * F
+        elif isinstance(layer, Dense):
+            forward = 2 * layer.input_shape[-1] * layer.units
+        else:
+            continue
+        total += forward * (2 if first else 3)
+        first = False
+    return total
+
+
+def sgemm_gflops(n=2048, repeats=5):
+    """The machine's large-SGEMM rate: numpy.matmul (its BLAS, all threads) on n x n float32."""
+    import numpy as np
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)
+    best = min(_timed(lambda: np.matmul(a, a, out=out)) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 # ---- worker side -------------------------------------------------------------------------------
@@ -106,7 +148,12 @@ def worker(conn, framework, model_name, spec, backend_name, keras_backend):
         model = entry.build()
         if backend_name == "gpu":           # upload once, as a GPU user would; fit then never copies it
             x, xt = minicnn.backend.to_device(x), minicnn.backend.to_device(xt)
-    conn.send(("ready", _settings(framework)))
+    settings = _settings(framework)
+    if framework == "minicnn":
+        settings["train_gflop_per_image"] = train_flops_per_image(model) / 1e9
+        if backend_name == "cpu":
+            settings["sgemm_gflops"] = sgemm_gflops()
+    conn.send(("ready", settings))
     while True:
         cmd = conn.recv()
         if cmd == "stop":
@@ -179,35 +226,65 @@ def bench_model(name, args):
         for f in frameworks:                                                 # alternate, epoch by epoch
             times[f].append(workers[f].ask("epoch") * scale)
             print(f"  {name} {f:8s} epoch {epoch + 1}: {times[f][-1]:.2f} s (per full epoch)", flush=True)
+    predicts = {f: [] for f in frameworks}
+    for _ in range(args.predict_repeats):                                    # alternate here too
+        for f in frameworks:
+            predicts[f].append(workers[f].ask("predict") * (10_000 / spec["n_predict"]))
     result = {"model": name, "batch_size": entry.batch_size, "steps_per_epoch": steps_full,
               "train_images": full_train, "measured_images": spec["n_train"], "data": spec["source"]}
     for f in frameworks:
         steady = times[f][1:] or times[f]
-        predict = workers[f].ask("predict") * (10_000 / spec["n_predict"])
+        predict = statistics.median(predicts[f])
         prof = workers[f].ask("profile") if (args.profile and f == "minicnn") else None
         result[f] = {"epoch_seconds": times[f], "first_epoch_s": times[f][0],
                      "steady_epoch_s": statistics.median(steady), "images_per_s": full_train / statistics.median(steady),
-                     "predict_10k_s": predict, "settings": workers[f].settings}
+                     "predict_10k_s": predict, "predict_seconds": predicts[f], "settings": workers[f].settings}
         if prof:
             result[f]["profile_ms"] = prof
         result[f].update(workers[f].stop())
+    m = result["minicnn"]
+    work = m["settings"]["train_gflop_per_image"] * full_train
+    m["train_gflops_per_s"] = work / m["steady_epoch_s"]
+    sgemm = m["settings"].get("sgemm_gflops")
+    if sgemm:
+        m["fraction_of_sgemm"] = m["train_gflops_per_s"] / sgemm
     if "keras" in result:
-        result["ratio_keras_over_minicnn"] = result["keras"]["steady_epoch_s"] / result["minicnn"]["steady_epoch_s"]
+        k = result["keras"]
+        k["train_gflops_per_s"] = work / k["steady_epoch_s"]
+        if sgemm:
+            k["fraction_of_sgemm"] = k["train_gflops_per_s"] / sgemm
+        pairs = [kt / mt for kt, mt in zip(times["keras"][1:], times["minicnn"][1:])] or \
+            [times["keras"][0] / times["minicnn"][0]]
+        result["epoch_ratios_keras_over_minicnn"] = pairs
+        result["ratio_keras_over_minicnn"] = statistics.median(pairs)
+        result["predict_ratio_keras_over_minicnn"] = statistics.median(
+            kt / mt for kt, mt in zip(predicts["keras"], predicts["minicnn"]))
     return result
 
 
 def markdown(results, args):
     head = ("| model | minicnn s/epoch (first) | Keras s/epoch (first) | Keras / minicnn | minicnn img/s | "
-            "predict 10k: minicnn / Keras (s) | peak RSS MB: minicnn / Keras |")
-    rows = [head, "|" + " --- |" * 7]
+            "predict 10k: minicnn / Keras (s) | peak RSS MB: minicnn / Keras | GFLOP/s: minicnn / Keras "
+            "(share of SGEMM) |")
+    rows = [head, "|" + " --- |" * 8]
     for r in results:
         m, k = r["minicnn"], r.get("keras")
         fmt = lambda d, key: "-" if d is None else f"{d[key]:.2f}"
+
+        def rate(d):
+            if d is None:
+                return "-"
+            share = d.get("fraction_of_sgemm")
+            return f"{d['train_gflops_per_s']:.0f}" + ("" if share is None else f" ({share:.0%})")
         rows.append(f"| {r['model']} | {m['steady_epoch_s']:.2f} ({m['first_epoch_s']:.2f}) | "
                     f"{fmt(k, 'steady_epoch_s')} ({fmt(k, 'first_epoch_s')}) | "
                     f"{'-' if k is None else format(r['ratio_keras_over_minicnn'], '.2f')} | {m['images_per_s']:.0f} | "
                     f"{m['predict_10k_s']:.2f} / {fmt(k, 'predict_10k_s')} | "
-                    f"{m['peak_rss_mb']:.0f} / {'-' if k is None else format(k['peak_rss_mb'], '.0f')} |")
+                    f"{m['peak_rss_mb']:.0f} / {'-' if k is None else format(k['peak_rss_mb'], '.0f')} | "
+                    f"{rate(m)} / {rate(k)} |")
+    sgemm = next((r["minicnn"]["settings"].get("sgemm_gflops") for r in results), None)
+    if sgemm:
+        rows += ["", f"Large SGEMM on this machine (numpy.matmul 2048^2 float32, all threads): {sgemm:.0f} GFLOP/s."]
     if any(r["minicnn"].get("gpu_mb") is not None for r in results):
         rows += ["", "| model | GPU memory MB: minicnn pools / Keras-JAX peak in use |", "| --- | --- |"]
         for r in results:
@@ -233,6 +310,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3, help="epochs per framework (the first is reported apart)")
     p.add_argument("--quick", action="store_true", help="--steps steps per epoch on synthetic data")
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--predict-repeats", type=int, default=3, help="predict timings per framework (alternated)")
     p.add_argument("--data", default="cifar10", choices=["cifar10", "synthetic"])
     p.add_argument("--no-keras", action="store_true", help="minicnn only (when Keras is not installed)")
     p.add_argument("--keras-backend", default="tensorflow", choices=["tensorflow", "jax", "torch"])
