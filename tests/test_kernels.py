@@ -177,3 +177,22 @@ def test_batchnorm_kernels(dtype, tol, affine, rng):
                     reference.batchnorm_backward(dout, x, rmean, rvar, gamma, 1e-3)):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.parametrize("shape", [(20, 4), (3, 3, 8, 16), (2048, 7), (1, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_norm_kernel(shape, dtype, rng):
+    """max_norm over every axis but the last: the Numba kernels against the formula; columns
+    inside the limit barely move (the 1e-7 of Keras's formula), columns outside land on it."""
+    w = (rng.standard_normal(shape) * rng.uniform(0.1, 3, shape[-1])).astype(dtype)
+    expected = w.copy()
+    reference.max_norm(expected, 1.5)
+    cpu.max_norm(w, 1.5)
+    np.testing.assert_allclose(w, expected, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    norms = np.sqrt((w.astype(np.float64) ** 2).reshape(-1, shape[-1]).sum(axis=0))
+    assert np.all(norms <= 1.5 * (1 + 1e-6))
+    strided = np.asfortranarray(rng.standard_normal(shape).astype(dtype))
+    expected = strided.copy()
+    reference.max_norm(expected, 0.5)
+    cpu.max_norm(strided, 0.5)                      # not C-contiguous: the plain twin
+    np.testing.assert_allclose(strided, expected, rtol=1e-6)

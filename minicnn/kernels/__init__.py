@@ -139,6 +139,12 @@ def gelu_backward(dy, z):
     return _impl().gelu_backward(dy, z)
 
 
+def max_norm(w, max_value):
+    """In place: each column of w seen as (R, F), norm over all axes but the last, capped at
+    max_value (reference.max_norm)."""
+    return _impl().max_norm(w, max_value)
+
+
 def column_sum(a, out=None):
     """Sum over the rows of a 2-D array: (R, F) -> (F,)."""
     if device_kernels():

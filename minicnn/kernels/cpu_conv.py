@@ -25,42 +25,68 @@ import os
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from minicnn.kernels.cpu_gemm import VW, gemm
 
 
 # ---- im2col / col2im over a range of image rows ----------------------------------------------------
+@intrinsic
+def _copy_bytes(typingctx, dst, src, nbytes):
+    """memcpy(dst, src, nbytes) on byte addresses (LLVM's memcpy: a short run costs a few cycles,
+    where slicing out two array views to copy it costs more than the copy)."""
+    def codegen(context, builder, signature, args):
+        byte_ptr = ir.IntType(8).as_pointer()
+        cgutils.raw_memcpy(builder, builder.inttoptr(args[0], byte_ptr), builder.inttoptr(args[1], byte_ptr),
+                           args[2], 1)
+        return context.get_dummy_value()
+    return types.void(dst, src, nbytes), codegen
+
+
+@intrinsic
+def _zero_bytes(typingctx, dst, nbytes):
+    """memset(dst, 0, nbytes) on a byte address."""
+    def codegen(context, builder, signature, args):
+        cgutils.memset(builder, builder.inttoptr(args[0], ir.IntType(8).as_pointer()), args[1], 0)
+        return context.get_dummy_value()
+    return types.void(dst, nbytes), codegen
+
+
 @njit(cache=True)
 def im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols):
     """cols[(q - q0)*OW + ow, (i*KW + j)*C + c] = xpad[n, oh*sh + i, ow*sw + j, c] for the image
     rows q = n*OH + oh in [q0, q1) (reference.im2col, restricted to those rows; 0 = padding).
 
     For one kernel row i, a patch's KW*C entries are one contiguous run of x's row h (NHWC):
-    copied in one go, except where the window hangs over the left or right edge."""
+    copied in one go, except where the window hangs over the left or right edge. x is
+    C-contiguous; cols's rows may be longer than KH*KW*C (the tail is left alone)."""
     N, H, W, C = x.shape
-    xr = x.reshape(N, H, W * C)
-    run = KW * C
+    size = x.itemsize
+    px, pc, ld = np.int64(x.ctypes.data), np.int64(cols.ctypes.data), np.int64(cols.strides[0])
+    pixel, run = C * size, KW * C * size                   # bytes
     for q in range(q0, q1):
         n, oh = q // OH, q % OH
         for ow in range(OW):
-            dst = cols[(q - q0) * OW + ow]
+            row = pc + ((q - q0) * OW + ow) * ld
             w0 = ow * sw - pl
+            inside = 0 <= w0 and w0 + KW <= W
             for i in range(KH):
                 h = oh * sh - pt + i
-                out = dst[i * run:(i + 1) * run]
+                dst = row + i * run
                 if h < 0 or h >= H:
-                    for e in range(run):
-                        out[e] = 0
-                elif 0 <= w0 and w0 + KW <= W:
-                    src = xr[n, h, w0 * C:w0 * C + run]
-                    for e in range(run):
-                        out[e] = src[e]
+                    _zero_bytes(dst, run)
+                elif inside:
+                    _copy_bytes(dst, px + ((n * H + h) * W + w0) * pixel, run)
                 else:
                     for j in range(KW):
                         w = w0 + j
-                        for c in range(C):
-                            out[j * C + c] = x[n, h, w, c] if 0 <= w < W else 0
+                        if 0 <= w < W:
+                            _copy_bytes(dst + j * pixel, px + ((n * H + h) * W + w) * pixel, pixel)
+                        else:
+                            _zero_bytes(dst + j * pixel, pixel)
 
 
 @njit(cache=True)
@@ -155,7 +181,7 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
     per_thread = (N + T - 1) // T
     for t in prange(T):
         dWT_part[t].reshape(-1)[:] = 0
-        db_part[t, :] = 0
+        db_sum = np.zeros(F)                              # float64: a sum over N*OH*OW rows
         n0, n1 = min(N, t * per_thread), min(N, (t + 1) * per_thread)
         if input_grad:
             dx[n0:n1].reshape(-1)[:] = 0
@@ -165,17 +191,17 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
             r0 = q0 * OW
             dzt = dz[t]
             for r in range(rows):                         # dz = dy * act'(y), and db
+                dy_r, y_r, dz_r = dy[r0 + r], y[r0 + r], dzt[r]
                 for f in range(F):
-                    g = dy[r0 + r, f]
-                    if relu and y[r0 + r, f] <= 0:
-                        g = 0
-                    dzt[r, f] = g
-                    db_part[t, f] += g
+                    g = dy_r[f] if (y_r[f] > 0 or not relu) else 0
+                    dz_r[f] = g
+                    db_sum[f] += g
             im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
             gemm(dz[t], 0, 1, Fp, cols[t], 0, Kp, dWT_part[t], 0, Kp, F, Kp, rows, True)    # dWm^T += dz^T @ cols
             if input_grad:
                 gemm(dz[t], 0, Fp, 1, WTp, 0, Kp, dcols[t], 0, Kp, rows, Kp, F, False)     # dcols = dz @ Wm^T
                 col2im_rows(dcols[t], q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, dx)
+        db_part[t, :] = db_sum
 
 
 def _round_up(n, multiple):
@@ -260,7 +286,7 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     T = numba.get_num_threads()
     WTp = np.zeros((F, Kp), dtype=x.dtype)
     WTp[:, :K] = W.reshape(K, F).T
-    dWT_part, db_part = scratch("dW", (T, F, Kp), x.dtype), scratch("db", (T, Fp), x.dtype)
+    dWT_part, db_part = scratch("dW", (T, F, Kp), x.dtype), scratch("db", (T, F), np.float64)
     dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     relu = activation == "relu"
     dy = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1, F)
@@ -268,10 +294,10 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
                       KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad,
                       scratch("cols", (T, rows, Kp), x.dtype), scratch("dz", (T, rows, Fp), x.dtype),
                       scratch("dcols", (T, rows, Kp), x.dtype), dWT_part, db_part, dx)
-    dWT, db = dWT_part[0, :, :K].copy(), db_part[0, :F].copy()
+    dWT, db = dWT_part[0, :, :K].copy(), db_part[0].copy()
     for t in range(1, T):                                   # the threads' sums, in a fixed order
         dWT += dWT_part[t, :, :K]
-        db += db_part[t, :F]
+        db += db_part[t]
     dW_out.reshape(K, F)[...] = dWT.T
     if db_out is not None:
         db_out[...] = db

@@ -294,3 +294,13 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     if not input_grad:
         return None
     return col2im(dz @ W.reshape(-1, F).T, x.shape, KH, KW, sh, sw, pt, pl, OH, OW)
+
+
+# ---- the max-norm constraint ----------------------------------------------------------------------
+def max_norm(w, max_value):
+    """In place: every column of w seen as (R, F) (F = last axis, the norm taken over all the others)
+    is scaled to norm <= max_value:  w *= clip(norm, 0, max) / (1e-7 + norm)  (Keras's formula)."""
+    xp = backend.xp
+    axes = tuple(range(w.ndim - 1))
+    norms = xp.sqrt((w * w).sum(axis=axes, keepdims=True))
+    w *= xp.clip(norms, 0, max_value) / (1e-7 + norms)
