@@ -108,3 +108,22 @@ def test_matmul_shape_errors_are_numpys():
         matmul(np.ones((300, 400), np.float32), np.ones((500, 300), np.float32))
     with pytest.raises(ValueError):
         matmul(np.ones((300, 400), np.float32), np.ones((400, 300), np.float32), out=np.empty((300, 299), np.float32))
+
+
+@pytest.mark.parametrize("N", [VW, NR, 3 * VW, 5 * NR])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_with_b_packed_in_strips(N, dtype, rng):
+    """pack_strips + gemm_packed (a layer's weights packed once, then used by every tile)."""
+    from numba import njit
+    M, K = 29, KC + 7
+    A = rng.standard_normal((M, K)).astype(dtype)
+    B = rng.standard_normal((K, N)).astype(dtype)
+    C = np.zeros((M, N), dtype)
+    strips = cpu_gemm.pack_strips(B)
+    assert strips.shape == (-(-N // NR), K, NR)
+
+    @njit
+    def run(A, strips, C):
+        cpu_gemm.gemm_packed(A, 0, A.shape[1], 1, strips, C, 0, C.shape[1], C.shape[0], C.shape[1], A.shape[1], False)
+    run(A, strips, C)
+    _close(C, A.astype(np.float64) @ B, dtype)

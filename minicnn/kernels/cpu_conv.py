@@ -30,7 +30,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from minicnn.kernels.cpu_gemm import VW, gemm
+from minicnn.kernels.cpu_gemm import VW, gemm, gemm_packed, pack_strips
 
 
 # ---- im2col / col2im over a range of image rows ----------------------------------------------------
@@ -146,9 +146,9 @@ def col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW):
 # ---- the blocked convolution ---------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
 def _nb_conv_forward(x, Wp, b, relu, KH, KW, sh, sw, pt, pl, OH, OW, band, cols, z, y):
-    """y (N*OH*OW, F) = act(im2col(x) @ Wp + b), tile by tile. Wp (K, Fp) is Wm with zero columns
-    up to Fp (a multiple of VW); cols (T, rows, Kp) and z (T, rows, Fp) are per-thread buffers."""
-    F, Fp, K = y.shape[1], Wp.shape[1], Wp.shape[0]
+    """y (N*OH*OW, F) = act(im2col(x) @ Wm + b), tile by tile. Wp: Wm packed by pack_strips (its
+    columns padded to Fp, a multiple of VW); cols (T, rows, Kp) and z (T, rows, Fp): per-thread."""
+    F, Fp, K = y.shape[1], z.shape[2], Wp.shape[1]
     Q = x.shape[0] * OH                                   # image rows
     tiles = (Q + band - 1) // band
     T = cols.shape[0]
@@ -159,7 +159,7 @@ def _nb_conv_forward(x, Wp, b, relu, KH, KW, sh, sw, pt, pl, OH, OW, band, cols,
             q1 = min(Q, q0 + band)
             rows = (q1 - q0) * OW
             im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
-            gemm(cols[t], 0, cols.shape[2], 1, Wp, 0, Fp, z[t], 0, Fp, rows, Fp, K, False)     # Z = cols @ Wm
+            gemm_packed(cols[t], 0, cols.shape[2], 1, Wp, z[t], 0, Fp, rows, Fp, K, False)     # Z = cols @ Wm
             out = y[q0 * OW:q1 * OW]
             zt = z[t]
             for r in range(rows):                         # bias + activation while the tile is hot
@@ -173,11 +173,11 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
                       cols, dz, dcols, dWT_part, db_part, dx):
     """Per thread, for its images, tile by tile: dz = dy * act'(y) (db summed), cols = im2col,
     dWm^T += dz^T @ cols, and when input_grad: dcols = dz @ Wm^T, col2im into dx.
-    dy, y (N*OH*OW, F); WTp (F, Kp) = Wm^T with zero columns up to Kp; dWT_part (T, F, Kp).
+    dy, y (N*OH*OW, F); WTp: Wm^T (F, Kp) packed by pack_strips; dWT_part (T, F, Kp).
     (dWm^T rather than dWm: the big operand, cols, is then read along its rows.)"""
-    F, Kp = WTp.shape
     N = x.shape[0]
-    T, Fp = cols.shape[0], dz.shape[2]
+    T, Kp, Fp = cols.shape[0], cols.shape[2], dz.shape[2]
+    F = WTp.shape[1]
     per_thread = (N + T - 1) // T
     for t in prange(T):
         dWT_part[t].reshape(-1)[:] = 0
@@ -199,7 +199,7 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
             im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
             gemm(dz[t], 0, 1, Fp, cols[t], 0, Kp, dWT_part[t], 0, Kp, F, Kp, rows, True)    # dWm^T += dz^T @ cols
             if input_grad:
-                gemm(dz[t], 0, Fp, 1, WTp, 0, Kp, dcols[t], 0, Kp, rows, Kp, F, False)     # dcols = dz @ Wm^T
+                gemm_packed(dz[t], 0, Fp, 1, WTp, dcols[t], 0, Kp, rows, Kp, F, False)     # dcols = dz @ Wm^T
                 col2im_rows(dcols[t], q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, dx)
         db_part[t, :] = db_sum
 
@@ -266,8 +266,7 @@ def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
     N, F = x.shape[0], W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=False)
     T = numba.get_num_threads()
-    Wp = np.zeros((K, Fp), dtype=x.dtype)
-    Wp[:, :F] = W.reshape(K, F)
+    Wp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F))
     bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((N, OH, OW, F), dtype=x.dtype)
     _nb_conv_forward(x, Wp, bias, activation == "relu", KH, KW, sh, sw, pt, pl, OH, OW, band,
@@ -284,8 +283,7 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     F = W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=True)
     T = numba.get_num_threads()
-    WTp = np.zeros((F, Kp), dtype=x.dtype)
-    WTp[:, :K] = W.reshape(K, F).T
+    WTp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F).T)
     dWT_part, db_part = scratch("dW", (T, F, Kp), x.dtype), scratch("db", (T, F), np.float64)
     dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     relu = activation == "relu"
@@ -304,10 +302,18 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     return dx if input_grad else None
 
 
+MIN_TILE_ROWS = 64          # training: fewer backward rows per tile and the whole-batch path wins
+WHOLE_COLS_LIMIT = 256 << 20    # ... unless its cols matrix would take more memory than this
+
+
 def blocked_pays(x_shape, W_shape, OH, OW, training=True):
-    """The measured rule (benchmarks/results, the CPU engine's note): in inference, row blocks always
-    (no backward to feed, and no cols matrix however large the batch); in training, when an
-    image's output has 16x16 pixels or more. Below that the whole batch's cols matrix is small
-    (2048 x 1152 for 8x8x128 at batch 32) and its backward wins: a tile holds too few rows to pay
-    for re-reading its layer's weight gradient, K x F, on every tile."""
-    return not training or OH * OW >= 256
+    """The rule measured layer by layer (the CPU engine's note in benchmarks/README): in inference,
+    row blocks always (no backward to feed, and no cols matrix however large the batch). In
+    training, when a backward tile holds at least MIN_TILE_ROWS output pixels: each tile adds its
+    rows into the layer's K x F weight gradient, which must be re-read every tile, and with
+    K = 3*3*512 only 24 rows fit a tile (tutorial 003's last conv: 24 ms blocked, 17.5 whole).
+    A whole-batch cols matrix above WHOLE_COLS_LIMIT is never built (bounded memory first)."""
+    if not training:
+        return True
+    K, _, _, _, rows = _geometry(W_shape, OW, np.float32, backward=True)
+    return rows >= MIN_TILE_ROWS or x_shape[0] * OH * OW * K * 4 > WHOLE_COLS_LIMIT

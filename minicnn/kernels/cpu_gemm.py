@@ -223,10 +223,31 @@ def gemm(a, a_off, sam, sak, b, b_off, ldb, c, c_off, ldc, M, N, K, accumulate):
             np.int64(c.ctypes.data) + c_off * size, ldc, M, N, K, accumulate)
 
 
+@njit(cache=True, inline="always")
+def gemm_packed(a, a_off, sam, sak, strips, c, c_off, ldc, M, N, K, accumulate):
+    """gemm with B already packed by pack_strips (strips: (N/NR, K, NR)): a layer's weights, packed
+    once per call of the layer, then multiplied by every tile."""
+    size = a.itemsize
+    gemm_at(a.dtype, size, np.int64(a.ctypes.data) + a_off * size, sam, sak,
+            np.int64(strips.ctypes.data), strips.shape[1] * NR, 0,
+            np.int64(c.ctypes.data) + c_off * size, ldc, M, N, K, accumulate)
+
+
+def pack_strips(b):
+    """B (K, N) -> strips (ceil(N/NR), K, NR): column block s of B, NR wide, contiguous (zeros past N)."""
+    K, N = b.shape
+    strips = np.zeros((-(-N // NR), K, NR), dtype=b.dtype)
+    for s in range(strips.shape[0]):
+        block = b[:, s * NR:(s + 1) * NR]
+        strips[s, :, :block.shape[1]] = block
+    return strips
+
+
 @njit(cache=True)
 def gemm_at(dt, size, pa, sam, sak, pb, sbk, sbn, pc, ldc, M, N, K, accumulate):
     """gemm on byte addresses of A[0, 0], B[0, 0], C[0, 0] (size: bytes per element): compiled once
-    per dtype, whatever arrays the caller holds. B[k, n] is at pb + (k*sbk + n*sbn) * size.
+    per dtype, whatever arrays the caller holds. B[k, n] is at pb + (k*sbk + n*sbn) * size, or with
+    sbn = 0 in strips packed beforehand: at pb + ((n // NR)*sbk + k*NR + n % NR) * size.
 
     Goto's blocking: a KC-deep slice of A, MC rows at a time (MC x KC stays in L2), is swept by
     every KC x NR strip of B (in L1). Two operands are copied first (BLAS's "packing"), so that
@@ -236,7 +257,8 @@ def gemm_at(dt, size, pa, sam, sak, pb, sbk, sbn, pc, ldc, M, N, K, accumulate):
     straight from such a B jumps a whole row, often a whole memory page, per k).
     """
     pack_a = sak != 1
-    pack_b = sbn != 1 or (sbk * size >= 2048 and K * N * size > PACK_B_BYTES)
+    pre_packed = sbn == 0
+    pack_b = sbn > 1 or (sbn == 1 and sbk * size >= 2048 and K * N * size > PACK_B_BYTES)
     a_panel = np.empty(((MC + MR - 1) // MR, KC, MR) if pack_a else (1, 1, 1), dtype=dt)
     b_panel = np.empty(((NC + NR - 1) // NR, KC, NR) if pack_b else (1, 1, 1), dtype=dt)
     nc = NC if pack_b else N
@@ -268,7 +290,9 @@ def gemm_at(dt, size, pa, sam, sak, pb, sbk, sbn, pc, ldc, M, N, K, accumulate):
                     a_blk, a_step, sm, sk = np.int64(a_panel.ctypes.data), KC * MR * size, 1, MR
                 for n0 in range(c0, c0 + cols, NR):
                     wide = n0 + NR <= c0 + cols             # else: the last VW columns
-                    if pack_b:
+                    if pre_packed:
+                        b_at, lb = pb + (n0 // NR * sbk + k0 * NR) * size, NR
+                    elif pack_b:
                         b_at, lb = np.int64(b_panel.ctypes.data) + (n0 - c0) // NR * KC * NR * size, NR
                     else:
                         b_at, lb = pb + (k0 * sbk + n0) * size, sbk
