@@ -250,6 +250,14 @@ def scratch(name, shape, dtype):
     return buf[:size].reshape(shape)
 
 
+def balanced_band(rows, band, parts):
+    """Even tiles: `rows` image rows cut into a multiple of `parts` tiles (one share per thread) of
+    at most `band` rows each, as equal as can be (93 + 35 rows would keep one thread waiting)."""
+    tiles = -(-max(1, rows) // band)
+    tiles = -(-tiles // parts) * parts
+    return max(1, -(-rows // tiles))
+
+
 def _geometry(W_shape, OW, dtype, backward):
     """K = KH*KW*C; Kp, Fp: K and F rounded up to whole vectors; image rows per tile; rows per tile."""
     KH, KW, C, F = W_shape
@@ -266,6 +274,7 @@ def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
     N, F = x.shape[0], W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=False)
     T = numba.get_num_threads()
+    band = balanced_band(N * OH, band, T)
     Wp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F))
     bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((N, OH, OW, F), dtype=x.dtype)
@@ -283,6 +292,7 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     F = W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=True)
     T = numba.get_num_threads()
+    band = balanced_band(-(-x.shape[0] // T) * OH, band, 1)      # each thread: its images' rows
     WTp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F).T)
     dWT_part, db_part = scratch("dW", (T, F, Kp), x.dtype), scratch("db", (T, F), np.float64)
     dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)

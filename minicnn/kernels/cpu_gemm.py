@@ -236,11 +236,19 @@ def gemm_packed(a, a_off, sam, sak, strips, c, c_off, ldc, M, N, K, accumulate):
 def pack_strips(b):
     """B (K, N) -> strips (ceil(N/NR), K, NR): column block s of B, NR wide, contiguous (zeros past N)."""
     K, N = b.shape
-    strips = np.zeros((-(-N // NR), K, NR), dtype=b.dtype)
-    for s in range(strips.shape[0]):
-        block = b[:, s * NR:(s + 1) * NR]
-        strips[s, :, :block.shape[1]] = block
+    strips = np.empty((-(-N // NR), K, NR), dtype=b.dtype)
+    _nb_pack_strips(b, strips)
     return strips
+
+
+@njit(cache=True)
+def _nb_pack_strips(b, strips):
+    K, N = b.shape
+    for s in range(strips.shape[0]):
+        for k in range(K):
+            for j in range(NR):
+                n = s * NR + j
+                strips[s, k, j] = b[k, n] if n < N else 0
 
 
 @njit(cache=True)
