@@ -196,3 +196,30 @@ def test_max_norm_kernel(shape, dtype, rng):
     reference.max_norm(expected, 0.5)
     cpu.max_norm(strided, 0.5)                      # not C-contiguous: the plain twin
     np.testing.assert_allclose(strided, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_apply_is_x_times_the_mask(rate, dtype, rng):
+    """dropout_apply (mask made and applied in one pass, never stored) equals x * dropout_mask for the
+    same key, on both twins: the backward recomputes exactly the forward's mask."""
+    x = rng.standard_normal((4, 7, 5, 3)).astype(dtype)
+    expected = x * reference.dropout_mask(x.shape, 11, 6, rate, dtype)
+    for impl in (cpu, reference):
+        y = impl.dropout_apply(x, 11, 6, rate)
+        assert y.dtype == dtype and y.shape == x.shape
+        np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "linear", "softmax"])
+def test_activation_kernels(name, rng):
+    """An Activation layer's elementwise kernels against activations.py's formulas."""
+    from minicnn import activations
+    act = activations.get(name)
+    x = rng.standard_normal((3, 5, 4, 6)).astype(np.float32)
+    x[0, 0, 0, :2] = 0.0                                  # relu's kink: derivative 0 at 0, as in TF
+    y = cpu.activation_forward(x, name)
+    np.testing.assert_allclose(y, act.forward(x), rtol=1e-6)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_allclose(cpu.activation_backward(dy, y, name), act.backward(dy, y), rtol=1e-6)
+    np.testing.assert_array_equal(cpu.activation_forward(x[:, ::2], name), act.forward(x[:, ::2]))

@@ -111,6 +111,16 @@ def flip_crop(x, which, dy, dx, pad):
     return _impl().flip_crop(x, which, dy, dx, pad)
 
 
+def activation_forward(x, name):
+    """y = act(x) for an activation by name, any shape (a new array): an Activation layer's forward."""
+    return _impl().activation_forward(x, name)
+
+
+def activation_backward(dy, y, name):
+    """dx from dy and y = act(x) (x for GELU), any shape (a new array)."""
+    return _impl().activation_backward(dy, y, name)
+
+
 def bias_activation(z, b, activation):
     return _impl().bias_activation(z, b, activation)
 
@@ -167,6 +177,12 @@ def rmsprop_update(w, g, v, lr, rho, epsilon):
 
 def dropout_mask(shape, seed, counter, rate, dtype):
     return _impl().dropout_mask(shape, seed, counter, rate, dtype)
+
+
+def dropout_apply(x, seed, counter, rate):
+    """x * dropout_mask(x.shape, seed, counter, rate) in one pass, the mask never stored: the
+    forward, and with the same counter the backward (reference.dropout_apply)."""
+    return _impl().dropout_apply(x, seed, counter, rate)
 
 
 # ---- overlap: weight-gradient GEMMs on a side stream (GPU) ------------------------------------------

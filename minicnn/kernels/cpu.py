@@ -159,6 +159,37 @@ def _nb_relu_backward(dout, y, dz, partial):
                 partial[t, f] += g
 
 
+@njit(parallel=True, cache=True)
+def _nb_relu(x, y):
+    for i in prange(x.size):
+        y[i] = x[i] if x[i] > 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def _nb_relu_grad(dy, y, dx):
+    for i in prange(y.size):
+        dx[i] = dy[i] if y[i] > 0 else 0
+
+
+def activation_forward(x, name):
+    if name != "relu":
+        return reference.activation_forward(x, name)
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _nb_relu(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def activation_backward(dy, y, name):
+    if name != "relu":
+        return reference.activation_backward(dy, y, name)
+    y = np.ascontiguousarray(y)
+    dy = np.ascontiguousarray(dy, dtype=y.dtype)
+    dx = np.empty_like(y)
+    _nb_relu_grad(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    return dx
+
+
 def bias_activation(z, b, activation):
     """In place on z when the activation is relu or linear (z is the fresh GEMM output)."""
     if activation.name not in ("relu", "linear") or not z.flags.c_contiguous or z.ndim != 2:
@@ -326,6 +357,21 @@ def dropout_mask(shape, seed, counter, rate, dtype):
     mask = np.empty(shape, dtype=dtype)
     _nb_dropout_mask(seed, counter, rate, 1.0 / (1.0 - rate), mask.reshape(-1))
     return mask
+
+
+@njit(parallel=True, cache=True)
+def _nb_dropout_apply(x, seed, counter, rate, scale, y):
+    key = _mix64((np.uint64(seed) << np.uint64(32)) ^ np.uint64(counter))
+    for i in prange(x.size):
+        u = (_mix64(key + (np.uint64(i) + np.uint64(1)) * _GOLDEN) >> np.uint64(40)) * (1.0 / 16777216.0)
+        y[i] = x[i] * scale if u >= rate else 0
+
+
+def dropout_apply(x, seed, counter, rate):
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _nb_dropout_apply(x.reshape(-1), seed, counter, rate, x.dtype.type(1.0 / (1.0 - rate)), y.reshape(-1))
+    return y
 
 
 # ---- optimizer updates, in place, one pass over each parameter ------------------------------------

@@ -888,6 +888,11 @@ def dropout_forward(x, seed, counter, rate, out, mask):
     return out
 
 
+def dropout_apply(x, seed, counter, rate):
+    """x * dropout_mask(...) (reference.dropout_apply); the graphed step uses dropout_forward."""
+    return x * dropout_mask(x.shape, seed, counter, rate, x.dtype)
+
+
 def dropout_mask(shape, seed, counter, rate, dtype):
     """The mask alone, for a host counter (the reference's numbers)."""
     import cupy
@@ -986,6 +991,10 @@ def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
 
 def rmsprop_update(w, g, v, lr, rho, epsilon):
     return reference.rmsprop_update(w, g, v, lr, rho, epsilon)
+
+
+# An Activation layer's elementwise pass: CuPy's own elementwise kernels (the plain twins).
+activation_forward, activation_backward = reference.activation_forward, reference.activation_backward
 
 
 # The convolution as one whole-batch im2col + GEMM (the layer's own path on the GPU; the CPU's

@@ -139,6 +139,18 @@ def bias_activation(z, b, activation):
     return activation.forward(z if b is None else z + b)
 
 
+def activation_forward(x, name):
+    """y = act(x) for the activation called `name` (activations.py holds the math)."""
+    from minicnn import activations
+    return activations.get(name).forward(x)
+
+
+def activation_backward(dy, y, name):
+    """dx = act'(x) applied to dy, from y = act(x) (from x itself for GELU)."""
+    from minicnn import activations
+    return activations.get(name).backward(dy, y)
+
+
 def erf(x):
     """The error function, elementwise (math.erf per element on the host: the slow, exact
     specification; device arrays go through the host)."""
@@ -239,6 +251,12 @@ def dropout_mask(shape, seed, counter, rate, dtype):
     import numpy as np
     keep = (uniforms(int(np.prod(shape)), seed, counter) >= rate).reshape(shape)
     return keep.astype(dtype) * np.dtype(dtype).type(1.0 / (1.0 - rate))
+
+
+def dropout_apply(x, seed, counter, rate):
+    """x * dropout_mask(x.shape, seed, counter, rate): the forward (x) and, with the same counter,
+    the backward (x = dout): the mask is recomputed from its key instead of being kept."""
+    return x * dropout_mask(x.shape, seed, counter, rate, x.dtype)
 
 
 # ---- optimizer updates (in place; formulas in optimizers.py) --------------------------------------

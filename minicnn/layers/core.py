@@ -125,14 +125,14 @@ class Activation(Layer):
         self.activation = activations.get(activation)
 
     def forward(self, x, training=False):
-        y = self.activation.forward(x)
+        y = kernels.activation_forward(x, self.activation.name)       # activations.py has the math
         self.cache = x if self.activation.needs_input else y
         if self.keep_logits:
             self.logits = x
         return y
 
     def backward(self, dout):
-        return self.backward_logits(self.activation.backward(dout, self.cache))
+        return self.backward_logits(kernels.activation_backward(dout, self.cache, self.activation.name))
 
     def backward_logits(self, dz):
         return dz
@@ -213,9 +213,13 @@ class Dropout(Layer):
         mask_shape = self._mask_shape(x.shape)
         if kernels.device_kernels() and tuple(mask_shape) == tuple(x.shape):
             return self._forward_device(x)
-        mask = kernels.dropout_mask(mask_shape, self.seed, self.draws, self.rate, x.dtype)
+        counter = self.draws
         self.draws += 1
-        self.cache = mask
+        if tuple(mask_shape) == tuple(x.shape):          # the mask is recomputed in backward from its key
+            self.cache = counter
+            return kernels.dropout_apply(x, self.seed, counter, self.rate)
+        mask = kernels.dropout_mask(mask_shape, self.seed, counter, self.rate, x.dtype)
+        self.cache = mask                                 # noise_shape: a small mask, broadcast
         return x * mask
 
     def prepare_device(self):
@@ -237,7 +241,11 @@ class Dropout(Layer):
 
     def backward(self, dout):
         mask = self.cache
-        return dout if mask is None else dout * mask
+        if mask is None:
+            return dout
+        if isinstance(mask, int):                         # the forward's counter: the same mask again
+            return kernels.dropout_apply(dout, self.seed, mask, self.rate)
+        return dout * mask
 
     def extra_state(self):
         return {"draws": self.draws}
