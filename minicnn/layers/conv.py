@@ -15,10 +15,11 @@ class Conv2D(Layer):
 
     Two ways to compute the same equations. The whole-batch one below (_forward_whole,
     _backward_whole) is the readable version: one cols matrix for the batch, one GEMM per product.
-    On the CPU, layers with large images run them on row blocks instead (kernels/cpu_conv.py:
-    im2col of a band of output rows into a buffer that stays in the cache, its GEMM, bias and
-    activation there; the backward recomputes the band's columns): the same numbers, without a
-    cols matrix of 100 MB crossing memory three times per step. kernels.conv_blocked decides.
+    On the CPU, layers run them on row blocks instead (kernels/cpu_conv.py: im2col of a band of
+    output rows into a buffer that stays in the cache, its GEMM, bias and activation there; the
+    backward recomputes the band's columns): the same numbers, without a cols matrix of 100 MB
+    crossing memory three times per step. kernels.conv_blocked decides, layer by layer (the rule
+    is cpu_conv.blocked_pays: a few small late layers train faster whole).
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
@@ -114,7 +115,7 @@ class Conv2D(Layer):
         x, cols, y = self.cache
         if cols is None:
             return self._backward_blocked(dout)
-        return self._backward_linear(activation_backward(self, dout.reshape(y.shape), y))
+        return self._backward_whole(activation_backward(self, dout.reshape(y.shape), y))
 
     def _backward_blocked(self, dout):
         """dz = dout * act'(y), then dWm, db and dx = col2im(dz @ Wm^T), band by band."""
@@ -133,9 +134,9 @@ class Conv2D(Layer):
         dz = dz.reshape(-1, self.filters)
         if self.use_bias:
             kernels.column_sum(dz, out=self.grads["b"])
-        return self._backward_linear(dz)
+        return self._backward_whole(dz)
 
-    def _backward_linear(self, dZ):
+    def _backward_whole(self, dZ):
         """dWm = cols^T @ dZ;  dx = col2im(dZ @ Wm^T).  dZ (N*OH*OW, F); db is already done."""
         x_shape, cols, _ = self.cache
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
