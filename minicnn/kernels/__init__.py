@@ -79,25 +79,15 @@ def conv_blocked(x_shape, W_shape, OH, OW, training=True):
     return cpu_conv.blocked_pays(x_shape, W_shape, OH, OW, training)
 
 
-def conv_kept_cols_shape(x_shape, W_shape, OH, OW, dtype):
-    """The shape of a buffer in which conv2d_forward keeps its cols matrix for conv2d_backward (the
-    CPU, for layers small enough that this beats recomputing it), or None."""
-    if backend.name != "cpu" or reference_forced():
-        return None
-    from minicnn.kernels import cpu_conv
-    return cpu_conv.kept_cols_shape(x_shape, W_shape, OH, OW, dtype)
-
-
-def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW, keep=None):
+def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
     """y = act(im2col(x) @ W.reshape(-1, F) + b), act 'relu' or 'linear' (reference.conv2d_forward)."""
-    return _impl().conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW, keep)
+    return _impl().conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW)
 
 
-def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad,
-                    kept=None):
+def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad):
     """dW, db (into dW_out, db_out) and dx of conv2d_forward, from dy (reference.conv2d_backward)."""
     return _impl().conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out,
-                                   input_grad, kept)
+                                   input_grad)
 
 
 def maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):

@@ -145,24 +145,21 @@ def col2im(dcols, x_shape, KH, KW, sh, sw, pt, pl, OH, OW):
 
 # ---- the blocked convolution ---------------------------------------------------------------------------
 @njit(parallel=True, cache=True)
-def _nb_conv_forward(x, Wp, b, relu, KH, KW, sh, sw, pt, pl, OH, OW, band, cols, keep, z, y):
+def _nb_conv_forward(x, Wp, b, relu, KH, KW, sh, sw, pt, pl, OH, OW, band, cols, z, y):
     """y (N*OH*OW, F) = act(im2col(x) @ Wm + b), tile by tile. Wp: Wm packed by pack_strips (its
-    columns padded to Fp, a multiple of VW); cols (T, rows, Kp) and z (T, rows, Fp): per-thread.
-    keep (N*OH*OW, Kp), when it has rows: the tiles' columns go there instead, for the backward."""
+    columns padded to Fp, a multiple of VW); cols (T, rows, Kp) and z (T, rows, Fp): per-thread."""
     F, Fp, K = y.shape[1], z.shape[2], Wp.shape[1]
-    stored = keep.shape[0] > 0
     Q = x.shape[0] * OH                                   # image rows
     tiles = (Q + band - 1) // band
     T = cols.shape[0]
     per_thread = (tiles + T - 1) // T
     for t in prange(T):
-        for number in range(t * per_thread, min(tiles, (t + 1) * per_thread)):
-            q0 = number * band
+        for tile in range(t * per_thread, min(tiles, (t + 1) * per_thread)):
+            q0 = tile * band
             q1 = min(Q, q0 + band)
             rows = (q1 - q0) * OW
-            tile = keep[q0 * OW:q1 * OW] if stored else cols[t]                # Z = cols @ Wm
-            im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, tile)
-            gemm_packed(tile, 0, tile.strides[0] // tile.itemsize, 1, Wp, z[t], 0, Fp, rows, Fp, K, False)
+            im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
+            gemm_packed(cols[t], 0, cols.shape[2], 1, Wp, z[t], 0, Fp, rows, Fp, K, False)     # Z = cols @ Wm
             out = y[q0 * OW:q1 * OW]
             zt = z[t]
             for r in range(rows):                         # bias + activation while the tile is hot
@@ -173,10 +170,9 @@ def _nb_conv_forward(x, Wp, b, relu, KH, KW, sh, sw, pt, pl, OH, OW, band, cols,
 
 @njit(parallel=True, cache=True)
 def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad,
-                      cols, kept, dz, dcols, dWT_part, db_part, dx):
-    """Per thread, for its images, tile by tile: dz = dy * act'(y) (db summed), cols = im2col
-    (or the forward's, when kept has rows), dWm^T += dz^T @ cols, and when input_grad:
-    dcols = dz @ Wm^T, col2im into dx.
+                      cols, dz, dcols, dWT_part, db_part, dx):
+    """Per thread, for its images, tile by tile: dz = dy * act'(y) (db summed), cols = im2col,
+    dWm^T += dz^T @ cols, and when input_grad: dcols = dz @ Wm^T, col2im into dx.
     dy, y (N*OH*OW, F); WTp: Wm^T (F, Kp) packed by pack_strips; dWT_part (T, F, Kp).
     (dWm^T rather than dWm: the big operand, cols, is then read along its rows.)"""
     N = x.shape[0]
@@ -200,13 +196,8 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
                     g = dy_r[f] if (y_r[f] > 0 or not relu) else 0
                     dz_r[f] = g
                     db_sum[f] += g
-            if kept.shape[0] > 0:
-                tile = kept[r0:r0 + rows]
-            else:
-                tile = cols[t]
-                im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, tile)
-            gemm(dz[t], 0, 1, Fp, tile, 0, tile.strides[0] // tile.itemsize, dWT_part[t], 0, Kp, F, Kp, rows,
-                 True)                                                                       # dWm^T += dz^T @ cols
+            im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
+            gemm(dz[t], 0, 1, Fp, cols[t], 0, Kp, dWT_part[t], 0, Kp, F, Kp, rows, True)    # dWm^T += dz^T @ cols
             if input_grad:
                 gemm_packed(dz[t], 0, Fp, 1, WTp, dcols[t], 0, Kp, rows, Kp, F, False)     # dcols = dz @ Wm^T
                 col2im_rows(dcols[t], q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, dx)
@@ -276,21 +267,9 @@ def _geometry(W_shape, OW, dtype, backward):
     return K, Kp, Fp, band, band * OW
 
 
-KEEP_COLS_BYTES = 8 << 20       # a layer whose whole cols matrix is smaller keeps it for the backward
-
-
-def kept_cols_shape(x_shape, W_shape, OH, OW, dtype):
-    """The shape of the cols matrix conv2d_forward may keep for conv2d_backward (when it is at most
-    KEEP_COLS_BYTES: then reading it back costs less than a second im2col), or None."""
-    K, Kp = W_shape[0] * W_shape[1] * W_shape[2], _round_up(W_shape[0] * W_shape[1] * W_shape[2], VW)
-    rows = x_shape[0] * OH * OW
-    return (rows, Kp) if rows * Kp * np.dtype(dtype).itemsize <= KEEP_COLS_BYTES else None
-
-
-def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW, keep=None):
+def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
     """y = act(im2col(x) @ Wm + b), act 'relu' or 'linear'. x (N, H, W, C), W (KH, KW, C, F), b (F,)
-    or None -> y (N, OH, OW, F). Same result as reference.conv2d_forward, computed on tiles.
-    keep: None, or an array of kept_cols_shape that receives the cols matrix for the backward."""
+    or None -> y (N, OH, OW, F). Same result as reference.conv2d_forward, computed on tiles."""
     x = np.ascontiguousarray(x)
     N, F = x.shape[0], W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=False)
@@ -300,17 +279,15 @@ def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW, keep=Non
     bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((N, OH, OW, F), dtype=x.dtype)
     _nb_conv_forward(x, Wp, bias, activation == "relu", KH, KW, sh, sw, pt, pl, OH, OW, band,
-                     scratch("cols", (T, rows, Kp), x.dtype), _none(keep, Kp, x.dtype),
-                     scratch("z", (T, rows, Fp), x.dtype), y.reshape(-1, F))
+                     scratch("cols", (T, rows, Kp), x.dtype), scratch("z", (T, rows, Fp), x.dtype),
+                     y.reshape(-1, F))
     return y
 
 
-def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad,
-                    kept=None):
+def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad):
     """From dy = dL/dy: dW into dW_out (KH, KW, C, F), db into db_out (F,) when given, and
     dx = col2im(dz @ Wm^T) returned (None when not input_grad); y is the forward's output (relu's
-    derivative reads it); kept: the cols matrix the forward kept, or None (recomputed by tiles).
-    Same result as reference.conv2d_backward, computed on tiles."""
+    derivative reads it). Same result as reference.conv2d_backward, computed on tiles."""
     x = np.ascontiguousarray(x)
     F = W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=True)
@@ -323,9 +300,8 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     dy = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1, F)
     _nb_conv_backward(dy, np.ascontiguousarray(y).reshape(-1, F) if relu else dy, relu, x, WTp,
                       KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad,
-                      scratch("cols", (T, rows, Kp), x.dtype), _none(kept, Kp, x.dtype),
-                      scratch("dz", (T, rows, Fp), x.dtype), scratch("dcols", (T, rows, Kp), x.dtype),
-                      dWT_part, db_part, dx)
+                      scratch("cols", (T, rows, Kp), x.dtype), scratch("dz", (T, rows, Fp), x.dtype),
+                      scratch("dcols", (T, rows, Kp), x.dtype), dWT_part, db_part, dx)
     dWT, db = dWT_part[0, :, :K].copy(), db_part[0].copy()
     for t in range(1, T):                                   # the threads' sums, in a fixed order
         dWT += dWT_part[t, :, :K]
@@ -338,11 +314,6 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
 
 MIN_TILE_ROWS = 64          # training: fewer backward rows per tile and the whole-batch path wins
 WHOLE_COLS_LIMIT = 256 << 20    # ... unless its cols matrix would take more memory than this
-
-
-def _none(keep, Kp, dtype):
-    """keep itself, or an empty (0, Kp) stand-in (the kernels take an array either way)."""
-    return np.empty((0, Kp), dtype=dtype) if keep is None else keep
 
 
 def blocked_pays(x_shape, W_shape, OH, OW, training=True):

@@ -287,32 +287,25 @@ def rmsprop_update(w, g, v, lr, rho, epsilon):
 
 
 # ---- convolution as im2col + GEMM, the whole batch at once (kernels/cpu_conv.py: on row blocks) ------
-def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW, keep=None):
+def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
     """y = act(im2col(x) @ Wm + b), Wm = W.reshape(KH*KW*C, F); act 'relu' or 'linear'.
-    x (N, H, W, C), W (KH, KW, C, F), b (F,) or None -> y (N, OH, OW, F). keep: None, or an array
-    (N*OH*OW, >= K) that receives the cols matrix for conv2d_backward(kept=...)."""
+    x (N, H, W, C), W (KH, KW, C, F), b (F,) or None -> y (N, OH, OW, F)."""
     F = W.shape[3]
-    cols = im2col(x, KH, KW, sh, sw, pt, pl, OH, OW)
-    if keep is not None:
-        keep[:, :cols.shape[1]] = cols
-    z = cols @ W.reshape(-1, F)
+    z = im2col(x, KH, KW, sh, sw, pt, pl, OH, OW) @ W.reshape(-1, F)
     if b is not None:
         z = z + b
     y = backend.xp.maximum(z, 0) if activation == "relu" else z
     return y.reshape(x.shape[0], OH, OW, F)
 
 
-def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad,
-                    kept=None):
+def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad):
     """dz = dy * [y > 0] (relu) or dy (linear);  dWm = cols^T @ dz -> dW_out;  db = sum_rows dz -> db_out
-    (when given);  returns dx = col2im(dz @ Wm^T) (None when not input_grad). cols: the forward's
-    kept matrix, or im2col(x) again."""
+    (when given);  returns dx = col2im(dz @ Wm^T) (None when not input_grad)."""
     F = W.shape[3]
     dz = dy.reshape(-1, F)
     if activation == "relu":
         dz = dz * (y.reshape(-1, F) > 0)
-    K = W.size // F
-    cols = im2col(x, KH, KW, sh, sw, pt, pl, OH, OW) if kept is None else kept[:, :K]
+    cols = im2col(x, KH, KW, sh, sw, pt, pl, OH, OW)
     dW_out.reshape(-1, F)[...] = cols.T @ dz
     if db_out is not None:
         db_out[...] = dz.sum(axis=0)

@@ -73,7 +73,7 @@ class Conv2D(Layer):
         (KH, KW), F = self.kernel_size, self.filters
         OH, OW, _, _ = self.geometry
         if kernels.conv_blocked(x.shape, (KH, KW, x.shape[3], F), OH, OW, training):
-            return self._forward_blocked(x, training)
+            return self._forward_blocked(x)
         return self._forward_whole(x)
 
     def _forward_whole(self, x):
@@ -85,7 +85,7 @@ class Conv2D(Layer):
         if self.keep_logits:
             self.logits = (z + self.params["b"] if self.use_bias else z).reshape(x.shape[0], OH, OW, F)
         y = activate(self, z)                                                     # act(z + b), fused
-        self.cache = (x.shape, cols, z if self.activation.needs_input else y, False)   # what backward reads
+        self.cache = (x.shape, cols, z if self.activation.needs_input else y)     # what backward reads
         return y.reshape(x.shape[0], OH, OW, F)
 
     def _window(self):
@@ -98,44 +98,39 @@ class Conv2D(Layer):
         applied by the layer on top of their linear output."""
         return self.activation.name if self.activation.name in ("relu", "linear") else "linear"
 
-    def _forward_blocked(self, x, training):
-        """act(im2col(x) @ Wm + b) band by band; relu and linear are applied inside the kernel. In
-        training a small layer keeps its cols matrix for the backward (kernels.conv_kept_cols_shape)."""
+    def _forward_blocked(self, x):
+        """act(im2col(x) @ Wm + b) band by band; relu and linear are applied inside the kernel."""
         inside = self._inside()
-        OH, OW = self.geometry[:2]
-        shape = kernels.conv_kept_cols_shape(x.shape, self.params["W"].shape, OH, OW, x.dtype) if training else None
-        keep = None if shape is None else self.workspace("cols", shape, x.dtype)
-        out = kernels.conv2d_forward(x, self.params["W"], self.params.get("b"), inside, *self._window(), keep)
+        out = kernels.conv2d_forward(x, self.params["W"], self.params.get("b"), inside, *self._window())
         if inside == self.activation.name:
             y = out
         else:                                                   # out is z + b: the activation on top
             if self.keep_logits:
                 self.logits = out
             y = self.activation.forward(out)
-        self.cache = (x, keep, out if self.activation.needs_input else y, True)    # keep None: recomputed
+        self.cache = (x, None, out if self.activation.needs_input else y)          # no cols: recomputed
         return y
 
     def backward(self, dout):
-        _, _, y, blocked = self.cache
-        if blocked:
+        x, cols, y = self.cache
+        if cols is None:
             return self._backward_blocked(dout)
         return self._backward_whole(activation_backward(self, dout.reshape(y.shape), y))
 
     def _backward_blocked(self, dout):
         """dz = dout * act'(y), then dWm, db and dx = col2im(dz @ Wm^T), band by band."""
-        x, kept, y, _ = self.cache
+        x, _, y = self.cache
         inside = self._inside()
         if inside != self.activation.name:
             dout = self.activation.backward(dout, y)                # dz; the kernel adds db up
         return kernels.conv2d_backward(dout, x, y, self.params["W"], inside, *self._window(),
-                                       self.grads["W"], self.grads.get("b"), self.input_grad, kept)
+                                       self.grads["W"], self.grads.get("b"), self.input_grad)
 
     def backward_logits(self, dz):
         """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""
-        x, kept, _, blocked = self.cache
-        if blocked:
-            return kernels.conv2d_backward(dz, x, None, self.params["W"], "linear", *self._window(),
-                                           self.grads["W"], self.grads.get("b"), self.input_grad, kept)
+        if self.cache[1] is None:
+            return kernels.conv2d_backward(dz, self.cache[0], None, self.params["W"], "linear", *self._window(),
+                                           self.grads["W"], self.grads.get("b"), self.input_grad)
         dz = dz.reshape(-1, self.filters)
         if self.use_bias:
             kernels.column_sum(dz, out=self.grads["b"])
@@ -143,7 +138,7 @@ class Conv2D(Layer):
 
     def _backward_whole(self, dZ):
         """dWm = cols^T @ dZ;  dx = col2im(dZ @ Wm^T).  dZ (N*OH*OW, F); db is already done."""
-        x_shape, cols, _, _ = self.cache
+        x_shape, cols, _ = self.cache
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
         OH, OW, pt, pl = self.geometry
         Wm = self.params["W"].reshape(-1, F)
