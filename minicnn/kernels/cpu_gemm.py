@@ -270,9 +270,8 @@ def gemm_at(dt, size, pa, sam, sak, pb, sbk, sbn, pc, ldc, M, N, K, accumulate):
     a_panel = np.empty(((MC + MR - 1) // MR, KC, MR) if pack_a else (1, 1, 1), dtype=dt)
     b_panel = np.empty(((NC + NR - 1) // NR, KC, NR) if pack_b else (1, 1, 1), dtype=dt)
     nc = NC if pack_b else N
-    kc = -(-K // -(-K // KC))                           # equal slices: 800 = 3 x 267, not 384 + 384 + 32
-    for k0 in range(0, K, kc):
-        depth = min(kc, K - k0)
+    for k0 in range(0, K, KC):
+        depth = min(KC, K - k0)
         add = accumulate or k0 > 0
         for c0 in range(0, N, nc):
             cols = min(nc, N - c0)
