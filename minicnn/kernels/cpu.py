@@ -421,17 +421,6 @@ def rmsprop_update(w, g, v, lr, rho, epsilon):
 
 # ---- the max-norm constraint (reference.max_norm): column norms in float64, then one scaling pass ---
 @njit(parallel=True, cache=True)
-def _nb_column_square_sums(w, chunks, partial):
-    R, F = w.shape
-    step = (R + chunks - 1) // chunks
-    for k in prange(chunks):
-        for r in range(k * step, min(R, (k + 1) * step)):
-            for f in range(F):
-                v = np.float64(w[r, f])
-                partial[k, f] += v * v
-
-
-@njit(parallel=True, cache=True)
 def _nb_scale_columns(w, scale):
     R, F = w.shape
     for r in prange(R):
@@ -443,8 +432,5 @@ def max_norm(w, max_value):
     if not w.flags.c_contiguous:
         return reference.max_norm(w, max_value)
     w2 = w.reshape(-1, w.shape[-1])
-    chunks = max(1, min(len(w2), 4 * numba.get_num_threads()))
-    partial = np.zeros((chunks, w2.shape[1]))
-    _nb_column_square_sums(w2, chunks, partial)
-    norms = np.sqrt(partial.sum(axis=0))                      # chunks added in a fixed order
+    norms = np.sqrt(_column_sums(w2)[1])                     # batch normalization's sums: x and x^2
     _nb_scale_columns(w2, (np.clip(norms, 0, max_value) / (1e-7 + norms)).astype(w.dtype))

@@ -58,91 +58,95 @@ NC = 512                 # columns of a packed B per pass: a KC x NC panel (768 
 PACK_B_BYTES = 1 << 20   # a B larger than this, with rows of 512 floats or more, is packed
 
 
-def _make_microkernel(mr, nv):
-    """The MR x (NV*VW) micro-kernel as a Numba intrinsic (see the module docstring).
+def _make_microkernel(mr):
+    """The MR x NR micro-kernel as a Numba intrinsic (see the module docstring).
 
-    kernel(dtype, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate):
-        C[m, n] = (C[m, n] if accumulate else 0) + sum_{k<K} A[m, k] B[k, n],  m < mr, n < nv*VW
-    pa, pb, pc: addresses of A[0, 0], B[0, 0], C[0, 0] (plain integers: arrays passed here would
-    be reference-counted on every call, which costs more than a short micro-kernel itself).
+    kernel(dtype, wide, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate):
+        C[m, n] = (C[m, n] if accumulate else 0) + sum_{k<K} A[m, k] B[k, n],  m < mr, n < NR
+    (n < VW when not wide: a block's last columns). pa, pb, pc: addresses of A[0, 0], B[0, 0],
+    C[0, 0] (plain integers: arrays passed here would be reference-counted on every call, which
+    costs more than a short micro-kernel itself).
     """
     @intrinsic
-    def kernel(typingctx, dtype, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate):
+    def kernel(typingctx, dtype, wide, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate):
         if not (isinstance(dtype, types.DType) and dtype.dtype in (types.float32, types.float64)):
             return None
-        sig = types.void(dtype, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate)
+        sig = types.void(dtype, wide, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate)
 
         def codegen(context, builder, signature, args):
-            i64 = ir.IntType(64)
             scalar = ir.FloatType() if signature.args[0].dtype == types.float32 else ir.DoubleType()
-            vec = ir.VectorType(scalar, VW)
             pa, sam, sak, pb, ldb, pc, ldc, K = [context.cast(builder, v, t, types.int64)
-                                                 for v, t in zip(args[1:9], signature.args[1:9])]
-            accumulate = args[9]
+                                                 for v, t in zip(args[2:10], signature.args[2:10])]
             pa, pb, pc = (builder.inttoptr(p, scalar.as_pointer()) for p in (pa, pb, pc))
-
-            def at(ptr, offset):                                    # <VW x T>* at ptr + offset
-                return builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer())
-
-            def const(v):
-                return ir.Constant(i64, v)
-            fmuladd = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                f"llvm.fmuladd.v{VW}{'f32' if signature.args[0].dtype == types.float32 else 'f64'}")
-            zero = ir.Constant(vec, [0.0] * VW)
-            c_at = [[at(pc, builder.add(builder.mul(const(m), ldc), const(j * VW))) for j in range(nv)]
-                    for m in range(mr)]
-            rows_a = [builder.gep(pa, [builder.mul(const(m), sam)]) for m in range(mr)]   # &A[m, 0]
-            before = builder.block
-            with builder.if_then(accumulate):                       # C's old values, only when adding to them
-                old = [[builder.load(c_at[m][j], align=1) for j in range(nv)] for m in range(mr)]
-                loaded = builder.block
-            start = [[builder.phi(vec) for _ in range(nv)] for _ in range(mr)]
-            for m in range(mr):
-                for j in range(nv):
-                    start[m][j].add_incoming(old[m][j], loaded)
-                    start[m][j].add_incoming(zero, before)
-            entry = builder.block
-            loop = builder.append_basic_block("microkernel_k")
-            done = builder.append_basic_block("microkernel_done")
-            builder.branch(loop)
-            builder.position_at_end(loop)                           # for k in range(K):
-            k = builder.phi(i64)
-            k.add_incoming(const(0), entry)
-            acc = [[builder.phi(vec) for _ in range(nv)] for _ in range(mr)]
-            for m in range(mr):
-                for j in range(nv):
-                    acc[m][j].add_incoming(start[m][j], entry)
-            row_b = builder.mul(k, ldb)
-            bk = [builder.load(at(pb, builder.add(row_b, const(j * VW))), align=1) for j in range(nv)]
-            col_a = builder.mul(k, sak)
-            new = []
-            for m in range(mr):                                     # acc[m] += A[m, k] * B[k, :]
-                a_mk = builder.load(builder.gep(rows_a[m], [col_a]))
-                splat = builder.shuffle_vector(
-                    builder.insert_element(ir.Constant(vec, ir.Undefined), a_mk, ir.Constant(ir.IntType(32), 0)),
-                    ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW))
-                new.append([builder.call(fmuladd, [splat, bk[j], acc[m][j]]) for j in range(nv)])
-                for j in range(nv):
-                    acc[m][j].add_incoming(new[m][j], loop)
-            k_next = builder.add(k, const(1))
-            k.add_incoming(k_next, loop)
-            builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
-            builder.position_at_end(done)
-            for m in range(mr):
-                for j in range(nv):
-                    builder.store(new[m][j], c_at[m][j], align=1)
+            with builder.if_else(args[1]) as (two_vectors, one_vector):
+                with two_vectors:
+                    _emit_block(builder, scalar, mr, 2, pa, sam, sak, pb, ldb, pc, ldc, K, args[10])
+                with one_vector:
+                    _emit_block(builder, scalar, mr, 1, pa, sam, sak, pb, ldb, pc, ldc, K, args[10])
             return context.get_dummy_value()
         return sig, codegen
     return kernel
 
 
-# One micro-kernel per (rows, vectors): MR rows for the body, 8/4/2/1 for a block's last rows.
-_K12_2, _K12_1 = _make_microkernel(MR, 2), _make_microkernel(MR, 1)
-_K8_2, _K8_1 = _make_microkernel(8, 2), _make_microkernel(8, 1)
-_K4_2, _K4_1 = _make_microkernel(4, 2), _make_microkernel(4, 1)
-_K2_2, _K2_1 = _make_microkernel(2, 2), _make_microkernel(2, 1)
-_K1_2, _K1_1 = _make_microkernel(1, 2), _make_microkernel(1, 1)
+def _emit_block(builder, scalar, mr, nv, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate):
+    """LLVM IR of one micro-kernel: an mr x nv*VW block of C in vector registers (phi nodes) across
+    the loop over k, each step: nv vector loads of B's row k, mr broadcasts of A[m, k], mr*nv FMAs."""
+    i64 = ir.IntType(64)
+    vec = ir.VectorType(scalar, VW)
+
+    def at(ptr, offset):                                        # <VW x T>* at ptr + offset
+        return builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer())
+
+    def const(v):
+        return ir.Constant(i64, v)
+    fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+                                             f"llvm.fmuladd.v{VW}{'f32' if scalar == ir.FloatType() else 'f64'}")
+    zero = ir.Constant(vec, [0.0] * VW)
+    c_at = [[at(pc, builder.add(builder.mul(const(m), ldc), const(j * VW))) for j in range(nv)] for m in range(mr)]
+    rows_a = [builder.gep(pa, [builder.mul(const(m), sam)]) for m in range(mr)]       # &A[m, 0]
+    before = builder.block
+    with builder.if_then(accumulate):                           # C's old values, only when adding to them
+        old = [[builder.load(c_at[m][j], align=1) for j in range(nv)] for m in range(mr)]
+        loaded = builder.block
+    start = [[builder.phi(vec) for _ in range(nv)] for _ in range(mr)]
+    for m in range(mr):
+        for j in range(nv):
+            start[m][j].add_incoming(old[m][j], loaded)
+            start[m][j].add_incoming(zero, before)
+    entry = builder.block
+    loop = builder.append_basic_block("microkernel_k")
+    done = builder.append_basic_block("microkernel_done")
+    builder.branch(loop)
+    builder.position_at_end(loop)                               # for k in range(K):
+    k = builder.phi(i64)
+    k.add_incoming(const(0), entry)
+    acc = [[builder.phi(vec) for _ in range(nv)] for _ in range(mr)]
+    for m in range(mr):
+        for j in range(nv):
+            acc[m][j].add_incoming(start[m][j], entry)
+    row_b = builder.mul(k, ldb)
+    bk = [builder.load(at(pb, builder.add(row_b, const(j * VW))), align=1) for j in range(nv)]
+    col_a = builder.mul(k, sak)
+    new = []
+    for m in range(mr):                                         # acc[m] += A[m, k] * B[k, :]
+        a_mk = builder.load(builder.gep(rows_a[m], [col_a]))
+        splat = builder.shuffle_vector(
+            builder.insert_element(ir.Constant(vec, ir.Undefined), a_mk, ir.Constant(ir.IntType(32), 0)),
+            ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW))
+        new.append([builder.call(fmuladd, [splat, bk[j], acc[m][j]]) for j in range(nv)])
+        for j in range(nv):
+            acc[m][j].add_incoming(new[m][j], loop)
+    k_next = builder.add(k, const(1))
+    k.add_incoming(k_next, loop)
+    builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
+    builder.position_at_end(done)
+    for m in range(mr):
+        for j in range(nv):
+            builder.store(new[m][j], c_at[m][j], align=1)
+
+
+# One micro-kernel per row count: MR rows for the body, 8/4/2/1 for a block's last rows.
+_K_MR, _K8, _K4, _K2, _K1 = (_make_microkernel(m) for m in (MR, 8, 4, 2, 1))
 
 
 @intrinsic
@@ -181,36 +185,20 @@ def _strip(dt, size, rows, wide, pa, a_step, sam, sak, pb, ldb, pc, ldc, depth, 
         left = rows - r
         a_r, c_r = pa + (r // MR) * a_step + (r % MR) * sam * size, pc + r * ldc * size
         if left >= MR:
-            step = MR
-            if wide:
-                _K12_2(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
-            else:
-                _K12_1(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            _K_MR(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            r += MR
         elif left >= 8:
-            step = 8
-            if wide:
-                _K8_2(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
-            else:
-                _K8_1(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            _K8(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            r += 8
         elif left >= 4:
-            step = 4
-            if wide:
-                _K4_2(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
-            else:
-                _K4_1(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            _K4(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            r += 4
         elif left >= 2:
-            step = 2
-            if wide:
-                _K2_2(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
-            else:
-                _K2_1(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            _K2(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            r += 2
         else:
-            step = 1
-            if wide:
-                _K1_2(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
-            else:
-                _K1_1(dt, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
-        r += step
+            _K1(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            r += 1
 
 
 @njit(cache=True, inline="always")
