@@ -99,7 +99,8 @@ def environment_info():
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "backend": backend.name, "floatx": backend.floatx(),
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-                                                    "OMP_WAIT_POLICY", "NUMBA_NUM_THREADS", "MINICNN_BACKEND")}}
+                                                    "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "NUMBA_NUM_THREADS",
+                                                    "MINICNN_BACKEND", "MINICNN_TILE_BYTES", "MINICNN_CONV")}}
     try:
         import numba
         info["numba"] = numba.__version__
