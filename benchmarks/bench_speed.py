@@ -302,6 +302,19 @@ def markdown(results, args):
     return "\n".join(rows)
 
 
+def _git_commit():
+    """The checkout's commit (with '+' when it has uncommitted changes), or None outside git."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (head + ("+" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def main(argv=None):
     from minicnn import zoo
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -333,6 +346,7 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"date": stamp, "machine": platform.node(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+              "commit": _git_commit(),
               "command": " ".join([pathlib.Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
               "args": vars(args), "results": results}
     from minicnn.utils import write_json
