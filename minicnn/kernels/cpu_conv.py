@@ -312,18 +312,20 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     return dx if input_grad else None
 
 
-MIN_TILE_ROWS = 64          # training: fewer backward rows per tile and the whole-batch path wins
-WHOLE_COLS_LIMIT = 256 << 20    # ... unless its cols matrix would take more memory than this
+GRADIENT_BYTES = 2 << 20        # training: a weight gradient (K x F) larger than this, and ...
+WHOLE_COLS_LIMIT = 256 << 20    # ... a whole-batch cols matrix no larger than this: the whole-batch path
 
 
 def blocked_pays(x_shape, W_shape, OH, OW, training=True):
-    """The rule measured layer by layer (the CPU engine's note in benchmarks/README): in inference,
+    """The rule measured layer by layer (the CPU engine's note, benchmarks/results): in inference,
     row blocks always (no backward to feed, and no cols matrix however large the batch). In
-    training, when a backward tile holds at least MIN_TILE_ROWS output pixels: each tile adds its
-    rows into the layer's K x F weight gradient, which must be re-read every tile, and with
-    K = 3*3*512 only 24 rows fit a tile (tutorial 003's last conv: 24 ms blocked, 17.5 whole).
-    A whole-batch cols matrix above WHOLE_COLS_LIMIT is never built (bounded memory first)."""
+    training, row blocks unless the layer's weight gradient K x F is larger than GRADIENT_BYTES:
+    every tile adds its rows into that gradient, re-reading it, and a tile of a K = 3*3*512 layer
+    holds only a few dozen rows (tutorial 003's last conv, K x F = 4608 x 256: 23-39 ms blocked,
+    17.5 whole; 1152 x 128, tutorial004's last, is still faster blocked). A whole-batch cols matrix
+    above WHOLE_COLS_LIMIT is never built (bounded memory first). The tile size does not enter."""
     if not training:
         return True
-    K, _, _, _, rows = _geometry(W_shape, OW, np.float32, backward=True)
-    return rows >= MIN_TILE_ROWS or x_shape[0] * OH * OW * K * 4 > WHOLE_COLS_LIMIT
+    KH, KW, C, F = W_shape
+    K = KH * KW * C
+    return K * F * 4 <= GRADIENT_BYTES or x_shape[0] * OH * OW * K * 4 > WHOLE_COLS_LIMIT
