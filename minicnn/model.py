@@ -75,11 +75,21 @@ class Sequential(Layer):
         self.stop_training = False
         self.stop_reason = None
         self.seed = None
+        self._constructed = False
         if layers is not None:
             if isinstance(layers, Layer):
                 layers = [layers]
             for layer in layers:
                 self.add(layer)
+        self._constructed = True
+        self._build_if_shape_known()
+
+    def _build_if_shape_known(self):
+        """Build as soon as the input shape is known (the first layer's input_shape, or an Input),
+        as Keras does: the weights exist right after construction, for count_params, get_weights
+        or set_weights."""
+        if not self.built and self._constructed and self.layers and self._declared_input_shape() is not None:
+            self.build()
 
     # ---- structure --------------------------------------------------------------------------
     @property
@@ -112,6 +122,8 @@ class Sequential(Layer):
             previous = self.layers[-2].output_shape if len(self.layers) > 1 else self.input_shape
             self._build_layer(layer, previous, len(self.layers) - 1)
             self.output_shape = layer.output_shape
+        else:
+            self._build_if_shape_known()
 
     def _declared_input_shape(self):
         if not self._layers:
@@ -216,21 +228,18 @@ class Sequential(Layer):
             layer.set_weights(weights[:n])
             weights = weights[n:]
 
+    def _new_weight_dicts(self):
+        pass        # a Sequential's weights live in its layers
+
     @property
     def params(self):
+        """{path: array} of every layer's trainable weights (read-only: use set_weights)."""
         return {f"{key}/{k}": v for key, layer in self.members() for k, v in layer.params.items()}
-
-    @params.setter
-    def params(self, value):
-        pass        # the base class initialiser assigns {}; a Sequential's params live in its layers
 
     @property
     def state(self):
+        """{path: array} of every layer's non-trainable weights (read-only: use set_weights)."""
         return {f"{key}/{k}": v for key, layer in self.members() for k, v in layer.state.items()}
-
-    @state.setter
-    def state(self, value):
-        pass
 
     def count_params(self, trainable=None):
         return sum(layer.count_params(trainable) for _, layer in self.members())
@@ -702,6 +711,11 @@ class Residual(Sequential):
         if shortcut is not None and not shortcut.layers:
             shortcut = None
         self.shortcut = shortcut
+        self._build_if_shape_known()
+
+    def _build_if_shape_known(self):
+        if hasattr(self, "shortcut"):                    # (not while Sequential.__init__ adds the branch)
+            super()._build_if_shape_known()
 
     def entry_layers(self):
         shortcut = getattr(self, "shortcut", None)          # (not yet set while __init__ adds layers)

@@ -275,3 +275,41 @@ def test_inference_memory_stays_small_whatever_the_batch_size():
     np.testing.assert_allclose(out[:300], reference, rtol=1e-5, atol=1e-6)
     assert all(layer.cache is None for layer in model.layers)
     assert np.isfinite(loss) and 0.05 < acc < 0.2       # random labels: about 1 in 10
+
+
+def test_built_as_soon_as_the_input_shape_is_known():
+    """Keras builds a Sequential whose input shape is declared: weights exist before compile."""
+    model = minicnn.Sequential([Conv2D(4, 3, input_shape=(8, 8, 3)), Flatten(), Dense(2)])
+    assert model.built and model.count_params() == 402
+    assert [w.shape for w in model.layers[0].get_weights()] == [(3, 3, 3, 4), (4,)]
+    later = minicnn.Sequential()
+    later.add(Input(shape=(8, 8, 3)))
+    later.add(Conv2D(4, 3))
+    assert later.built and later.count_params() == 112
+    with pytest.raises(ValueError, match="flat input"):           # a wrong layer fails where it is added
+        later.add(Dense(2))
+
+
+def test_container_weights_are_read_only():
+    """A Sequential's params and state are views of its layers': assigning them is an error, not a no-op."""
+    model = small_model()
+    with pytest.raises(AttributeError):
+        model.params = {}
+    with pytest.raises(AttributeError):
+        model.state = {}
+    assert set(model.params) == {f"{k}/{w}" for k in ("conv2d", "conv2d_1", "dense", "dense_1") for w in "Wb"}
+
+
+def test_early_stopping_restores_the_best_weights():
+    """restore_best_weights: after stopping, the weights are those at the end of the best epoch."""
+    x, y, _ = toy_data(64)
+    model = small_model(optimizer=minicnn.optimizers.SGD(0.05))
+    seen = []
+    record = minicnn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(model.get_weights()))
+    # "max" on a falling loss: epoch 0 stays the best, training stops after `patience` worse epochs
+    es = EarlyStopping(monitor="loss", mode="max", patience=2, restore_best_weights=True)
+    h = model.fit(x, y, epochs=10, verbose=0, callbacks=[record, es])
+    assert len(h.epoch) == 3 and es.best_epoch == 0
+    for w, best, last in zip(model.get_weights(), seen[0], seen[-1]):
+        np.testing.assert_array_equal(w, best)
+    assert any(not np.array_equal(b, l) for b, l in zip(seen[0], seen[-1]))

@@ -131,3 +131,20 @@ def test_global_pooling_config_round_trip():
         layer = cls(keepdims=True, name="g")
         again = cls.from_config(layer.get_config())
         assert (again.keepdims, again.name) == (True, "g")
+
+
+def test_compute_output_shape_does_not_change_the_layer(rng):
+    """Asking a built pooling layer about another input shape leaves its own geometry alone."""
+    layer = MaxPooling2D(3, 2, "same")
+    layer.build((8, 8, 1))
+    x = rng.standard_normal((2, 8, 8, 1)).astype(np.float32)
+    before = layer.forward(x)
+    assert layer.compute_output_shape((9, 9, 1)) == (5, 5, 1)
+    np.testing.assert_array_equal(layer.forward(x), before)
+    np.testing.assert_allclose(before, ref.maxpool_forward(x.astype(float), (3, 3), (2, 2), "same"), atol=1e-6)
+
+
+def test_global_max_pooling_is_not_an_average_pooling():
+    from minicnn.layers import GlobalAveragePooling2D, GlobalMaxPooling2D
+    assert not isinstance(GlobalMaxPooling2D(), GlobalAveragePooling2D)
+    assert GlobalMaxPooling2D(keepdims=True).compute_output_shape((4, 4, 3)) == (1, 1, 3)

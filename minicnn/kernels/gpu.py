@@ -764,8 +764,9 @@ def bias_activation(z, b, activation):
 
 def bias_activation_backward(dout, y, activation, out, db_out=None):
     """out = dz = act'(y) * dout (out may be dout itself); returns db = column sums of dz
-    (written into db_out when given). Two launches: dz with per-block column partials, then the
-    partials summed in a fixed order (deterministic, no atomics)."""
+    (written into db_out when given). One launch: each block writes dz and its column partials; the
+    last block of a column group to finish (a done counter) sums the partials in a fixed order
+    (deterministic, no atomics on the sums)."""
     import cupy
     if activation.name not in _ACT or dout.ndim != 2:
         return reference.bias_activation_backward(dout, y, activation, out, db_out)

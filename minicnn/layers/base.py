@@ -114,12 +114,18 @@ class Layer:
             raise ValueError(f"name must be a string, got {name!r}")
         self.name = name or unique_name(snake_case(type(self).__name__))
         self.trainable = bool(trainable)
-        self.params, self.grads, self.state = {}, {}, {}
+        self.grads = {}
+        self._new_weight_dicts()
         self.constraints = {}
         self.cache = None
         self.built = False
         self.input_shape = None if input_shape is None else tuple(input_shape)
         self.output_shape = None
+
+    def _new_weight_dicts(self):
+        """params (trainable arrays) and state (the others), empty until build. A container keeps
+        none of its own: its params and state are read-only views of its layers'."""
+        self.params, self.state = {}, {}
 
     # ---- building -------------------------------------------------------------------------
     def build(self, input_shape):

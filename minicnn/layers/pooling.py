@@ -16,21 +16,30 @@ class _Pooling2D(Layer):
         self.strides = self.pool_size if strides is None else as_pair(strides, f"{type(self).__name__} strides")
         self.padding = check_padding(padding)
 
-    def compute_output_shape(self, input_shape):
+    def _geometry(self, input_shape):
+        """(OH, OW, pt, pl) for an input (H, W, C): TensorFlow's rule (layers/base.py)."""
         if len(input_shape) != 3:
             raise ValueError(f"{type(self).__name__} {self.name!r} expects input of shape (H, W, C), "
                              f"got {tuple(input_shape)}")
         (PH, PW), (sh, sw) = self.pool_size, self.strides
-        OH, self._pt = window_geometry(input_shape[0], PH, sh, self.padding)
-        OW, self._pl = window_geometry(input_shape[1], PW, sw, self.padding)
+        OH, pt = window_geometry(input_shape[0], PH, sh, self.padding)
+        OW, pl = window_geometry(input_shape[1], PW, sw, self.padding)
         if OH < 1 or OW < 1:
             raise ValueError(f"{type(self).__name__} {self.name!r}: pool {self.pool_size} is larger than "
                              f"its {self.padding}-padded input {tuple(input_shape[:2])}")
+        return OH, OW, pt, pl
+
+    def compute_output_shape(self, input_shape):
+        OH, OW, _, _ = self._geometry(input_shape)
         return OH, OW, input_shape[2]
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.geometry = self._geometry(input_shape)      # what forward uses: fixed at build
 
     def _args(self):
         (PH, PW), (sh, sw) = self.pool_size, self.strides
-        return PH, PW, sh, sw, self._pt, self._pl
+        return PH, PW, sh, sw, self.geometry[2], self.geometry[3]
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
@@ -75,12 +84,8 @@ MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 
 
-class GlobalAveragePooling2D(Layer):
-    """y[n, c] = mean over all H x W positions of x[n, :, :, c];  dx = dout / (H*W) at every position.
-
-    x (N, H, W, C) -> y (N, C) (keepdims=True: (N, 1, 1, C)). Replaces Flatten before a classifier
-    in all-convolutional networks.
-    """
+class _GlobalPooling2D(Layer):
+    """What global average and max pooling share: arguments, output shape (N, C) or (N, 1, 1, C)."""
 
     def __init__(self, keepdims=False, data_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -94,6 +99,17 @@ class GlobalAveragePooling2D(Layer):
                              f"got {tuple(input_shape)}")
         return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
 
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """y[n, c] = mean over all H x W positions of x[n, :, :, c];  dx = dout / (H*W) at every position.
+
+    x (N, H, W, C) -> y (N, C) (keepdims=True: (N, 1, 1, C)). Replaces Flatten before a classifier
+    in all-convolutional networks.
+    """
+
     def forward(self, x, training=False):
         self.cache = x.shape
         return x.mean(axis=(1, 2), keepdims=self.keepdims)
@@ -103,11 +119,8 @@ class GlobalAveragePooling2D(Layer):
         share = dout.reshape(N, 1, 1, C) / (H * W)
         return backend.xp.broadcast_to(share, self.cache).copy()
 
-    def get_config(self):
-        return {**super().get_config(), "keepdims": self.keepdims}
 
-
-class GlobalMaxPooling2D(GlobalAveragePooling2D):
+class GlobalMaxPooling2D(_GlobalPooling2D):
     """y[n, c] = max over all H x W positions of x[n, :, :, c];  dx: dout goes to the first position
     (row-major) that holds the maximum, as in MaxPooling2D.  x (N, H, W, C) -> y (N, C)."""
 
