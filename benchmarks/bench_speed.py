@@ -176,9 +176,9 @@ def _gpu_memory_mb(framework, backend_name, keras_backend):
     try:
         if framework == "minicnn" and backend_name == "gpu":
             import cupy
-            from minicnn import device_training
-            pools = [cupy.get_default_memory_pool()] + ([device_training._GRAPH_POOL]
-                                                        if device_training._GRAPH_POOL is not None else [])
+            from minicnn.training import graphed
+            pools = [cupy.get_default_memory_pool()] + ([graphed._GRAPH_POOL]
+                                                        if graphed._GRAPH_POOL is not None else [])
             return sum(p.total_bytes() for p in pools) / 2**20
         if framework == "keras" and keras_backend == "jax":
             import jax

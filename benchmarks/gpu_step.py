@@ -114,7 +114,7 @@ def time_model(name, precision, replays, eager_steps, profile=False):
     import minicnn
     from minicnn import zoo
     from minicnn.kernels import cublas
-    from minicnn.device_training import DeviceTrainer
+    from minicnn.training.graphed import DeviceLoop
     cublas.set_precision(precision)
     minicnn.utils.set_random_seed(0)
     entry = zoo.get(name)
@@ -124,8 +124,8 @@ def time_model(name, precision, replays, eager_steps, profile=False):
     n = Bsz * 64
     x = rng.random((n,) + entry.input_shape, dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
-    model._prepare_training()
-    trainer = DeviceTrainer(model, x, y, Bsz, epochs=1000, cuda_graph=True)
+    model.trainer.prepare()
+    trainer = DeviceLoop(model.trainer, x, y, Bsz, epochs=1000, cuda_graph=True)
     with trainer.stream:
         trainer.order.set(rng.permutation(n).astype(np.int32), stream=trainer.stream)
 

@@ -7,13 +7,14 @@ import numpy as np
 def profile_step(model, x, y, repeats=30):
     """Average milliseconds per layer (forward, backward), loss and optimizer over `repeats` steps.
 
-    The step is the one Sequential.train_step runs, unrolled so each piece can be timed; the
+    The step is the one training/steps.train_step runs, unrolled so each piece can be timed; the
     fused softmax head is timed as its layer's backward from the logits.
     """
     from minicnn import backend
+    from minicnn.training import data, steps
     model.train_on_batch(x, y)                                # warm-up (compilation)
-    model._prepare_training()
-    xb, yb = backend.to_device(x, backend.floatx()), backend.to_device(model._check_y(y, len(x)))
+    model.trainer.prepare()
+    xb, yb = backend.to_device(x, backend.floatx()), backend.to_device(data.check_y(model, y, len(x)))
     layers = model.layers
     fwd, bwd = np.zeros(len(layers)), np.zeros(len(layers))
     loss_t = opt_t = step_t = 0.0
@@ -37,7 +38,7 @@ def profile_step(model, x, y, repeats=30):
             if d is None:
                 break
         t = time.perf_counter()
-        model.optimizer.apply([(p, l.params[k], l.grads[k], l.constraints.get(k)) for p, l, k in model._variables])
+        model.optimizer.apply(steps.update_list(model.trainer.variables))
         opt_t += time.perf_counter() - t
         step_t += time.perf_counter() - t_step
     ms = 1e3 / repeats

@@ -4,17 +4,16 @@ with Keras's API shape. A Keras tutorial ports by changing its imports:
     from minicnn import Sequential
     from minicnn.layers import Conv2D, MaxPooling2D, Flatten, Dense, Dropout
 """
+from minicnn._version import __version__
 from minicnn import (activations, backend, callbacks, constraints, gradcheck, initializers, layers, losses,
                      optimizers, utils)
 from minicnn.backend import set_backend
+from minicnn.kernels import set_kernels
 from minicnn.layers import Input
-from minicnn.model import Residual, Sequential
-from minicnn.saving import load_model
+from minicnn.model import Residual, Sequential, load_model
 
-__version__ = "0.1.0"
-
-__all__ = ["Sequential", "Residual", "Input", "load_model", "set_backend", "activations", "backend", "callbacks",
-           "constraints", "gradcheck", "initializers", "layers", "losses", "optimizers", "utils", "datasets"]
+__all__ = ["__version__", "Sequential", "Residual", "Input", "load_model", "set_backend", "set_kernels", "activations", "backend",
+           "callbacks", "constraints", "gradcheck", "initializers", "layers", "losses", "optimizers", "utils", "datasets"]
 
 
 def __getattr__(name):

@@ -12,6 +12,10 @@ derivative needs its input, says so with ``needs_input = True``: layers then cac
 A softmax output followed by cross-entropy never uses softmax.backward: the loss takes the
 gradient straight from the logits (see losses.py).
 """
+import math
+
+import numpy as np
+
 from minicnn import backend
 
 
@@ -89,13 +93,19 @@ class GELU(Activation):
     name = "gelu"
     needs_input = True
 
-    def forward(self, z):              # 0.5 z (1 + erf(z / sqrt 2)), in one pass (kernels.gelu)
-        from minicnn import kernels
-        return kernels.gelu(z)
+    def forward(self, z):              # y = z Phi(z) = 0.5 z (1 + erf(z / sqrt 2))
+        return 0.5 * z * (1 + erf(z * 0.7071067811865476))
 
-    def backward(self, dy, z):         # dy (Phi(z) + z exp(-z^2 / 2) / sqrt(2 pi)), in one pass
-        from minicnn import kernels
-        return kernels.gelu_backward(dy, z)
+    def backward(self, dy, z):         # dz = dy (Phi(z) + z phi(z)), phi(z) = exp(-z^2 / 2) / sqrt(2 pi)
+        cdf = 0.5 * (1 + erf(z * 0.7071067811865476))
+        pdf = backend.xp.exp(-0.5 * z * z) * 0.3989422804014327
+        return dy * (cdf + z * pdf)
+
+
+def erf(x):
+    """The error function, elementwise: math.erf per element on the host (the slow, exact
+    specification; NumPy has no erf; the kernels compute it in one pass: kernels.gelu)."""
+    return backend.xp.asarray(np.frompyfunc(math.erf, 1, 1)(backend.to_host(x)).astype(x.dtype))
 
 
 _ACTIVATIONS = {cls.name: cls for cls in (Linear, ReLU, Tanh, Sigmoid, Softmax, GELU)}

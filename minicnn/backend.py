@@ -55,18 +55,37 @@ def set_backend(which="auto"):
     return name
 
 
+def device_info():
+    """{'cupy': version, 'gpu': device name} on the GPU backend; {} on the CPU."""
+    if name != "gpu":
+        return {}
+    return {"cupy": xp.__version__, "gpu": xp.cuda.runtime.getDeviceProperties(0)["name"].decode()}
+
+
+GEMM_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+_gemm_precision = os.environ.get("MINICNN_GEMM_PRECISION",
+                                 "tf32" if os.environ.get("MINICNN_TF32", "0") == "1" else "fp32")
+if _gemm_precision not in GEMM_PRECISIONS:
+    raise ValueError(f"MINICNN_GEMM_PRECISION must be one of {GEMM_PRECISIONS}, got {_gemm_precision!r}")
+
+
 def set_gemm_precision(precision):
     """GPU: how float32 GEMMs compute: "fp32" (default), "tf32", "bf16" or "fp16" tensor cores, always
     with float32 inputs, outputs, weights and statistics (kernels/cublas.py). Env MINICNN_GEMM_PRECISION."""
-    from minicnn.kernels import cublas
-    cublas.set_precision(precision)
+    global _gemm_precision
+    if precision not in GEMM_PRECISIONS:
+        raise ValueError(f"GEMM precision must be one of {GEMM_PRECISIONS}, got {precision!r}")
+    _gemm_precision = precision
+
+
+def gemm_precision():
+    return _gemm_precision
 
 
 def set_tf32(enabled=True):
     """GPU: let float32 GEMMs use TF32 tensor cores (Keras-JAX's default on Ampere/Hopper GPUs;
     ~3 decimal digits per product, float32 accumulation). Off by default; env MINICNN_TF32=1."""
-    from minicnn.kernels import cublas
-    cublas.set_tf32(enabled)
+    set_gemm_precision("tf32" if enabled else "fp32")
 
 
 def floatx():

@@ -66,7 +66,7 @@ class History(Callback):
         self.history, self.epoch, self.params = {}, [], {}
 
     def on_train_begin(self, logs=None):
-        self.params = dict(getattr(self.model, "_fit_params", {}))
+        self.params = dict(self.model.trainer.params)
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
@@ -249,7 +249,7 @@ class TerminateOnNaN(Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, step, logs=None):
-        loss = self.model._last_batch_loss()
+        loss = self.model.trainer.last_batch_loss()
         if not np.isfinite(loss):
             print(f"Epoch {self.epoch + 1}, batch {step + 1}: invalid loss {loss}, terminating training",
                   flush=True)

@@ -5,7 +5,7 @@ For a Dense kernel (D_in, D_out) axis=0 caps each output unit's incoming weights
 kernel pass axis=[0, 1, 2] to cap each filter (Keras's rule). The 1e-7 makes weights already
 inside the limit shrink very slightly, exactly as in Keras.
 """
-from minicnn import backend
+from minicnn import backend, kernels
 
 
 class Constraint:
@@ -25,7 +25,6 @@ class MaxNorm(Constraint):
         self.axis = tuple(axis) if isinstance(axis, (list, tuple)) else int(axis)
 
     def __call__(self, w):
-        from minicnn import kernels
         axes = tuple(a % w.ndim for a in (self.axis if isinstance(self.axis, tuple) else (self.axis,)))
         if axes == tuple(range(w.ndim - 1)):
             kernels.max_norm(w, self.max_value)    # norms over every axis but the last (Keras's use)

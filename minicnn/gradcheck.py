@@ -10,6 +10,7 @@ Random layers (Dropout) replay the same mask: their `draws` counter is reset bef
 import numpy as np
 
 from minicnn import backend
+from minicnn.training import data, steps
 
 
 def relative_error(analytic, numeric):
@@ -95,19 +96,17 @@ def check_model(model, x, y, h=1e-5):
     """
     if not model.built:
         model.build(x.shape[1:])
-    x, y = backend.to_device(x), backend.to_device(model._check_y(backend.to_host(y), len(x)))
+    x, y = backend.to_device(x), backend.to_device(data.check_y(model, backend.to_host(y), len(x)))
     reset = _replay(list(model.sublayers()))
 
     def L():
         reset()
         out = model.forward(x, training=True)
-        if model._fused:
-            return float(model.loss.from_logits_of_softmax(y, model._head().logits)[0])
-        return float(model.loss(y, out)[0])
+        return float(steps.batch_loss(model, out, y)[0])
 
     reset()
     out = model.forward(x, training=True)
-    model._loss_and_grad(out, y)
+    steps.loss_and_backward(model, out, y)
     errors = {}
     for path, layer, k in model.variables():
         analytic = layer.grads[k].copy()

@@ -16,6 +16,10 @@ import zipfile
 
 import numpy as np
 
+from minicnn import layers as L
+from minicnn import optimizers as O
+from minicnn.constraints import MaxNorm
+from minicnn.model import Residual, Sequential
 from minicnn.saving import atomic_write
 
 
@@ -135,8 +139,6 @@ def save_keras_weights(model, path):
 
 # ---- building a minicnn model from a Keras model --------------------------------------------------
 def _convert_layer(layer):
-    from minicnn import layers as L
-    from minicnn.constraints import MaxNorm
     c = layer.get_config()
     kind = type(layer).__name__
     act = lambda: c.get("activation", "linear") if isinstance(c.get("activation", "linear"), str) else "linear"
@@ -178,7 +180,6 @@ def _convert_layer(layer):
 
 def from_keras(kmodel):
     """A minicnn Sequential with the same layers, configuration and weights as Keras Sequential `kmodel`."""
-    from minicnn.model import Sequential
     shape = tuple(kmodel.input_shape[1:])
     model = Sequential([_convert_layer(layer) for layer in kmodel.layers], name=kmodel.name)
     model.build(shape)
@@ -197,7 +198,6 @@ def _keras_constraint(keras, constraint):
 
 
 def _keras_layer(keras, layer):
-    from minicnn import layers as L
     c = layer.get_config()
     name = type(layer).__name__
     if isinstance(layer, L.Conv2D):
@@ -228,7 +228,6 @@ def _keras_layer(keras, layer):
 
 
 def _keras_optimizer(keras, opt):
-    from minicnn import optimizers as O
     lr = opt.learning_rate
     if isinstance(lr, O.InverseTimeDecay):
         lr = keras.optimizers.schedules.InverseTimeDecay(lr.initial_learning_rate, lr.decay_steps, lr.decay_rate)
@@ -256,7 +255,6 @@ def _keras_optimizer(keras, opt):
 def _keras_graph(keras, layers, x, pairs):
     """Apply the Keras twins of `layers` to the Keras tensor x (functional API); a Residual becomes
     its branch and shortcut joined by keras.layers.Add. Appends (minicnn layer, Keras layer) to pairs."""
-    from minicnn.model import Residual, Sequential
     for layer in layers:
         if isinstance(layer, Residual):
             branch = _keras_graph(keras, layer.layers, x, pairs)
@@ -277,7 +275,6 @@ def to_keras(model, compile=True, copy_weights=True):
     which is what it meant). A Sequential for a plain stack; a functional Model when the stack
     holds Residual blocks (each an Add of its branch and its shortcut)."""
     import keras
-    from minicnn.model import Sequential
     if not model.built:
         model.build()
     pairs = []

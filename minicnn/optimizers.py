@@ -108,11 +108,6 @@ _SCHEDULES = {c.__name__: c for c in (InverseTimeDecay, ExponentialDecay, Piecew
 
 
 # ---- optimizers ----------------------------------------------------------------------------
-def _pointer_key(groups):
-    """The device addresses of the arrays in groups (None: 0): the key a pointer table is cached by."""
-    return tuple(0 if a is None else a.data.ptr for group in groups for a in group)
-
-
 class Optimizer:
     """Base: holds the learning rate (or schedule), the step count and per-variable slots."""
     slot_names = ()
@@ -183,7 +178,7 @@ class Optimizer:
     def iterations(self):
         """Updates applied so far (on the GPU this reads device memory, i.e. synchronises)."""
         if self._dev is not None:
-            return int(self._dev["t"].get()[0])
+            return int(backend.to_host(self._dev["t"])[0])
         return self._iterations
 
     @iterations.setter
@@ -196,12 +191,11 @@ class Optimizer:
         return False
 
     def _on_device(self):
-        from minicnn import kernels as k
-        return k.device_kernels() and self.supports_device_step() and not self.use_ema
+        """True when one launch updates every variable, reading t and lr from device memory."""
+        return kernels.multi_tensor_updates() and self.supports_device_step() and not self.use_ema
 
     def prepare_device(self, steps):
         """Upload t and the learning rates of the next `steps` updates (call outside graph capture)."""
-        import numpy as np
         xp, t = backend.xp, self.iterations
         lr = self.learning_rate
         table = [lr(t + k) for k in range(max(int(steps), 1))] if isinstance(lr, LearningRateSchedule) else [lr]
@@ -242,21 +236,20 @@ class Optimizer:
         if not self.built:
             self.build([(p, w) for p, w, _, _ in variables])
         if self._on_device():
-            from minicnn.kernels import gpu
             if self._dev is None or self._dev_remaining <= 0:
                 self.prepare_device(1)
             groups = [(w, g) + tuple(self.slots[path].get(s) for s in self.device_slots())
                       for path, w, g, _ in variables]
-            key = _pointer_key(groups)
+            key = kernels.pointer_key(groups)
             tables = self._dev.setdefault("tables", {})
             if key not in tables:               # pointer table for the one-launch update (built once)
                 lr_factors, decay_factors = self._factors(variables)
-                tables[key] = (gpu.param_table(groups, lr_factors, decay_factors), variables)
+                tables[key] = (kernels.param_table(groups, lr_factors, decay_factors), variables)
             self.device_update(tables[key][0], variables[0][1].dtype, self._dev)
             for path, w, g, constraint in variables:
                 if constraint is not None:
                     constraint(w)
-            gpu.advance_cursor(self._dev["t"], 1)          # t += 1, on the device
+            kernels.advance_counter(self._dev["t"], 1)     # t += 1, on the device
             self._dev_remaining -= 1
             if self.lookahead_steps and not self.defer_lookahead:
                 self.lookahead_sync(variables, self.iterations)     # reads t: eager calls only
@@ -285,16 +278,7 @@ class Optimizer:
         rate = float(rate(done)) if isinstance(rate, LearningRateSchedule) else rate
         pairs = [(w, self.slots[path]["slow"]) for path, w, *_ in variables]
         pairs += [(a, self.slots[path]["slow"]) for path, a in self._tracked_state]
-        if kernels.device_kernels():             # one launch for every variable
-            from minicnn.kernels import gpu
-            key = _pointer_key(pairs)
-            if key not in self._lookahead_tables:
-                self._lookahead_tables[key] = gpu.param_table(pairs)
-            gpu.lookahead(self._lookahead_tables[key], pairs[0][0].dtype, rate)
-            return
-        for w, slow in pairs:
-            slow += rate * (w - slow)
-            w[...] = slow
+        kernels.lookahead_sync(pairs, rate, self._lookahead_tables)
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Keras 3's method: no weight decay for the arrays in var_list, nor for the variables whose
@@ -333,7 +317,7 @@ class Optimizer:
                 slots["momentum"][...] = 0          # else SGD's velocity would keep moving it (lr 0)
         for table, variables in (self._dev or {}).get("tables", {}).values():
             lr_factors, decay_factors = self._factors(variables)
-            table[2].set(np.ascontiguousarray(np.array([lr_factors, decay_factors], dtype=np.float64).T))
+            kernels.set_table_factors(table, lr_factors, decay_factors)
 
     def _is_frozen(self, path):
         import fnmatch
@@ -381,7 +365,7 @@ class Optimizer:
         return self.slot_names
 
     def device_update(self, table, dtype, dev):
-        """The update of update_step for every variable in `table` (kernels.gpu.param_table), by one
+        """The update of update_step for every variable in `table` (kernels.param_table), by one
         kernel reading t and lr from device memory."""
         raise NotImplementedError
 
@@ -436,8 +420,7 @@ class SGD(Optimizer):
         return ("momentum",)                     # absent without momentum: a null pointer, plain SGD
 
     def device_update(self, table, dtype, dev):
-        from minicnn.kernels import gpu
-        gpu.sgd_device(table, dtype, dev, self.momentum, self.nesterov, self.weight_decay)
+        kernels.multi_tensor_update("sgd", table, dtype, dev, self.momentum, self.nesterov, self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -478,8 +461,7 @@ class RMSprop(Optimizer):
         return not (self.centered or self.momentum)
 
     def device_update(self, table, dtype, dev):
-        from minicnn.kernels import gpu
-        gpu.rmsprop_device(table, dtype, dev, self.rho, self.epsilon, self.weight_decay)
+        kernels.multi_tensor_update("rmsprop", table, dtype, dev, self.rho, self.epsilon, self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
@@ -511,8 +493,8 @@ class Adam(Optimizer):
         return not self.amsgrad
 
     def device_update(self, table, dtype, dev):
-        from minicnn.kernels import gpu
-        gpu.adam_device(table, dtype, dev, self.beta_1, self.beta_2, self.epsilon, self.weight_decay)
+        kernels.multi_tensor_update("adam", table, dtype, dev, self.beta_1, self.beta_2, self.epsilon,
+                                    self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,

@@ -16,11 +16,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from minicnn import backend
+from minicnn.layers import AveragePooling2D, Conv2D, MaxPooling2D
+from minicnn.saving import atomic_write
 
 
 def _finish(fig, path):
     if path is not None:
-        from minicnn.saving import atomic_write
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
         atomic_write(path, lambda f: f.write(buf.getvalue()))
@@ -120,7 +121,6 @@ def confusion_matrix(y_true, y_pred, class_names, path=None):
 
 
 def _conv_layers(model):
-    from minicnn.layers import Conv2D
     return [layer for layer in model.layers if isinstance(layer, Conv2D)]
 
 
@@ -144,7 +144,6 @@ def first_layer_filters(model, path=None, cols=8):
 
 def feature_maps(model, image, path=None, max_channels=8):
     """One row per Conv2D/pooling layer: the first channels of its output for one image."""
-    from minicnn.layers import AveragePooling2D, Conv2D, MaxPooling2D
     x = backend.to_device(np.asarray(image, dtype=backend.floatx())[None])
     rows = []
     for layer in model.layers:

@@ -18,7 +18,7 @@ import zipfile
 
 import numpy as np
 
-from minicnn import backend
+from minicnn import backend, losses, optimizers
 
 FORMAT_WEIGHTS, FORMAT_MODEL, VERSION = "minicnn-weights", "minicnn-model", 1
 
@@ -79,7 +79,6 @@ def save_weights(model, filepath):
 
 def save_model(model, filepath):
     _require_built(model, "save")
-    from minicnn import losses, optimizers
     meta = {"format": FORMAT_MODEL, "version": VERSION, "input_shape": list(model.input_shape),
             "layers": _layer_table(model)}
     config = {"model": model.get_config(),
@@ -156,17 +155,18 @@ def load_weights(model, filepath):
     _assign_weights(model, arrays)
 
 
-def load_model(filepath, custom_objects=None):
-    """Rebuild a model saved with model.save(): architecture, weights, compile settings, optimizer state.
-
-    custom_objects: {class name: class} for user-defined layers, optimizers or schedules."""
-    from minicnn import losses, optimizers
-    from minicnn.model import Sequential
+def read_model(filepath):
+    """(config, meta, arrays) of a file written by save_model: what model.load_model rebuilds from."""
     meta, arrays = _read(filepath)
     if meta["format"] != FORMAT_MODEL or "__config__" not in arrays:
         raise ValueError(f"{filepath} holds only weights; build the model and call model.load_weights() on it")
     config = json.loads(arrays.pop("__config__").tobytes().decode("utf-8"))
-    model = Sequential.from_config(config["model"], custom_objects)
+    return config, meta, arrays
+
+
+def restore_model(model, config, meta, arrays, filepath, custom_objects=None):
+    """Fill a model rebuilt from config["model"] with the file's weights, extra state, compile
+    settings and optimizer state; returns it."""
     if not model.built:
         model.build(tuple(meta["input_shape"]))
     _check_structure(model, meta, filepath)
@@ -180,7 +180,7 @@ def load_model(filepath, custom_objects=None):
         opt = model.optimizer
         opt.iterations = int(arrays["optimizer/iterations"])
         if compile_config.get("optimizer_built"):
-            model._track_optimizer_state()               # lookahead_state: the statistics' slow copies are slots
+            model.trainer.track_optimizer_state()            # lookahead_state: the statistics' slow copies are slots
             opt.build([(path, layer.params[k]) for path, layer, k in model.variables()])
             for path, slots in opt.slots.items():
                 for slot, value in slots.items():

@@ -1,7 +1,14 @@
 """Small helpers: one-hot labels, train/validation splits, seeding."""
+import json
+import os
+import pathlib
+import platform
+
 import numpy as np
 
 from minicnn import backend
+from minicnn._version import __version__
+from minicnn.saving import atomic_write
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):
@@ -62,8 +69,6 @@ def summarize_runs(results, keys):
 
 def write_json(path, obj):
     """Write obj as indented JSON, atomically."""
-    import json
-    from minicnn.saving import atomic_write
     atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, default=_json_default) + "\n").encode()))
 
 
@@ -77,8 +82,6 @@ def _json_default(o):
 
 def write_history(history, folder):
     """history.json and history.csv (one row per epoch) in folder; returns their paths."""
-    import pathlib
-    from minicnn.saving import atomic_write
     folder = pathlib.Path(folder)
     h = history.history if hasattr(history, "history") else history
     epochs = history.epoch if hasattr(history, "epoch") else list(range(len(next(iter(h.values()), []))))
@@ -92,10 +95,7 @@ def write_history(history, folder):
 
 def environment_info():
     """Versions, backend and threading settings: what a reported figure depends on."""
-    import os
-    import platform
-    import minicnn
-    info = {"minicnn": minicnn.__version__, "python": platform.python_version(), "numpy": np.__version__,
+    info = {"minicnn": __version__, "python": platform.python_version(), "numpy": np.__version__,
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "backend": backend.name, "floatx": backend.floatx(),
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
@@ -114,8 +114,5 @@ def environment_info():
                         for p in threadpool_info() if p.get("user_api") == "blas"]
     except ImportError:
         pass
-    if backend.name == "gpu":
-        import cupy
-        info["cupy"] = cupy.__version__
-        info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    info.update(backend.device_info())
     return info

@@ -52,7 +52,7 @@ def test_history_keys_and_running_means():
 
     class Spy(Callback):
         def on_train_batch_end(self, step, logs=None):
-            seen.append((float(self.model._batch_loss), float(self.model._correct_sum)))
+            seen.append((self.model.trainer.last_batch_loss(), float(self.model.trainer.metrics.correct)))
 
     model = small_model()
     h = model.fit(x, y, batch_size=32, epochs=2, validation_split=0.25, verbose=0, callbacks=[Spy()], shuffle=False)

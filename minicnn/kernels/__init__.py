@@ -1,21 +1,39 @@
 """Kernel dispatch: one function per kernel family, chosen by the active backend.
 
 Layers call these names, never a specific implementation:
-  cpu -> Numba kernels (``kernels/cpu.py``) and NumPy's BLAS;
-  gpu -> CUDA kernels (``kernels/gpu.py``, CuPy RawKernels) and cuBLAS through minicnn's own
-         capturable wrapper (``kernels/cublas.py``).
-Setting ``MINICNN_KERNELS=reference`` forces the plain twins (``kernels/reference.py``) and
-``xp.matmul`` everywhere (for debugging; on the GPU it also turns CUDA graphs off).
+  cpu -> Numba kernels (``kernels/cpu.py``, ``cpu_conv.py``) and minicnn's GEMM (``cpu_gemm.py``);
+  gpu -> CUDA kernels (the package ``kernels/gpu/``, CuPy RawKernels) and cuBLAS through
+         minicnn's own capturable wrapper (``kernels/cublas.py``).
+``minicnn.set_kernels("reference")`` (or env ``MINICNN_KERNELS=reference``) runs everything on the
+readable twins (``kernels/reference.py``: NumPy or CuPy loops and ``xp.matmul``), the code to read
+next to a layer; on the GPU it also turns CUDA graphs off. ``set_kernels("fast")`` goes back.
+This package, ``backend.py`` and the GPU training strategy (``training/graphed.py``) are the only
+places that branch on the backend.
 """
 import contextlib
 import os
 
+import numpy
+
 from minicnn import backend
-from minicnn.kernels import reference
+from minicnn.kernels import cublas, gpu, reference
+
+
+_KERNEL_SETS = ("fast", "reference")
+_kernel_set = {"name": "reference" if os.environ.get("MINICNN_KERNELS", "") == "reference" else "fast"}
+
+
+def set_kernels(which="fast"):
+    """Which implementation every kernel runs: "fast" (Numba on the CPU, CUDA on the GPU: the
+    default) or "reference" (the readable twins in kernels/reference.py, same signatures, same
+    numbers to rounding). Env MINICNN_KERNELS=reference sets it at import."""
+    if which not in _KERNEL_SETS:
+        raise ValueError(f"kernels must be one of {_KERNEL_SETS}, got {which!r}")
+    _kernel_set["name"] = which
 
 
 def reference_forced():
-    return os.environ.get("MINICNN_KERNELS", "") == "reference"
+    return _kernel_set["name"] == "reference"
 
 
 def device_kernels():
@@ -29,7 +47,6 @@ def _impl():
     if backend.name == "cpu":
         from minicnn.kernels import cpu
         return cpu
-    from minicnn.kernels import gpu
     return gpu
 
 
@@ -38,7 +55,6 @@ def matmul(a, b, out=None):
     the CPU (one thread pool, Numba's: OpenBLAS's threads spin after each call and would take the
     cores from the kernels that follow), cuBLAS on the GPU, numpy/cupy.matmul for the reference."""
     if device_kernels():
-        from minicnn.kernels import cublas
         return cublas.gemm(a, b, out=out)
     if backend.name == "cpu" and not reference_forced():
         from minicnn.kernels import cpu_gemm
@@ -121,12 +137,14 @@ def activation_backward(dy, y, name):
     return _impl().activation_backward(dy, y, name)
 
 
-def bias_activation(z, b, activation):
-    return _impl().bias_activation(z, b, activation)
+def bias_activation(z, b, name):
+    """y = act(z + b), in place on the GEMM output z (R, F) where it can be; act by name."""
+    return _impl().bias_activation(z, b, name)
 
 
-def bias_activation_backward(dout, y, activation, out, db_out=None):
-    return _impl().bias_activation_backward(dout, y, activation, out, db_out)
+def bias_activation_backward(dout, y, name, out, db_out=None):
+    """out = dz from dout and y (z for GELU); returns db, the column sums of dz (into db_out)."""
+    return _impl().bias_activation_backward(dout, y, name, out, db_out)
 
 
 def batchnorm_forward(x, gamma, beta, eps):
@@ -158,7 +176,6 @@ def max_norm(w, max_value):
 def column_sum(a, out=None):
     """Sum over the rows of a 2-D array: (R, F) -> (F,)."""
     if device_kernels():
-        from minicnn.kernels import gpu
         return gpu.column_sum(a, out)
     return a.sum(axis=0, out=out)
 
@@ -179,10 +196,86 @@ def dropout_mask(shape, seed, counter, rate, dtype):
     return _impl().dropout_mask(shape, seed, counter, rate, dtype)
 
 
+def dropout_train(x, seed, counter, rate, mask_shape):
+    """Dropout's training forward from the stream (seed, counter[0]), advancing counter[0] (an
+    integer array of one element, where the backend computes); returns (y, saved) for
+    dropout_backward (reference.dropout_train)."""
+    return _impl().dropout_train(x, seed, counter, rate, mask_shape)
+
+
+def dropout_backward(dy, seed, saved, rate):
+    """dx = dy * mask: the mask recomputed from its key (saved: an int) or kept (saved: an array)."""
+    if isinstance(saved, int):
+        return dropout_apply(dy, seed, saved, rate)
+    return dy * saved
+
+
 def dropout_apply(x, seed, counter, rate):
     """x * dropout_mask(x.shape, seed, counter, rate) in one pass, the mask never stored: the
     forward, and with the same counter the backward (reference.dropout_apply)."""
     return _impl().dropout_apply(x, seed, counter, rate)
+
+
+def take_rows(x, idx, out):
+    """out[...] = x[idx] (rows idx of x, a host or device array) cast to out's dtype, where the backend
+    computes: a batch gathered for a training or inference step. Returns out."""
+    if backend.name == "cpu" and x.dtype == out.dtype:
+        return backend.xp.take(x, idx, axis=0, out=out)
+    # host arrays are gathered on the host, then copied; device arrays on the device
+    out[...] = backend.to_device(x[idx]) if isinstance(x, numpy.ndarray) else x[backend.xp.asarray(idx)]
+    return out
+
+
+# ---- multi-tensor optimizer updates (GPU): one launch updates every variable -----------------------
+# The optimizer keeps its step count t and its learning rates in device memory there, so a step
+# replayed as a CUDA graph needs no host number (optimizers.py, Optimizer.apply). Elsewhere the
+# optimizer updates each variable with the kernels above.
+def multi_tensor_updates():
+    """True when the backend updates every variable in one launch (the GPU's CUDA kernels)."""
+    return device_kernels()
+
+
+def pointer_key(groups):
+    """The device addresses of the arrays in groups (None: 0): the key a pointer table is cached by."""
+    return tuple(0 if a is None else a.data.ptr for group in groups for a in group)
+
+
+def param_table(groups, lr_factors=None, decay_factors=None):
+    """The device table of pointers (and per-variable factors) one multi-tensor launch reads."""
+    return gpu.param_table(groups, lr_factors, decay_factors)
+
+
+def set_table_factors(table, lr_factors, decay_factors):
+    """Rewrite a param_table's learning-rate and weight-decay factors in place (freeze)."""
+    table[2].set(numpy.ascontiguousarray(numpy.array([lr_factors, decay_factors], dtype=numpy.float64).T))
+
+
+def multi_tensor_update(rule, table, dtype, dev, *hyper):
+    """One launch of rule 'sgd' | 'rmsprop' | 'adam' over every variable of table, t and lr read
+    from dev (the optimizer's device step count and learning-rate table)."""
+    return {"sgd": gpu.sgd_device, "rmsprop": gpu.rmsprop_device, "adam": gpu.adam_device}[rule](
+        table, dtype, dev, *hyper)
+
+
+def advance_counter(counter, by):
+    """counter[0] += by where the counter lives (a kernel on the GPU: capturable, no host sync)."""
+    if device_kernels():
+        return gpu.advance_cursor(counter, by)
+    counter[0] += by
+
+
+def lookahead_sync(pairs, rate, tables):
+    """Lookahead's sync for each (w, slow) pair: slow += rate (w - slow); w = slow. On the GPU one
+    launch for every pair (its pointer table cached in the dict `tables`); elsewhere a loop."""
+    if device_kernels():
+        key = pointer_key(pairs)
+        if key not in tables:
+            tables[key] = gpu.param_table(pairs)
+        gpu.lookahead(tables[key], pairs[0][0].dtype, rate)
+        return
+    for w, slow in pairs:
+        slow += rate * (w - slow)
+        w[...] = slow
 
 
 # ---- overlap: weight-gradient GEMMs on a side stream (GPU) ------------------------------------------
@@ -204,7 +297,6 @@ def side_stream_object():
     """The side stream (created once, with its cuBLAS handle; call it outside graph capture)."""
     if _overlap["stream"] is None:
         import cupy
-        from minicnn.kernels import cublas
         _overlap["stream"] = cupy.cuda.Stream(non_blocking=True)
         cublas._prepare(_overlap["stream"])
     return _overlap["stream"]

@@ -172,6 +172,8 @@ def _nb_relu_grad(dy, y, dx):
 
 
 def activation_forward(x, name):
+    if name == "gelu":
+        return gelu(x)
     if name != "relu":
         return reference.activation_forward(x, name)
     x = np.ascontiguousarray(x)
@@ -181,6 +183,8 @@ def activation_forward(x, name):
 
 
 def activation_backward(dy, y, name):
+    if name == "gelu":
+        return gelu_backward(dy, y)
     if name != "relu":
         return reference.activation_backward(dy, y, name)
     y = np.ascontiguousarray(y)
@@ -190,11 +194,15 @@ def activation_backward(dy, y, name):
     return dx
 
 
-def bias_activation(z, b, activation):
+def bias_activation(z, b, name):
     """In place on z when the activation is relu or linear (z is the fresh GEMM output)."""
-    if activation.name not in ("relu", "linear") or not z.flags.c_contiguous or z.ndim != 2:
-        return reference.bias_activation(z, b, activation)
-    if activation.name == "linear":
+    if name == "gelu":                  # z + b stays in z (GELU's backward reads it)
+        if b is not None:
+            z += b
+        return gelu(z)
+    if name not in ("relu", "linear") or not z.flags.c_contiguous or z.ndim != 2:
+        return reference.bias_activation(z, b, name)
+    if name == "linear":
         if b is not None:
             z += b
         return z
@@ -202,9 +210,12 @@ def bias_activation(z, b, activation):
     return z
 
 
-def bias_activation_backward(dout, y, activation, out, db_out=None):
-    if activation.name != "relu":
-        return reference.bias_activation_backward(dout, y, activation, out, db_out)
+def bias_activation_backward(dout, y, name, out, db_out=None):
+    if name == "gelu":
+        out[...] = gelu_backward(dout, y)
+        return out.sum(axis=0, out=db_out)
+    if name != "relu":
+        return reference.bias_activation_backward(dout, y, name, out, db_out)
     partial = np.empty((min(numba.get_num_threads(), max(1, dout.shape[0])), dout.shape[1]), dtype=dout.dtype)
     _nb_relu_backward(np.ascontiguousarray(dout), y, out, partial)
     return partial.sum(axis=0, out=db_out)
@@ -372,6 +383,11 @@ def dropout_apply(x, seed, counter, rate):
     y = np.empty_like(x)
     _nb_dropout_apply(x.reshape(-1), seed, counter, rate, x.dtype.type(1.0 / (1.0 - rate)), y.reshape(-1))
     return y
+
+
+def dropout_train(x, seed, counter, rate, mask_shape):
+    """reference.dropout_train with the kernels above."""
+    return reference.dropout_train(x, seed, counter, rate, mask_shape, apply=dropout_apply, mask_of=dropout_mask)
 
 
 # ---- optimizer updates, in place, one pass over each parameter ------------------------------------

@@ -20,22 +20,20 @@ cuBLAS is column-major; our arrays are row-major. A row-major (M, N) matrix is t
 C^T = op(B)^T @ op(A)^T: swap the operands and the sizes, keep the transpose flags.
 """
 import ctypes
-import os
+
+from minicnn import backend
 
 _OP_N, _OP_T = 0, 1
 _DEFAULT_MATH, _TF32_MATH = 0, 3          # cublasMath_t: CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH
 _CUDA_R_32F = 0                           # cudaDataType_t
 _COMPUTE = {"bf16": 75, "fp16": 74}       # cublasComputeType_t: CUBLAS_COMPUTE_32F_FAST_16BF / _16F
 _GEMM_DEFAULT = -1                        # cublasGemmAlgo_t
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+PRECISIONS = backend.GEMM_PRECISIONS
 _WORKSPACE_BYTES = 32 << 20
 
 _lib = None
 _handles = {}           # stream pointer -> [handle, workspace, math mode set]: one per stream, since
                         # GEMMs running at once on two streams must not share a workspace
-_precision = os.environ.get("MINICNN_GEMM_PRECISION", "tf32" if os.environ.get("MINICNN_TF32", "0") == "1" else "fp32")
-if _precision not in PRECISIONS:
-    raise ValueError(f"MINICNN_GEMM_PRECISION must be one of {PRECISIONS}, got {_precision!r}")
 
 
 def _find_library():
@@ -89,32 +87,28 @@ def _handle_for(stream):
     return entry
 
 
-def set_precision(precision):
-    """How float32 GEMMs compute: "fp32", "tf32", "bf16" or "fp16" (see the module docstring)."""
-    global _precision
-    if precision not in PRECISIONS:
-        raise ValueError(f"GEMM precision must be one of {PRECISIONS}, got {precision!r}")
-    _precision = precision
+# The setting itself lives in backend.py (backend.set_gemm_precision / set_tf32); these read it.
+set_precision = backend.set_gemm_precision
 
 
 def precision():
-    return _precision
+    return backend.gemm_precision()
 
 
 def set_tf32(enabled):
     """Let float32 GEMMs use TF32 tensor cores (10-bit mantissa products, float32 accumulation)."""
-    set_precision("tf32" if enabled else "fp32")
+    backend.set_tf32(enabled)
 
 
 def tf32_enabled():
-    return _precision == "tf32"
+    return backend.gemm_precision() == "tf32"
 
 
 def _prepare(stream=None):
     """(library, handle) for CuPy's current stream (or `stream`), math mode as asked."""
     import cupy
     entry = _handle_for(cupy.cuda.get_current_stream().ptr if stream is None else stream.ptr)
-    tf32 = _precision == "tf32"
+    tf32 = backend.gemm_precision() == "tf32"
     if entry[2] != tf32:
         _check(_lib.cublasSetMathMode(entry[0], _TF32_MATH if tf32 else _DEFAULT_MATH), "cublasSetMathMode")
         entry[2] = tf32
@@ -161,9 +155,10 @@ def gemm(a, b, out=None, accumulate=False):
     # column-major: C^T (N x M) = op(B)^T (N x K) @ op(A)^T (K x M)
     ops = (_OP_T if tb else _OP_N, _OP_T if ta else _OP_N, N, M, K, ctypes.byref(alpha))
     B_, A_, C_ = (ctypes.c_void_p(m.data.ptr) for m in (b, a, out))
-    if a.dtype == cupy.float32 and _precision in _COMPUTE:       # bf16 / fp16 tensor cores, float32 in and out
+    mode = backend.gemm_precision()
+    if a.dtype == cupy.float32 and mode in _COMPUTE:       # bf16 / fp16 tensor cores, float32 in and out
         status = lib.cublasGemmEx(handle, *ops, B_, _CUDA_R_32F, ldb, A_, _CUDA_R_32F, lda, ctypes.byref(beta),
-                                  C_, _CUDA_R_32F, N, _COMPUTE[_precision], _GEMM_DEFAULT)
+                                  C_, _CUDA_R_32F, N, _COMPUTE[mode], _GEMM_DEFAULT)
     else:
         fn = lib.cublasSgemm_v2 if a.dtype == cupy.float32 else lib.cublasDgemm_v2
         status = fn(handle, *ops, B_, ldb, A_, lda, ctypes.byref(beta), C_, N)

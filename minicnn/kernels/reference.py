@@ -7,7 +7,7 @@ and are written to be read. Geometry, shared by every kernel (NHWC):
     output OH x OW; window (oh, ow) covers rows oh*sh - pt + [0, KH) and cols ow*sw - pl + [0, KW).
     Cells outside the input are padding: 0 for convolution, ignored for pooling.
 """
-from minicnn import backend
+from minicnn import activations, backend
 
 
 def _pad(x, KH, KW, sh, sw, pt, pl, OH, OW, value):
@@ -128,10 +128,12 @@ def avgpool_backward(dout, x_shape, PH, PW, sh, sw, pt, pl):
     return dxpad[:, pt:pt + H, pl:pl + W, :].copy()
 
 
-# ---- fused elementwise ---------------------------------------------------------------------------
-def bias_activation(z, b, activation):
-    """y = act(z + b): z (R, F) the GEMM output, b (F,) or None. For an activation whose derivative
-    needs its input (GELU), z + b is left in z, for the layer to cache."""
+# ---- fused elementwise: activations by name, the math in activations.py ----------------------------
+def bias_activation(z, b, name):
+    """y = act(z + b): z (R, F) the GEMM output, b (F,) or None, act named ('relu', 'gelu', ...).
+    For an activation whose derivative needs its input (GELU), z + b is left in z, for the layer
+    to cache."""
+    activation = activations.get(name)
     if activation.needs_input:
         if b is not None:
             z += b
@@ -141,42 +143,28 @@ def bias_activation(z, b, activation):
 
 def activation_forward(x, name):
     """y = act(x) for the activation called `name` (activations.py holds the math)."""
-    from minicnn import activations
     return activations.get(name).forward(x)
 
 
 def activation_backward(dy, y, name):
     """dx = act'(x) applied to dy, from y = act(x) (from x itself for GELU)."""
-    from minicnn import activations
     return activations.get(name).backward(dy, y)
-
-
-def erf(x):
-    """The error function, elementwise (math.erf per element on the host: the slow, exact
-    specification; device arrays go through the host)."""
-    import math
-    import numpy as np
-    xp = backend.xp
-    return xp.asarray(np.frompyfunc(math.erf, 1, 1)(backend.to_host(x)).astype(x.dtype))
 
 
 def gelu(z):
     """y = z Phi(z), Phi(z) = (1 + erf(z / sqrt 2)) / 2  (activations.GELU)."""
-    return 0.5 * z * (1 + erf(z * 0.7071067811865476))
+    return activations.GELU().forward(z)
 
 
 def gelu_backward(dy, z):
-    """dz = dy (Phi(z) + z phi(z)), phi(z) = exp(-z^2 / 2) / sqrt(2 pi)."""
-    xp = backend.xp
-    cdf = 0.5 * (1 + erf(z * 0.7071067811865476))
-    pdf = xp.exp(-0.5 * z * z) * 0.3989422804014327
-    return dy * (cdf + z * pdf)
+    """dz = dy (Phi(z) + z phi(z)), phi(z) = exp(-z^2 / 2) / sqrt(2 pi)  (activations.GELU)."""
+    return activations.GELU().backward(dy, z)
 
 
-def bias_activation_backward(dout, y, activation, out, db_out=None):
+def bias_activation_backward(dout, y, name, out, db_out=None):
     """out = dz = dL/dz from dout = dL/dy and y = act(z) (z itself for an activation that needs its
     input); returns db = sum over rows of dz (written into db_out when given).  dout, y, out (R, F)."""
-    out[...] = activation.backward(dout, y)
+    out[...] = activations.get(name).backward(dout, y)
     if db_out is None:
         return out.sum(axis=0)
     db_out[...] = out.sum(axis=0)
@@ -257,6 +245,21 @@ def dropout_apply(x, seed, counter, rate):
     """x * dropout_mask(x.shape, seed, counter, rate): the forward (x) and, with the same counter,
     the backward (x = dout): the mask is recomputed from its key instead of being kept."""
     return x * dropout_mask(x.shape, seed, counter, rate, x.dtype)
+
+
+def dropout_train(x, seed, counter, rate, mask_shape, apply=None, mask_of=None):
+    """Dropout's training forward keyed by (seed, k), k = counter[0], then counter[0] += 1.
+    counter: an integer array of one element (on the device where x is: a CUDA graph advances it
+    there). Returns (y, saved) for dropout_backward: k itself when the mask has x's shape (the mask
+    is recomputed from its key in backward, never stored), else the small mask of mask_shape
+    (noise_shape), broadcast over x. apply/mask_of: the backend's dropout_apply/dropout_mask."""
+    apply, mask_of = apply or dropout_apply, mask_of or dropout_mask
+    k = int(counter[0])
+    counter[0] += 1
+    if tuple(mask_shape) == tuple(x.shape):
+        return apply(x, seed, k, rate), k
+    mask = mask_of(mask_shape, seed, k, rate, x.dtype)
+    return x * mask, mask
 
 
 # ---- optimizer updates (in place; formulas in optimizers.py) --------------------------------------

@@ -13,7 +13,7 @@ import itertools
 import math
 import re
 
-from minicnn import backend, constraints, initializers
+from minicnn import backend, constraints, initializers, kernels
 
 _name_counters = {}
 
@@ -66,20 +66,18 @@ def window_geometry(size, k, s, padding):
 def activate(layer, z):
     """act(z + b) for a layer with a kernel, bias and activation (Conv2D, Dense), fused in place on z;
     a linear layer without bias has nothing to do (z is its output)."""
-    from minicnn import kernels
     if layer.use_bias or layer.activation.name != "linear":
-        return kernels.bias_activation(z, layer.params.get("b"), layer.activation)
+        return kernels.bias_activation(z, layer.params.get("b"), layer.activation.name)
     return z
 
 
 def activation_backward(layer, dout, y):
     """dz = dL/d(z + b) from dout = dL/dy (db into grads['b']); a linear layer without bias passes
     dout through untouched."""
-    from minicnn import kernels
     if not layer.use_bias and layer.activation.name == "linear":
         return dout
     dz = layer.workspace("dz", y.shape, y.dtype)
-    kernels.bias_activation_backward(dout, y, layer.activation, out=dz, db_out=layer.grads.get("b"))  # db: column sums
+    kernels.bias_activation_backward(dout, y, layer.activation.name, out=dz, db_out=layer.grads.get("b"))  # db: column sums
     return dz
 
 

@@ -107,7 +107,7 @@ class Conv2D(Layer):
         else:                                                   # out is z + b: the activation on top
             if self.keep_logits:
                 self.logits = out
-            y = self.activation.forward(out)
+            y = kernels.activation_forward(out, self.activation.name)
         self.cache = (x, None, out if self.activation.needs_input else y)          # no cols: recomputed
         return y
 
@@ -122,7 +122,7 @@ class Conv2D(Layer):
         x, _, y = self.cache
         inside = self._inside()
         if inside != self.activation.name:
-            dout = self.activation.backward(dout, y)                # dz; the kernel adds db up
+            dout = kernels.activation_backward(dout, y, self.activation.name)   # dz; the kernel adds db up
         return kernels.conv2d_backward(dout, x, y, self.params["W"], inside, *self._window(),
                                        self.grads["W"], self.grads.get("b"), self.input_grad)
 

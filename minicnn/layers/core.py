@@ -181,7 +181,6 @@ class Dropout(Layer):
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
         self.seed = seed
         self.draws = 0              # training calls so far: the mask stream's counter
-        self._counter = None        # GPU: the same counter in device memory (CUDA graphs read it there)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -195,57 +194,35 @@ class Dropout(Layer):
 
     @property
     def draws(self):
-        """Training calls so far. On the GPU the count lives in device memory (a CUDA graph
-        advances it); reading it here synchronises, so only saving and tests read it."""
+        """Training calls so far. The count lives in an array where the backend computes (on the
+        GPU a CUDA graph advances it); reading it there synchronises, so only saving and tests do."""
         if self._counter is not None:
-            return int(self._counter.get()[0])
+            return int(backend.to_host(self._counter)[0])
         return self._draws
 
     @draws.setter
     def draws(self, value):
         self._draws = int(value)
-        self._counter = None        # re-uploaded by the next GPU forward
+        self._counter = None        # made again, from _draws, by the next training forward
+
+    def prepare_device(self):
+        """Make the counter array now (the GPU strategy calls this before a CUDA graph's private
+        allocations, so the array keeps its address for every replay)."""
+        if self._counter is None:
+            self._counter = backend.to_device(np.array([self._draws], dtype=np.uint64))
 
     def forward(self, x, training=False):
         if not training or self.rate == 0:
             self.cache = None
             return x
-        mask_shape = self._mask_shape(x.shape)
-        if kernels.device_kernels() and tuple(mask_shape) == tuple(x.shape):
-            return self._forward_device(x)
-        counter = self.draws
-        self.draws += 1
-        if tuple(mask_shape) == tuple(x.shape):          # the mask is recomputed in backward from its key
-            self.cache = counter
-            return kernels.dropout_apply(x, self.seed, counter, self.rate)
-        mask = kernels.dropout_mask(mask_shape, self.seed, counter, self.rate, x.dtype)
-        self.cache = mask                                 # noise_shape: a small mask, broadcast
-        return x * mask
-
-    def prepare_device(self):
-        """GPU: put the counter in device memory now (before a CUDA graph's private allocations)."""
-        import numpy
-        if self._counter is None:
-            self._counter = backend.xp.asarray(numpy.array([self._draws], dtype=numpy.uint64))
-
-    def _forward_device(self, x):
-        """GPU: mask and product in one kernel, keyed by the device counter, which the same kernel
-        then advances (so a replayed CUDA graph draws a new mask every step)."""
-        from minicnn.kernels import gpu
         self.prepare_device()
-        mask = backend.xp.empty_like(x)
-        y = backend.xp.empty_like(x)
-        gpu.dropout_forward(x, self.seed, self._counter, self.rate, y, mask)     # also advances the counter
-        self.cache = mask
+        y, self.cache = kernels.dropout_train(x, self.seed, self._counter, self.rate, self._mask_shape(x.shape))
         return y
 
     def backward(self, dout):
-        mask = self.cache
-        if mask is None:
+        if self.cache is None:
             return dout
-        if isinstance(mask, int):                         # the forward's counter: the same mask again
-            return kernels.dropout_apply(dout, self.seed, mask, self.rate)
-        return dout * mask
+        return kernels.dropout_backward(dout, self.seed, self.cache, self.rate)
 
     def extra_state(self):
         return {"draws": self.draws}

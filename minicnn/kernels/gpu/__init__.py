@@ -36,7 +36,7 @@ from minicnn.kernels.gpu.losses import softmax_cross_entropy
 from minicnn.kernels.gpu.optimizers import (adam_device, adam_update, lookahead, param_table, rmsprop_device,
                                             rmsprop_update, sgd_device, sgd_momentum_update)
 from minicnn.kernels.gpu.pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
-from minicnn.kernels.gpu.regularizers import dropout_apply, dropout_forward, dropout_mask, max_norm
+from minicnn.kernels.gpu.regularizers import dropout_apply, dropout_forward, dropout_mask, dropout_train, max_norm
 
 __all__ = [
     "_done_counters", "module_source",
@@ -49,5 +49,5 @@ __all__ = [
     "adam_device", "adam_update", "lookahead", "param_table", "rmsprop_device", "rmsprop_update", "sgd_device",
     "sgd_momentum_update",
     "avgpool_backward", "avgpool_forward", "maxpool_backward", "maxpool_forward",
-    "dropout_apply", "dropout_forward", "dropout_mask", "max_norm",
+    "dropout_apply", "dropout_forward", "dropout_mask", "dropout_train", "max_norm",
 ]

@@ -67,18 +67,34 @@ __device__ __forceinline__ void for_window_cells(int oh, int ow, int H, int W, i
 """
 
 
+# The CUDA text of each compiled module, piece by piece: every family module adds its own at import
+# (add_source), at the position it had in the single source the kernels were verified from, so the
+# assembled text is the same byte for byte. Positions of the math module (data=False):
+#   0 header, 1 window walks, 2 conv, 3 pooling, 4 bias + activation, 5 max-norm, 6 dropout,
+#   7 softmax cross-entropy, 8 batch norm, 9 GELU, 10 optimizers;
+# of the data module (data=True): 0 header, 1 cursor, 2 gather, 3 flip-crop, 4 stats.
+_PIECES = {False: {}, True: {}}
+
+
+def add_source(data, position, text):
+    """Register a family's CUDA text at `position` of the data (True) or math (False) module."""
+    _PIECES[bool(data)][position] = text
+
+
+add_source(False, 0, HEADER_SOURCE)
+add_source(False, 1, WINDOWS_SOURCE)
+add_source(True, 0, HEADER_SOURCE)
+
+
+def data_kernel_names():
+    """The kernels of the data module (they compile for any element type)."""
+    return frozenset(kernel_names("".join(_parts(True)[1:])))
+
+
 def _parts(data):
-    """The CUDA texts of the data or the math module, in the order of the single source the kernels
-    were verified from (the assembled text is the same byte for byte)."""
-    # imported here: every family module imports this one
-    from minicnn.kernels.gpu import (activations, batchnorm, conv, data as data_family, losses, optimizers,
-                                     pooling, regularizers)
-    if data:
-        return (HEADER_SOURCE, data_family.CURSOR_SOURCE, data_family.GATHER_SOURCE, data_family.FLIP_CROP_SOURCE,
-                data_family.STATS_SOURCE)
-    return (HEADER_SOURCE, WINDOWS_SOURCE, conv.SOURCE, pooling.SOURCE, activations.BIAS_ACT_SOURCE,
-            regularizers.MAX_NORM_SOURCE, regularizers.DROPOUT_SOURCE, losses.SOURCE, batchnorm.SOURCE,
-            activations.GELU_SOURCE, optimizers.SOURCE)
+    """The CUDA texts of the data or the math module, in order."""
+    pieces = _PIECES[bool(data)]
+    return tuple(pieces[k] for k in sorted(pieces))
 
 
 def module_source(data, T, A, S):
@@ -102,8 +118,7 @@ def _kernel(name, T, A=np.int32, S=None):
     """Compiled kernel `name` for element type T (pooling arg type A, gather source type S); cached.
     The math kernels compile for float/double T; the data kernels for any listed type."""
     import cupy
-    from minicnn.kernels.gpu.data import KERNELS as data_kernels
-    data = name in data_kernels
+    data = name in data_kernel_names()
     key = (data, np.dtype(T), np.dtype(A), np.dtype(S if S is not None else T))
     mod = _modules.get(key)
     if mod is None:

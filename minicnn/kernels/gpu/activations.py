@@ -10,7 +10,7 @@ sums are deterministic. column_sum is that kernel with the linear activation.
 import numpy as np
 
 from minicnn.kernels import reference
-from minicnn.kernels.gpu._compile import _NULL, _done_counters, _i, _kernel, _launch
+from minicnn.kernels.gpu._compile import add_source, _done_counters, _i, _kernel, _launch, _NULL
 
 BIAS_ACT_SOURCE = r"""
 // ---- bias + activation ---------------------------------------------------------------------------
@@ -92,15 +92,19 @@ extern "C" __global__ void bias_act_bwd(const T* dout, const T* __restrict__ y, 
     }
 }
 """
+add_source(False, 4, BIAS_ACT_SOURCE)
 
 _ACT = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 
 
-def bias_activation(z, b, activation):
+def bias_activation(z, b, name):
     """In place on z (the fresh GEMM output, (R, F))."""
-    name = activation.name
+    if name == "gelu":                  # z + b stays in z (GELU's backward reads it)
+        if b is not None:
+            z += b
+        return gelu(z)
     if z.ndim != 2 or not z.flags.c_contiguous or (name not in _ACT and name != "softmax"):
-        return reference.bias_activation(z, b, activation)
+        return reference.bias_activation(z, b, name)
     if name == "softmax":
         _launch("bias_softmax", z.shape[0], (z, _NULL if b is None else b) + _i(z.shape[0], z.shape[1]), z.dtype)
     else:
@@ -108,21 +112,24 @@ def bias_activation(z, b, activation):
     return z
 
 
-def bias_activation_backward(dout, y, activation, out, db_out=None):
+def bias_activation_backward(dout, y, name, out, db_out=None):
     """out = dz = act'(y) * dout (out may be dout itself); returns db = column sums of dz
     (written into db_out when given). One launch: each block writes dz and its column partials; the
     last block of a column group to finish (a done counter) sums the partials in a fixed order
     (deterministic, no atomics on the sums)."""
     import cupy
-    if activation.name not in _ACT or dout.ndim != 2:
-        return reference.bias_activation_backward(dout, y, activation, out, db_out)
+    if name == "gelu":
+        out[...] = gelu_backward(dout, y)
+        return column_sum(out, db_out)
+    if name not in _ACT or dout.ndim != 2:
+        return reference.bias_activation_backward(dout, y, name, out, db_out)
     R, F = dout.shape
     dout = cupy.ascontiguousarray(dout)
     groups = int(min(max(R // 64, 1), 256))
     rows_per_block = (R + groups - 1) // groups
     db = db_out if db_out is not None else cupy.empty((F,), dtype=dout.dtype)
     partial = cupy.empty((groups, F), dtype=dout.dtype)
-    act = _ACT[activation.name]
+    act = _ACT[name]
     _kernel("bias_act_bwd", dout.dtype)(((F + 31) // 32, groups), (32, 8),
                                         (dout, y if act else dout, out, partial, db, _done_counters((F + 31) // 32))
                                         + _i(R, F, act, rows_per_block))
@@ -131,10 +138,9 @@ def bias_activation_backward(dout, y, activation, out, db_out=None):
 
 def column_sum(a, out=None):
     """Sum over the rows of a 2-D array (R, F) -> (F,), deterministic."""
-    from minicnn import activations as layer_activations
     import cupy
     a = cupy.ascontiguousarray(a)           # the kernel rewrites a's values unchanged (dz = dout)
-    return bias_activation_backward(a, None, layer_activations.get("linear"), a, out)
+    return bias_activation_backward(a, None, "linear", a, out)
 
 
 # ---- GELU -------------------------------------------------------------------------------------------
@@ -155,6 +161,7 @@ extern "C" __global__ void gelu_bwd(const T* __restrict__ dy, const T* __restric
     }
 }
 """
+add_source(False, 9, GELU_SOURCE)
 
 
 def gelu(z):
@@ -175,5 +182,11 @@ def gelu_backward(dy, z):
     return dz
 
 
-# An Activation layer's elementwise pass: CuPy's own elementwise kernels (the plain twins).
-activation_forward, activation_backward = reference.activation_forward, reference.activation_backward
+def activation_forward(x, name):
+    """An Activation layer's elementwise pass: GELU in one launch, the others CuPy's own
+    elementwise kernels (the plain twins)."""
+    return gelu(x) if name == "gelu" else reference.activation_forward(x, name)
+
+
+def activation_backward(dy, y, name):
+    return gelu_backward(dy, y) if name == "gelu" else reference.activation_backward(dy, y, name)

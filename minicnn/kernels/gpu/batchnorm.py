@@ -7,7 +7,7 @@ a third, elementwise launch then writes y (with the batch mean and variance) or 
 """
 import numpy as np
 
-from minicnn.kernels.gpu._compile import _NULL, _i, _kernel, _launch
+from minicnn.kernels.gpu._compile import add_source, _i, _kernel, _launch, _NULL
 
 SOURCE = r"""
 // ---- batch normalization in training mode (reference.batchnorm_forward / _backward), x as (M, C) ----
@@ -77,6 +77,7 @@ extern "C" __global__ void bn_dx(const T* __restrict__ dout, const T* __restrict
     }
 }
 """
+add_source(False, 8, SOURCE)
 
 
 def _bn_sums(a, b, mean, var, eps):

@@ -6,7 +6,7 @@ windows covering it send back (no atomics). The layer's convolution is one whole
 GEMM: the plain CuPy version of reference.py (the CPU's row-block kernels have no GPU twin).
 """
 from minicnn.kernels import reference
-from minicnn.kernels.gpu._compile import _check_size, _i, _launch
+from minicnn.kernels.gpu._compile import add_source, _check_size, _i, _launch
 
 SOURCE = r"""
 // ---- im2col / col2im ---------------------------------------------------------------------------
@@ -75,6 +75,7 @@ __device__ void col2im_impl(const T* __restrict__ dcols, T* __restrict__ dx, int
 }
 PACKED_ENTRIES(col2im)
 """
+add_source(False, 2, SOURCE)
 
 
 def _vec(C, *arrays):

@@ -8,13 +8,14 @@ a cursor on the device: each step gathers its rows at the cursor and advances it
 """
 import numpy as np
 
-from minicnn.kernels.gpu._compile import _NULL, _i, _kernel, _launch, kernel_names
+from minicnn.kernels.gpu._compile import add_source, _i, _kernel, kernel_names, _launch, _NULL
 
 CURSOR_SOURCE = r"""
 extern "C" __global__ void increment_i64(long long* counter, long long by) {
     if (gtid() == 0) counter[0] += by;
 }
 """
+add_source(True, 1, CURSOR_SOURCE)
 
 
 def advance_cursor(cursor, by):
@@ -36,6 +37,7 @@ extern "C" __global__ void gather_rows(const S* __restrict__ x, const int* __res
     }
 }
 """
+add_source(True, 2, GATHER_SOURCE)
 
 
 def gather_rows(x, order, cursor, out, scale=1.0):
@@ -69,6 +71,7 @@ extern "C" __global__ void flip_crop(const T* __restrict__ x, T* __restrict__ ou
     }
 }
 """
+add_source(True, 3, FLIP_CROP_SOURCE)
 
 
 def flip_crop(x, which, dy, dx, pad):
@@ -89,6 +92,7 @@ extern "C" __global__ void accumulate_stats(double* stats, const T* loss, const 
     if (gtid() == 0) { stats[0] += (double)loss[0] * n; stats[1] += (double)correct[0]; stats[2] = (double)loss[0]; }
 }
 """
+add_source(True, 4, STATS_SOURCE)
 
 
 def accumulate_stats(stats, loss, correct, n):

@@ -7,7 +7,7 @@ Losses without this kernel report through data.accumulate_stats.
 """
 import numpy as np
 
-from minicnn.kernels.gpu._compile import _NULL, _kernel
+from minicnn.kernels.gpu._compile import add_source, _kernel, _NULL
 
 SOURCE = r"""
 // ---- fused softmax cross-entropy from the logits, with the batch's loss and accuracy -------------
@@ -55,6 +55,7 @@ extern "C" __global__ void softmax_xent(const T* __restrict__ z, const T* __rest
     if (threadIdx.x == 0) { stats[0] += sl[0]; stats[1] += sc[0]; stats[2] = sl[0] / B; }
 }
 """
+add_source(False, 7, SOURCE)
 
 
 def softmax_cross_entropy(z, y, label_smoothing, dz, stats):

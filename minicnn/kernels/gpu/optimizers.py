@@ -10,7 +10,7 @@ signatures), run as the plain CuPy twins.
 import numpy as np
 
 from minicnn.kernels import reference
-from minicnn.kernels.gpu._compile import _launch
+from minicnn.kernels.gpu._compile import add_source, _launch
 
 SOURCE = r"""
 // ---- optimizer updates: ONE launch updates every parameter ("multi-tensor") ---------------------
@@ -111,6 +111,7 @@ extern "C" __global__ void sgd(const unsigned long long* __restrict__ ptrs, cons
     }
 }
 """
+add_source(False, 10, SOURCE)
 
 
 def param_table(groups, lr_factors=None, decay_factors=None):

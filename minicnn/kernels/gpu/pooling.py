@@ -6,7 +6,7 @@ Backward: one thread per input cell sums what the windows covering it send back 
 scatter): deterministic, no atomics. Average pooling leaves padding out of the divisor.
 """
 from minicnn.kernels import reference
-from minicnn.kernels.gpu._compile import _check_size, _i, _launch
+from minicnn.kernels.gpu._compile import add_source, _check_size, _i, _launch
 
 SOURCE = r"""
 // ---- pooling -------------------------------------------------------------------------------------
@@ -91,6 +91,7 @@ extern "C" __global__ void avgpool_bwd(const T* __restrict__ dout, T* __restrict
     }
 }
 """
+add_source(False, 3, SOURCE)
 
 
 def maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW, out=None, arg_out=None):

@@ -8,7 +8,7 @@ from device memory and the kernel's last block advances it, so the step can be r
 """
 import numpy as np
 
-from minicnn.kernels.gpu._compile import _NULL, _done_counters, _i, _kernel, _launch
+from minicnn.kernels.gpu._compile import add_source, _done_counters, _i, _kernel, _launch, _NULL
 
 MAX_NORM_SOURCE = r"""
 // ---- max_norm: each column of w (R, F) scaled to norm <= max_value -----------------------------
@@ -46,6 +46,7 @@ extern "C" __global__ void scale_columns(T* __restrict__ w, const T* __restrict_
     for (long long idx = gtid(); idx < total; idx += gstride()) w[idx] *= scale[(unsigned)idx % (unsigned)F];
 }
 """
+add_source(False, 5, MAX_NORM_SOURCE)
 
 
 def max_norm(w, max_value):
@@ -93,6 +94,7 @@ extern "C" __global__ void dropout_fwd(const T* __restrict__ x, T* __restrict__ 
     if (last && threadIdx.x == 0) { counter[0] += 1; done[0] = 0; }
 }
 """
+add_source(False, 6, DROPOUT_SOURCE)
 
 
 def dropout_forward(x, seed, counter, rate, out, mask):
@@ -102,6 +104,22 @@ def dropout_forward(x, seed, counter, rate, out, mask):
     _launch("dropout_fwd", x.size, (x, out, mask, np.int64(x.size), np.uint64(seed), counter, np.float64(rate), scale,
                                     _done_counters(1)), x.dtype)
     return out
+
+
+def dropout_train(x, seed, counter, rate, mask_shape):
+    """reference.dropout_train with the key read from the device counter (uint64, one element) by
+    the kernel, which also advances it: no host sync, so a captured CUDA graph draws a new mask at
+    every replay. The mask is kept (saved = mask): x's shape, or mask_shape (noise_shape), broadcast."""
+    import cupy
+    mask = cupy.empty(tuple(mask_shape), dtype=x.dtype)
+    if tuple(mask_shape) == tuple(x.shape):
+        y = cupy.empty_like(x)
+        dropout_forward(x, seed, counter, rate, y, mask)           # also advances the counter
+        return y, mask
+    _launch("dropout_fwd", mask.size, (_NULL, _NULL, mask, np.int64(mask.size), np.uint64(seed), counter,
+                                       np.float64(rate), x.dtype.type(1.0 / (1.0 - rate)), _done_counters(1)),
+            x.dtype)                                               # the mask alone; advances the counter
+    return x * mask, mask
 
 
 def dropout_apply(x, seed, counter, rate):

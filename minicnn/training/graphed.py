@@ -1,7 +1,8 @@
-"""Training on the GPU: data uploaded once, batches gathered on the device, CUDA-graph steps.
+"""The GPU's training strategy: data uploaded once, batches gathered on the device, CUDA-graph steps.
 
-``Sequential.fit`` hands its epochs to a ``DeviceTrainer`` when the GPU backend runs minicnn's
-CUDA kernels. What changes compared with the CPU loop (the math does not change):
+``Trainer.fit`` hands its epochs to a ``DeviceLoop`` when the GPU backend runs minicnn's CUDA
+kernels (``usable()``); evaluate and predict use ``evaluate_sums`` and ``predict`` here then.
+This module, ``backend.py`` and ``kernels/`` are the only places that know which backend runs. What changes compared with the CPU loop (the math does not change):
 
   - the training arrays go to the device once (uint8 stays uint8: 4x less memory); each step a
     kernel gathers the batch rows named by the epoch's permutation (also on the device) into one
@@ -26,9 +27,16 @@ the batch buffers) are created before it and only ever updated in place.
 """
 import numpy as np
 
-from minicnn import backend, kernels
+from minicnn import backend, kernels, losses
+from minicnn.kernels import cublas, gpu
+from minicnn.training import data, steps
 
 _GRAPH_POOL = None
+
+
+def usable():
+    """True when the GPU backend runs minicnn's CUDA kernels (what this strategy needs)."""
+    return kernels.device_kernels()
 
 
 def _graph_pool():
@@ -52,13 +60,37 @@ def upload(x, dtype=None):
     return cupy.asarray(x)
 
 
-class DeviceTrainer:
+def device_loss(model, xb, yb, stats, training):
+    """Forward, loss and accuracy accumulated into the device array stats (loss sum, correct
+    count, last batch loss), and with training=True the backward pass. No host sync."""
+    out = model.forward(xb, training=training)
+    if model._fused and isinstance(model.loss, losses.CategoricalCrossentropy):
+        logits = model._head().logits
+        dz = backend.xp.empty_like(logits)
+        gpu.softmax_cross_entropy(logits, yb, model.loss.label_smoothing, dz, stats)
+        if training:
+            model.backward_from_logits(dz)
+        return
+    loss, dout = model.loss(yb, out)
+    gpu.accumulate_stats(stats, backend.xp.asarray(loss, dtype=out.dtype), steps.count_correct(out, yb), len(xb))
+    if training:
+        model.backward(dout)
+
+
+def device_train_step(model, xb, yb, stats, variables):
+    """One update on one device batch (what a CUDA graph captures)."""
+    with kernels.overlap():                  # weight gradients on a side stream, joined here
+        device_loss(model, xb, yb, stats, training=True)
+    model.optimizer.apply(steps.update_list(variables))
+
+
+class DeviceLoop:
     """Runs the epochs of one ``fit`` call on the GPU (see the module docstring)."""
 
-    def __init__(self, model, x, y, batch_size, epochs, cuda_graph=True, augment=None):
+    def __init__(self, trainer, x, y, batch_size, epochs, cuda_graph=True, augment=None):
         import cupy
-        from minicnn.kernels import cublas, gpu
-        self.model, self.batch_size = model, int(batch_size)
+        model = trainer.model
+        self.trainer, self.model, self.batch_size = trainer, model, int(batch_size)
         dtype = np.dtype(backend.floatx())
         self.stream = cupy.cuda.Stream(non_blocking=False)
         with self.stream:
@@ -81,7 +113,7 @@ class DeviceTrainer:
             gpu._done_counters(1)
             opt = model.optimizer
             if not opt.built:
-                opt.build([(path, layer.params[k]) for path, layer, k in model._variables])
+                opt.build([(path, layer.params[k]) for path, layer, k in trainer.variables])
             self.steps = -(-self.n // self.batch_size)
             if opt._on_device():
                 opt.prepare_device(self.steps * max(1, epochs))   # the learning rate of every planned step
@@ -94,17 +126,32 @@ class DeviceTrainer:
         # Lookahead syncs every k updates: a host decision, so it runs here between steps (eagerly)
         opt.defer_lookahead = bool(opt.lookahead_steps)
         self.updates = opt.iterations if opt.lookahead_steps else 0
-        self.weights = [(path, layer.params[k]) for path, layer, k in model._variables]
+        self.weights = [(path, layer.params[k]) for path, layer, k in trainer.variables]
+
+    # ---- the strategy's interface (see trainer.py) ---------------------------------------------
+    def place(self, pair):
+        """The validation pair on the device, uploaded once."""
+        with self.stream:
+            return upload(pair[0], backend.floatx()), upload(pair[1])
+
+    def context(self):
+        return self.stream
+
+    def close(self):
+        self.stream.synchronize()
+        opt = self.model.optimizer
+        opt._dev_remaining = 0          # the next update re-reads t and the schedule
+        opt.defer_lookahead = False
+        self.graph = None               # releases the CUDA graph
 
     # ---- one step -------------------------------------------------------------------------------
     def _step(self, rows):
         """Gather the next `rows` examples and train on them (all on the device, no host sync)."""
-        from minicnn.kernels import gpu
         xb, yb = self.xb[:rows], self.yb[:rows]
         gpu.gather_rows(self.x, self.order, self.cursor, xb)
         gpu.gather_rows(self.y, self.order, self.cursor, yb)
         gpu.advance_cursor(self.cursor, rows)
-        self.model._device_train_step(xb, yb, self.stats)
+        device_train_step(self.model, xb, yb, self.stats, self.trainer.variables)
 
     def _capture(self):
         """Run this step eagerly (it compiles the kernels and allocates every temporary in the private
@@ -123,16 +170,15 @@ class DeviceTrainer:
         """One pass over the data; returns the epoch's training metrics (reads the device once)."""
         model = self.model
         if self.augment is not None:               # eager, between graph replays; same address
-            from minicnn.model import augmented
-            self.x[...] = augmented(self.augment, self.source, epoch)
-        order = model._epoch_order(epoch, self.n, shuffle).astype(np.int32)
+            self.x[...] = data.augmented(self.augment, self.source, epoch)
+        order = data.epoch_order(model.seed, epoch, self.n, shuffle).astype(np.int32)
         self.order.set(order, stream=self.stream)
         self.cursor.fill(0)
         self.stats.fill(0)
         self.seen = 0
         full = self.n // self.batch_size
         for step in range(self.steps):
-            model._where = f"in epoch {epoch + 1}, step {step + 1}"
+            self.trainer.where = f"in epoch {epoch + 1}, step {step + 1}"
             rows = self.batch_size if step < full else self.n - full * self.batch_size
             if rows == self.batch_size and self.use_graph:
                 if self.graph is None:
@@ -167,7 +213,6 @@ def _batches_in_order(xd, yd, batch_size):
     """(start, xb, yb) for consecutive batches of device arrays xd, yd (yd may be None), gathered
     into two reused buffers: x cast to floatx, labels kept int32 or cast to floatx."""
     import cupy
-    from minicnn.kernels import gpu
     dtype = np.dtype(backend.floatx())
     order = cupy.arange(len(xd), dtype=np.int32)
     rows = min(batch_size, len(xd))
@@ -182,12 +227,12 @@ def _batches_in_order(xd, yd, batch_size):
         yield start, xb[:n], None if yd is None else yb[:n]
 
 
-def evaluate(model, x, y, batch_size):
+def evaluate_sums(model, x, y, batch_size):
     """(loss sum, correct count) over device or host arrays, batch by batch on the device."""
     import cupy
     stats = cupy.zeros(3, dtype=np.float64)
     for _, xb, yb in _batches_in_order(upload(x, backend.floatx()), upload(y), batch_size):
-        model._device_loss(xb, yb, stats, training=False)
+        device_loss(model, xb, yb, stats, training=False)
     loss_sum, correct, _ = stats.get()
     return float(loss_sum), float(correct)
 

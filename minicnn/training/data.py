@@ -1,0 +1,153 @@
+"""What fit, evaluate and predict check and feed: the input checks, the epoch's sample order and
+the batches.
+
+Every check runs before any computation and names what was expected and what came, so a bad
+array fails here, not deep inside NumPy.
+"""
+import math
+import warnings
+
+import numpy as np
+
+from minicnn import backend, kernels
+
+INFERENCE_BYTES = 4 << 20       # evaluate/predict: the largest activation of one chunk of images
+
+
+def first_non_finite(x):
+    """Index of the first sample of x holding NaN or inf, or None. Host arrays are scanned in
+    chunks of ~4M values (no full-size temporary); device arrays in one pass."""
+    if not isinstance(x, np.ndarray):
+        finite = backend.xp.isfinite(x).reshape(len(x), -1).all(axis=1)
+        return None if bool(finite.all()) else int(backend.xp.argmin(finite))
+    step = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
+    for start in range(0, len(x), step):
+        finite = np.isfinite(x[start:start + step]).reshape(min(step, len(x) - start), -1).all(axis=1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
+
+
+def check_x(model, x, what="x"):
+    """Validate inputs for `model` (building it from x's shape if needed); returns an array."""
+    if x is None:
+        raise ValueError(f"{what} is None; pass an array of images")
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise TypeError(f"{what} must hold real numbers (float or integer), got dtype {x.dtype}")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(x.shape)}); there is nothing to train or predict on")
+    if not model.built:
+        model.build(model._declared_input_shape() or x.shape[1:])
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise ValueError(f"model {model.name!r} expects {what} of shape (N, {', '.join(map(str, model.input_shape))}), "
+                         f"got {tuple(x.shape)}")
+    if np.issubdtype(x.dtype, np.floating):
+        first = first_non_finite(x)
+        if first is not None:
+            raise ValueError(f"{what} contains NaN or infinite values (first at sample {first}); "
+                             "clean or re-scale the data")
+    elif x.size and int(x.max()) > 1 and not getattr(model, "_warned_integer_input", False):
+        model._warned_integer_input = True
+        warnings.warn(f"{what} is {x.dtype} with values up to {int(x.max())}; minicnn casts it to "
+                      f"{backend.floatx()} unscaled (the tutorials divide by 255 first)", stacklevel=4)
+    return x
+
+
+def check_y(model, y, n, what="y"):
+    """Labels checked by the model's loss (one-hot, class ids or targets), n of them, on the host."""
+    if y is None:
+        raise ValueError(f"{what} is None; fit/evaluate need labels")
+    y = model.loss.check_labels(backend.to_host(y), model.output_shape[-1])
+    if len(y) != n:
+        raise ValueError(f"{what} has {len(y)} samples but x has {n}; they must match")
+    return y
+
+
+def check_batch_size(batch_size, what="batch_size"):
+    if batch_size is None:
+        return 32
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"{what} must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+def check_fit_numbers(epochs, initial_epoch, validation_split, verbose):
+    """fit's numeric arguments checked; returns verbose as 0, 1 or 2."""
+    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    if not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+        raise ValueError(f"initial_epoch must be an int >= 0, got {initial_epoch!r}")
+    if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    verbose = 1 if verbose == "auto" else verbose
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    return verbose
+
+
+def fit_data(model, x, y, validation_data, validation_split):
+    """Checked training arrays and the validation pair (given, or the LAST fraction, as Keras)."""
+    x = check_x(model, x)
+    y = check_y(model, y, len(x))
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (x_val, y_val)")
+        xv = check_x(model, validation_data[0], "validation x")
+        return x, y, (xv, check_y(model, validation_data[1], len(xv), "validation y"))
+    if not validation_split:
+        return x, y, None
+    split_at = int(math.floor(len(x) * (1 - validation_split)))
+    if split_at == 0 or split_at == len(x):
+        raise ValueError(f"validation_split={validation_split} leaves an empty training or validation "
+                         f"set for {len(x)} samples")
+    return x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
+
+
+def check_augment(augment):
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be a callable f(x, epoch) -> x (e.g. minicnn.augment.FlipTranslate()), "
+                        f"got {augment!r}")
+
+
+def augmented(augment, x, epoch):
+    """fit's per-epoch augmentation of the training array x (or x itself), checked."""
+    if augment is None:
+        return x
+    out = augment(x, epoch)
+    if getattr(out, "shape", None) != x.shape or getattr(out, "dtype", None) != x.dtype or type(out) is not type(x):
+        raise ValueError(f"augment({augment!r}) must return an array like its input ({type(x).__name__} "
+                         f"{x.dtype} {tuple(x.shape)}), got {type(out).__name__} "
+                         f"{getattr(out, 'dtype', None)} {tuple(getattr(out, 'shape', ()))}")
+    return out
+
+
+def epoch_order(seed, epoch, n, shuffle):
+    """Sample order of one epoch: a permutation keyed by (model seed, epoch), so a run resumed
+    with initial_epoch sees the same batches as an uninterrupted one."""
+    if shuffle in (False, None):
+        return np.arange(n)
+    if shuffle == "batch":
+        raise ValueError("shuffle='batch' is not supported; use True or False")
+    return np.random.default_rng((seed, epoch)).permutation(n)
+
+
+def batches(x, y, order, batch_size):
+    """Yield (xb, yb) in `order`, batch_size rows at a time, gathered into one reused float buffer
+    where the backend computes (kernels.take_rows)."""
+    buf = backend.xp.empty((min(batch_size, len(order)),) + tuple(x.shape[1:]), dtype=backend.floatx())
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        xb = kernels.take_rows(x, idx, buf[:len(idx)])
+        yield xb, (None if y is None else backend.to_device(y[idx]))
+
+
+def inference_batches(model, x, y, batch_size):
+    """evaluate's and predict's batches: the user's batch_size, cut into chunks whose largest
+    activation stays within INFERENCE_BYTES. In inference every sample is computed on its own
+    (Dropout passes through, BatchNormalization uses its moving statistics), so the chunks change
+    no number, only how much memory a large batch_size would take."""
+    largest = max([int(np.prod(layer.output_shape)) for layer in model.sublayers()] + [int(np.prod(x.shape[1:]))])
+    chunk = max(1, INFERENCE_BYTES // (largest * np.dtype(backend.floatx()).itemsize))
+    return batches(x, y, np.arange(len(x)), min(batch_size, chunk))

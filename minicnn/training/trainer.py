@@ -1,0 +1,176 @@
+"""The Trainer: what ``model.fit``, ``evaluate``, ``predict`` and ``train_on_batch`` run.
+
+The model (model.py) is a container of layers: forward, backward, weights. Everything about
+running it over a dataset lives here, as Keras 3 keeps ``trainers/`` apart from ``models/``:
+
+    fit(x, y, ...)     checks (data.py) -> callbacks -> for each epoch: a strategy's train_epoch,
+                       then the validation pass -> the optimizer's final values (EMA, Lookahead)
+    evaluate / predict inference-mode passes, cut into memory-bounded chunks
+    train_on_batch     one eager step (steps.train_step)
+
+The epoch loop itself is a *strategy*, chosen by what the backend offers:
+    steps.HostLoop       every backend: batches from the host arrays, one eager step each
+    graphed.DeviceLoop   the GPU with minicnn's CUDA kernels: data uploaded once, batches
+                         gathered on the device, each step replayed as a CUDA graph
+Both expose train_epoch(epoch, shuffle, callbacks) -> logs, last_batch_loss(), context(), close().
+"""
+import math
+import time
+
+from minicnn import backend
+from minicnn import callbacks as callbacks_module
+from minicnn.training import data, graphed, steps
+
+
+class Metrics:
+    """Running, sample-weighted means of the training-mode loss and accuracy, as Keras reports
+    them during an epoch. Sums stay where the step computed them (no device sync per step)."""
+
+    def __init__(self, names):
+        self.names = names
+        self.reset()
+
+    def reset(self):
+        self.loss_sum = self.correct = 0.0
+        self.seen = 0
+
+    def add(self, loss, correct, count):
+        self.loss_sum = self.loss_sum + loss * count
+        self.correct = self.correct + correct
+        self.seen += count
+
+    def logs(self):
+        """The means so far (reads the device: call only when displaying)."""
+        return result(self.names, float(self.loss_sum) / max(self.seen, 1),
+                      float(self.correct) / max(self.seen, 1), return_dict=True)
+
+
+def result(metric_names, loss, accuracy, return_dict=False):
+    """Keras's return value: {'accuracy': a, 'loss': l} or [loss, accuracy] (loss alone without metrics)."""
+    if return_dict:
+        return {**({metric_names[0]: accuracy} if metric_names else {}), "loss": loss}
+    return [loss, accuracy] if metric_names else loss
+
+
+class Trainer:
+    """Runs one model over data. ``model.trainer`` holds it; ``model.fit(...)`` delegates here."""
+
+    def __init__(self, model):
+        self.model = model
+        self.metrics = Metrics(model.metric_names)
+        self.strategy = None         # the epoch loop while fit runs
+        self.variables = []          # (path, layer, key) of every trainable weight
+        self.params = {}             # what callbacks read as self.params (epochs, steps, verbose, ...)
+        self.where = "before the first epoch"   # for the message of an interrupted fit
+
+    # ---- before training ------------------------------------------------------------------------
+    def require_compiled(self, what):
+        if not self.model.compiled:
+            raise RuntimeError(f"call model.compile(optimizer, loss, metrics) before {what}()")
+
+    def prepare(self):
+        """The variables the optimizer updates, and the float state Lookahead may track."""
+        model = self.model
+        self.require_compiled("fit")
+        self.metrics.names = model.metric_names
+        self.variables = model.variables()
+        self.track_optimizer_state()
+
+    def track_optimizer_state(self):
+        """Hand the optimizer the float state it averages too (Lookahead with lookahead_state=True)."""
+        model = self.model
+        if getattr(model.optimizer, "lookahead_state", False):
+            model.optimizer.track_state([(path, a) for path, a in model.state.items() if a.dtype.kind == "f"])
+
+    # ---- fit ------------------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, cuda_graph=None,
+            augment=None):
+        model = self.model
+        data.check_augment(augment)
+        self.require_compiled("fit")
+        batch_size = data.check_batch_size(batch_size)
+        verbose = data.check_fit_numbers(epochs, initial_epoch, validation_split, verbose)
+        x, y, val = data.fit_data(model, x, y, validation_data, validation_split)
+        self.prepare()
+        n_steps = math.ceil(len(x) / batch_size)
+        history = callbacks_module.History()
+        cbs = [history] + ([callbacks_module.ProgbarLogger(verbose, n_steps, epochs)] if verbose else [])
+        cbs = callbacks_module.CallbackList(cbs + list(callbacks or []), model)
+        self.params = {"epochs": epochs, "steps": n_steps, "verbose": verbose, "batch_size": batch_size}
+        model.history = history
+        model.stop_training, model.stop_reason = False, None
+        if graphed.usable() and epochs > initial_epoch:
+            self.strategy = graphed.DeviceLoop(self, x, y, batch_size, epochs - initial_epoch,
+                                               cuda_graph=True if cuda_graph is None else cuda_graph, augment=augment)
+        else:
+            self.strategy = steps.HostLoop(self, x, y, batch_size, augment=augment)
+        if val is not None:
+            val = self.strategy.place(val)
+        cbs.on_train_begin()
+        self.where = "before the first epoch"
+        try:
+            with self.strategy.context():
+                for epoch in range(initial_epoch, epochs):
+                    cbs.on_epoch_begin(epoch)
+                    logs = self.strategy.train_epoch(epoch, shuffle, cbs)
+                    if val is not None and not model.stop_training:
+                        val_logs = self.evaluate(val[0], val[1], batch_size=validation_batch_size or batch_size,
+                                                 verbose=0, return_dict=True, _checked=True)
+                        logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                    cbs.on_epoch_end(epoch, logs)
+                    if model.stop_training:
+                        break
+        except KeyboardInterrupt:
+            print(f"\nTraining interrupted {self.where}; returning the history of the completed epochs.", flush=True)
+            model.stop_reason = f"interrupted {self.where}"
+        finally:
+            self.strategy.close()
+            self.strategy = None
+        model.optimizer.finalize_variable_values([layer.params[k] for _, layer, k in self.variables],
+                                                 [path for path, _, _ in self.variables])   # use_ema: w = average
+        cbs.on_train_end()
+        return history
+
+    def last_batch_loss(self):
+        """The loss of the last training batch (TerminateOnNaN reads it; on the GPU it syncs)."""
+        return self.strategy.last_batch_loss() if self.strategy is not None else float("nan")
+
+    # ---- one batch ------------------------------------------------------------------------------
+    def train_on_batch(self, x, y):
+        self.require_compiled("train_on_batch")
+        x = data.check_x(self.model, x)
+        y = data.check_y(self.model, y, len(x))
+        self.prepare()
+        loss, correct = steps.train_step(self.model, backend.to_device(x, backend.floatx()), backend.to_device(y),
+                                         self.variables)
+        return result(self.model.metric_names, float(loss), float(correct) / len(x))
+
+    # ---- evaluate / predict -------------------------------------------------------------------
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, _checked=False):
+        """Loss and accuracy over (x, y) in inference mode; returns [loss, accuracy] like Keras."""
+        model = self.model
+        self.require_compiled("evaluate")
+        batch_size = data.check_batch_size(batch_size)
+        if not _checked:
+            x = data.check_x(model, x)
+            y = data.check_y(model, y, len(x))
+        start = time.perf_counter()
+        sums = graphed.evaluate_sums if graphed.usable() else steps.evaluate_sums
+        loss_sum, correct = sums(model, x, y, batch_size)
+        logs = result(model.metric_names, loss_sum / len(x), correct / len(x), return_dict=True)
+        if verbose in (1, 2, "auto"):
+            n_steps, elapsed = math.ceil(len(x) / batch_size), time.perf_counter() - start
+            print(f"{n_steps}/{n_steps} - {elapsed:.0f}s - {elapsed / n_steps * 1e3:.0f}ms/step - "
+                  f"{callbacks_module.format_logs(logs)}", flush=True)
+        if return_dict:
+            return logs
+        return [logs["loss"], logs[model.metric_names[0]]] if model.metric_names else logs["loss"]
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """Outputs for x, computed batch by batch in inference mode; a NumPy array (N, ...)."""
+        batch_size = data.check_batch_size(batch_size)
+        x = data.check_x(self.model, x)
+        run = graphed.predict if graphed.usable() else steps.predict_host
+        return run(self.model, x, batch_size)
+
