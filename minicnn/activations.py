@@ -9,8 +9,9 @@ derivative needs its input, says so with ``needs_input = True``: layers then cac
     softmax  y_k = e^z_k / sum_j e^z_j  dz = y * (dy - sum_k dy_k y_k)   (over the last axis)
     gelu     y = z Phi(z)               dz = dy * (Phi(z) + z phi(z))          (in terms of z)
              Phi = the standard normal CDF = (1 + erf(z / sqrt 2)) / 2, phi = its density
-A softmax output followed by cross-entropy never uses softmax.backward: the loss takes the
-gradient straight from the logits (see losses.py).
+A softmax output followed by cross-entropy never uses softmax.backward: compile hands the softmax
+to the loss (SoftmaxInTheLoss below), which takes the gradient straight from the logits:
+dL/dz = (p - y) / N (see losses.py).
 """
 import math
 
@@ -108,7 +109,23 @@ def erf(x):
     return backend.xp.asarray(np.frompyfunc(math.erf, 1, 1)(backend.to_host(x)).astype(x.dtype))
 
 
+class SoftmaxInTheLoss(Linear):
+    """A softmax head whose softmax the loss owns (compile puts it there when the loss is
+    cross-entropy, as deep-learning-from-scratch's SoftmaxWithLoss): the layer computes its logits
+    z (linear), the model applies the softmax to its output, and the loss differentiates
+    softmax + cross-entropy in one step from z. Saved and shown as 'softmax'."""
+    declared = "softmax"
+
+    def __repr__(self):
+        return "softmax (in the loss)"
+
+
 _ACTIVATIONS = {cls.name: cls for cls in (Linear, ReLU, Tanh, Sigmoid, Softmax, GELU)}
+
+
+def serialize(activation):
+    """The name an activation is saved and exported under ('softmax' for SoftmaxInTheLoss)."""
+    return getattr(activation, "declared", activation.name)
 
 
 def get(identifier):

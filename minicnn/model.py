@@ -6,7 +6,7 @@ and decides once whether the loss trains a softmax head from its logits. Running
 data (fit, evaluate, predict, train_on_batch) is the Trainer's job: ``model.fit(...)`` delegates
 to ``training/trainer.py``, where the training step, batching and callbacks live.
 """
-from minicnn import backend, layers, losses, optimizers, saving
+from minicnn import activations, backend, kernels, layers, losses, optimizers, saving
 from minicnn.layers.base import Layer, snake_case
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
@@ -41,6 +41,7 @@ class Sequential(Layer):
         self.optimizer = self.loss = None
         self.metric_names = []
         self.compiled = False
+        self._fused = False         # compile: the loss owns the head's softmax (see _configure_head)
         self.stop_training = False
         self.stop_reason = None
         self.seed = None
@@ -149,28 +150,18 @@ class Sequential(Layer):
     def forward(self, x, training=False):
         for layer in self.layers:
             x = layer.forward(x, training=training)
+        if self._fused:             # the softmax the loss owns (see compile): logits kept, probabilities out
+            self.logits = x
+            x = kernels.activation_forward(x, "softmax")
         return x
 
-    def backward(self, dout, layers=None):
-        for layer in reversed(self.layers if layers is None else layers):
+    def backward(self, dout):
+        """dL/dx from dout = dL/d(output): with the softmax in the loss, dout is dL/dlogits."""
+        for layer in reversed(self.layers):
             dout = layer.backward(dout)
             if dout is None:
                 break
         return dout
-
-    def backward_from_logits(self, dz):
-        """Backward from dL/dlogits of the softmax head (softmax cross-entropy fused by compile)
-        through the whole stack, nested Sequentials included; returns dL/dx (or None)."""
-        dx = self._head().backward_logits(dz)
-        chain, model = [], self
-        while isinstance(model, Sequential) and model.ends_in_last_layer:
-            chain.append(model)
-            model = model.layers[-1]
-        for container in reversed(chain):
-            if dx is None:
-                return None
-            dx = container.backward(dx, container.layers[:-1])
-        return dx
 
     def members(self):
         """(key, layer) for every layer holding weights or state, in Keras order: here the stack's
@@ -260,11 +251,17 @@ class Sequential(Layer):
         return head
 
     def _configure_head(self):
+        """Decide once who owns a softmax head's softmax. With a cross-entropy loss the loss does,
+        as deep-learning-from-scratch's SoftmaxWithLoss: the head layer computes its logits z
+        (activations.SoftmaxInTheLoss), forward applies the softmax after the stack (outputs stay
+        probabilities, as in Keras), and training differentiates softmax + cross-entropy in one step,
+        dL/dz = (p - y) / N, exact even where p underflows. Any other loss: the head's own softmax."""
         head = self._head()
         activation = getattr(head, "activation", None)
-        self._fused = bool(self.loss.fuses_softmax and activation is not None and activation.name == "softmax")
-        if head is not None:
-            head.keep_logits = self._fused
+        declared = activation if activation is None else activations.serialize(activation)
+        self._fused = bool(self.loss.fuses_softmax and declared == "softmax" and self.ends_in_last_layer)
+        if declared == "softmax":
+            head.activation = activations.SoftmaxInTheLoss() if self._fused else activations.get("softmax")
 
     # ---- training: the Trainer runs it (training/trainer.py) -----------------------------------
     @property
@@ -400,9 +397,7 @@ class Residual(Sequential):
         side = x if self.shortcut is None else self.shortcut.forward(x, training=training)
         return super().forward(x, training=training) + side
 
-    def backward(self, dout, layers=None):
-        if layers is not None:
-            raise ValueError("a Residual has no softmax head to backward from")
+    def backward(self, dout):
         through_branch = super().backward(dout)
         through_side = dout if self.shortcut is None else self.shortcut.backward(dout)
         if not self._input_grad:

@@ -339,3 +339,25 @@ def test_early_stopping_restores_the_best_weights():
     for w, best, last in zip(model.get_weights(), seen[0], seen[-1]):
         np.testing.assert_array_equal(w, best)
     assert any(not np.array_equal(b, l) for b, l in zip(seen[0], seen[-1]))
+
+
+def test_the_loss_owns_the_softmax_of_a_softmax_head():
+    """compile with cross-entropy hands the head's softmax to the loss: the head layer computes its
+    logits, the model still outputs probabilities, the config still says softmax; the loss is exact
+    where a probability underflows; compiling with another loss gives the softmax back."""
+    model = minicnn.Sequential([Dense(3, activation="softmax", input_shape=(2,))])
+    model.compile("sgd", "categorical_crossentropy")
+    head = model.layers[0]
+    assert isinstance(head.activation, minicnn.activations.SoftmaxInTheLoss)
+    assert head.get_config()["activation"] == "softmax"
+    model.set_weights([np.array([[100.0, 0.0, -100.0], [0.0, 0.0, 0.0]], np.float32), np.zeros(3, np.float32)])
+    x = np.array([[1.0, 0.0]], np.float32)
+    p = model.predict(x)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    assert p[0, 2] == 0.0                                   # e^-200 underflows in float32
+    loss = model.evaluate(x, np.array([[0.0, 0.0, 1.0]], np.float32), verbose=0)
+    assert loss == pytest.approx(200.0, rel=1e-5)          # logsumexp(z) - z_2, not -log(0) = inf
+    np.testing.assert_allclose(head.forward(x), [[100.0, 0.0, -100.0]])   # the layer's own output: logits
+    model.compile("sgd", "mse")
+    assert isinstance(head.activation, minicnn.activations.Softmax)
+    np.testing.assert_allclose(model.predict(x), p, atol=1e-7)

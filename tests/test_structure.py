@@ -143,3 +143,12 @@ def test_model_py_holds_the_containers_only():
     assert set(classes) == {"Sequential", "Residual"}
     methods = {f.name for f in classes["Sequential"].body if isinstance(f, ast.FunctionDef)}
     assert not methods & {"_train_epoch", "_batches", "_check_x", "_epoch_order", "_device_train_step"}
+
+
+def test_layers_carry_no_logits_plumbing():
+    """The loss owns a softmax head's softmax (Sequential._configure_head): no layer keeps logits
+    or has a second backward for them."""
+    found = [f"{path.relative_to(ROOT)}:{n}" for path in (ROOT / "layers").glob("*.py")
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"keep_logits|backward_logits|\.logits\b", line)]
+    assert found == []

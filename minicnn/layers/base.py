@@ -13,7 +13,7 @@ import itertools
 import math
 import re
 
-from minicnn import backend, constraints, initializers, kernels
+from minicnn import activations, backend, constraints, initializers, kernels
 
 _name_counters = {}
 
@@ -83,7 +83,7 @@ def activation_backward(layer, dout, y):
 
 def kernel_bias_config(layer):
     """Config entries shared by the layers with a kernel, a bias and an activation (Conv2D, Dense)."""
-    return {"activation": layer.activation.name, "use_bias": layer.use_bias,
+    return {"activation": activations.serialize(layer.activation), "use_bias": layer.use_bias,
             "kernel_initializer": initializers.serialize(layer.kernel_initializer),
             "bias_initializer": initializers.serialize(layer.bias_initializer),
             "kernel_constraint": constraints.serialize(layer.kernel_constraint),
@@ -102,7 +102,6 @@ def kernel_bias_from_config(config):
 
 class Layer:
     """Base class. Subclass it, implement build/forward/backward, and gradcheck can test it."""
-    keep_logits = False     # set by Sequential.compile on a softmax head (fused cross-entropy)
     input_grad = True       # False on the first layer: nobody needs dL/dx there
 
     def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, **kwargs):

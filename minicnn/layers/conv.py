@@ -82,10 +82,9 @@ class Conv2D(Layer):
         cols = self.workspace("cols", (x.shape[0] * OH * OW, KH * KW * x.shape[3]), x.dtype)
         kernels.im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=cols)
         z = kernels.matmul(cols, self.params["W"].reshape(-1, F))
-        if self.keep_logits:
-            self.logits = (z + self.params["b"] if self.use_bias else z).reshape(x.shape[0], OH, OW, F)
-        y = activate(self, z)                                                     # act(z + b), fused
-        self.cache = (x.shape, cols, z if self.activation.needs_input else y)     # what backward reads
+        y = activate(self, z)                                      # act(z + b), fused: y may be z itself
+        # what backward reads: the columns, and y (or z + b when the derivative needs the input)
+        self.cache = {"x_shape": x.shape, "cols": cols, **({"z": z} if self.activation.needs_input else {"y": y})}
         return y.reshape(x.shape[0], OH, OW, F)
 
     def _window(self):
@@ -105,40 +104,28 @@ class Conv2D(Layer):
         if inside == self.activation.name:
             y = out
         else:                                                   # out is z + b: the activation on top
-            if self.keep_logits:
-                self.logits = out
             y = kernels.activation_forward(out, self.activation.name)
-        self.cache = (x, None, out if self.activation.needs_input else y)          # no cols: recomputed
+        # no cols: the backward recomputes them band by band from x
+        self.cache = {"x": x, "cols": None, **({"z": out} if self.activation.needs_input else {"y": y})}
         return y
 
     def backward(self, dout):
-        x, cols, y = self.cache
-        if cols is None:
-            return self._backward_blocked(dout)
-        return self._backward_whole(activation_backward(self, dout.reshape(y.shape), y))
+        saved = self.cache["z"] if self.activation.needs_input else self.cache["y"]
+        if self.cache["cols"] is None:
+            return self._backward_blocked(dout, saved)
+        return self._backward_whole(activation_backward(self, dout.reshape(saved.shape), saved))
 
-    def _backward_blocked(self, dout):
+    def _backward_blocked(self, dout, saved):
         """dz = dout * act'(y), then dWm, db and dx = col2im(dz @ Wm^T), band by band."""
-        x, _, y = self.cache
         inside = self._inside()
         if inside != self.activation.name:
-            dout = kernels.activation_backward(dout, y, self.activation.name)   # dz; the kernel adds db up
-        return kernels.conv2d_backward(dout, x, y, self.params["W"], inside, *self._window(),
+            dout = kernels.activation_backward(dout, saved, self.activation.name)   # dz; the kernel adds db up
+        return kernels.conv2d_backward(dout, self.cache["x"], saved, self.params["W"], inside, *self._window(),
                                        self.grads["W"], self.grads.get("b"), self.input_grad)
-
-    def backward_logits(self, dz):
-        """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""
-        if self.cache[1] is None:
-            return kernels.conv2d_backward(dz, self.cache[0], None, self.params["W"], "linear", *self._window(),
-                                           self.grads["W"], self.grads.get("b"), self.input_grad)
-        dz = dz.reshape(-1, self.filters)
-        if self.use_bias:
-            kernels.column_sum(dz, out=self.grads["b"])
-        return self._backward_whole(dz)
 
     def _backward_whole(self, dZ):
         """dWm = cols^T @ dZ;  dx = col2im(dZ @ Wm^T).  dZ (N*OH*OW, F); db is already done."""
-        x_shape, cols, _ = self.cache
+        x_shape, cols = self.cache["x_shape"], self.cache["cols"]
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
         OH, OW, pt, pl = self.geometry
         Wm = self.params["W"].reshape(-1, F)

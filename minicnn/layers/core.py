@@ -71,25 +71,15 @@ class Dense(Layer):
 
     def forward(self, x, training=False):
         z = kernels.matmul(x, self.params["W"])
-        if self.keep_logits:
-            self.logits = z + self.params["b"] if self.use_bias else z
-        y = activate(self, z)                                                     # act(z + b), fused
-        self.cache = (x, z if self.activation.needs_input else y)                 # what backward reads
+        y = activate(self, z)                                      # act(z + b), fused: y may be z itself
+        # what backward reads: x, and y (or z + b, for an activation whose derivative needs its input)
+        self.cache = {"x": x, "z": z} if self.activation.needs_input else {"x": x, "y": y}
         return y
 
     def backward(self, dout):
-        y = self.cache[1]
-        return self._backward_linear(activation_backward(self, dout, y))
-
-    def backward_logits(self, dz):
-        """Backward from dL/dz, the gradient before the activation (fused softmax cross-entropy)."""
-        if self.use_bias:
-            kernels.column_sum(dz, out=self.grads["b"])
-        return self._backward_linear(dz)
-
-    def _backward_linear(self, dz):
-        """dW = x^T @ dz;  dx = dz @ W^T  (db is already done)."""
-        x = self.cache[0]
+        saved = self.cache["z"] if self.activation.needs_input else self.cache["y"]
+        dz = activation_backward(self, dout, saved)                # and db into grads['b']
+        x = self.cache["x"]
         with kernels.side_stream(x, dz):                    # GPU: overlaps with dx below
             kernels.matmul(x.T, dz, out=self.grads["W"])
         return kernels.matmul(dz, self.params["W"].T) if self.input_grad else None
@@ -126,19 +116,15 @@ class Activation(Layer):
 
     def forward(self, x, training=False):
         y = kernels.activation_forward(x, self.activation.name)       # activations.py has the math
-        self.cache = x if self.activation.needs_input else y
-        if self.keep_logits:
-            self.logits = x
+        self.cache = {"z": x} if self.activation.needs_input else {"y": y}
         return y
 
     def backward(self, dout):
-        return self.backward_logits(kernels.activation_backward(dout, self.cache, self.activation.name))
-
-    def backward_logits(self, dz):
-        return dz
+        saved = self.cache["z"] if self.activation.needs_input else self.cache["y"]
+        return kernels.activation_backward(dout, saved, self.activation.name)
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation.name}
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
 
 
 class Rescaling(Layer):

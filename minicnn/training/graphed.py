@@ -65,11 +65,11 @@ def device_loss(model, xb, yb, stats, training):
     count, last batch loss), and with training=True the backward pass. No host sync."""
     out = model.forward(xb, training=training)
     if model._fused and isinstance(model.loss, losses.CategoricalCrossentropy):
-        logits = model._head().logits
+        logits = model.logits
         dz = backend.xp.empty_like(logits)
         gpu.softmax_cross_entropy(logits, yb, model.loss.label_smoothing, dz, stats)
         if training:
-            model.backward_from_logits(dz)
+            model.backward(dz)
         return
     loss, dout = model.loss(yb, out)
     gpu.accumulate_stats(stats, backend.xp.asarray(loss, dtype=out.dtype), steps.count_correct(out, yb), len(xb))

@@ -2,8 +2,8 @@
 
     out = model.forward(xb, training=True)
     loss, d = loss(yb, out)              the mean batch loss and dL/dout
-                                         (softmax head + cross-entropy: dL/dlogits = (p - y)/N,
-                                          from the head's logits, see losses.py)
+                                         (a softmax head with cross-entropy: the loss owns the
+                                          softmax, d = dL/dlogits = (p - y)/N, see losses.py)
     model.backward(d)                    every layer fills its grads
     optimizer.apply(variables)           w updated in place, then the constraints
 
@@ -19,20 +19,17 @@ from minicnn.training import data
 
 
 def batch_loss(model, out, yb):
-    """(mean loss, dL/d(what the loss reads)) of one batch: the head's logits when compile fused
-    softmax and cross-entropy, else the model's output."""
+    """(mean loss, dL/d(what the loss reads)) of one batch: the logits the model kept when the loss
+    owns the head's softmax (compile), else the model's output."""
     if model._fused:
-        return model.loss.from_logits_of_softmax(yb, model._head().logits)
+        return model.loss.from_logits_of_softmax(yb, model.logits)
     return model.loss(yb, out)
 
 
 def loss_and_backward(model, out, yb):
     """The batch's mean loss, after backward through the whole model (every grads filled)."""
     loss, d = batch_loss(model, out, yb)
-    if model._fused:
-        model.backward_from_logits(d)
-    else:
-        model.backward(d)
+    model.backward(d)
     return loss
 
 
@@ -63,7 +60,7 @@ def release_caches(model):
     """Drop what the last forward kept for a backward pass (inference needs none)."""
     for layer in model.sublayers():
         layer.cache = None
-        layer.__dict__.pop("logits", None)
+    model.__dict__.pop("logits", None)
 
 
 class HostLoop:
