@@ -1,5 +1,6 @@
 """Naive loop implementations, written straight from the definitions: the oracles for the
-layers' forward and backward. Slow on purpose; use tiny shapes."""
+layers' forward and backward and for every backend's kernels (tests/test_kernels.py). Slow on
+purpose; use tiny shapes."""
 import math
 
 import numpy as np
@@ -125,3 +126,161 @@ def flip_crop(x, flips, dy, dx, pad):
                 padded[i, j] = img[r, c]
         out[n] = padded[dy[n]:dy[n] + H, dx[n]:dx[n] + W]
     return out
+
+
+def im2col(x, kernel, stride, padding):
+    """cols[(n*OH + oh)*OW + ow, (i*KW + j)*C + c] = x[n, oh*sh - pt + i, ow*sw - pl + j, c] (0 outside)."""
+    N, H, Wd, C = x.shape
+    (KH, KW), (sh, sw) = kernel, stride
+    OH, pt = geometry(H, KH, sh, padding)
+    OW, pl = geometry(Wd, KW, sw, padding)
+    cols = np.zeros((N, OH, OW, KH, KW, C), dtype=x.dtype)
+    for oh in range(OH):
+        for ow in range(OW):
+            for i in range(KH):
+                for j in range(KW):
+                    h, w = oh * sh - pt + i, ow * sw - pl + j
+                    if 0 <= h < H and 0 <= w < Wd:
+                        cols[:, oh, ow, i, j, :] = x[:, h, w, :]
+    return cols.reshape(N * OH * OW, KH * KW * C)
+
+
+def col2im(dcols, x_shape, kernel, stride, padding):
+    """The adjoint of im2col: every entry of dcols added to the input cell it was copied from."""
+    N, H, Wd, C = x_shape
+    (KH, KW), (sh, sw) = kernel, stride
+    OH, pt = geometry(H, KH, sh, padding)
+    OW, pl = geometry(Wd, KW, sw, padding)
+    d = dcols.reshape(N, OH, OW, KH, KW, C)
+    dx = np.zeros(x_shape)
+    for oh in range(OH):
+        for ow in range(OW):
+            for i in range(KH):
+                for j in range(KW):
+                    h, w = oh * sh - pt + i, ow * sw - pl + j
+                    if 0 <= h < H and 0 <= w < Wd:
+                        dx[:, h, w, :] += d[:, oh, ow, i, j, :]
+    return dx
+
+
+def maxpool_argmax(x, pool, stride, padding):
+    """Where each window's first maximum (row-major) is, as the offset i*PW + j inside the window
+    (cells outside the input counted in the numbering, never chosen)."""
+    PH, PW = pool
+    y = pool_output_shape(x.shape, pool, stride, padding)
+    arg = np.zeros(y, dtype=np.int64)
+    _, pt = geometry(x.shape[1], PH, stride[0], padding)
+    _, pl = geometry(x.shape[2], PW, stride[1], padding)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[3]):
+            for oh, ow, cells in _windows(x.shape, pool, stride, padding):
+                vals = [x[n, h, w, c] for h, w in cells]
+                h, w = cells[int(np.argmax(vals))]
+                arg[n, oh, ow, c] = (h - (oh * stride[0] - pt)) * PW + (w - (ow * stride[1] - pl))
+    return arg
+
+
+def activation(name, z):
+    """act(z) in float64 from the definitions (softmax over the last axis)."""
+    z = np.asarray(z, dtype=float)
+    if name == "linear":
+        return z
+    if name == "relu":
+        return np.where(z > 0, z, 0.0)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-z))
+    if name == "softmax":
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if name == "gelu":
+        return gelu(z)
+    raise ValueError(name)
+
+
+def activation_grad(name, dy, saved):
+    """dL/dz = act'(z) dy in float64, written as activations.py's contract has it: in terms of the
+    output y = saved (softmax: y (dy - sum_k dy_k y_k) over the last axis; relu'(0) = 0, as in TF),
+    except GELU, whose saved value is its input z."""
+    dy, s = np.asarray(dy, dtype=float), np.asarray(saved, dtype=float)
+    if name == "linear":
+        return dy
+    if name == "relu":
+        return dy * (s > 0)
+    if name == "tanh":
+        return dy * (1 - s * s)
+    if name == "sigmoid":
+        return dy * s * (1 - s)
+    if name == "softmax":
+        return s * (dy - (dy * s).sum(axis=-1, keepdims=True))
+    if name == "gelu":
+        return gelu_grad(s, dy)
+    raise ValueError(name)
+
+
+def gelu(z):
+    """z Phi(z), Phi the standard normal CDF, one math.erf call per element."""
+    z = np.asarray(z, dtype=float)
+    return np.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in z.ravel()]).reshape(z.shape)
+
+
+def gelu_grad(z, dy):
+    """dy (Phi(z) + z phi(z)), phi the standard normal density."""
+    z, dy = np.asarray(z, dtype=float), np.asarray(dy, dtype=float)
+    d = [0.5 * (1 + math.erf(v / math.sqrt(2))) + v * math.exp(-v * v / 2) / math.sqrt(2 * math.pi) for v in z.ravel()]
+    return dy * np.array(d).reshape(z.shape)
+
+
+def batchnorm_forward(x, gamma, beta, eps):
+    """Per column c of x (M, C): mean, biased variance, y = gamma (x - mean) / sqrt(var + eps) + beta."""
+    x = np.asarray(x, dtype=float)
+    M, C = x.shape
+    mean, var, y = np.zeros(C), np.zeros(C), np.zeros((M, C))
+    for c in range(C):
+        mean[c] = sum(x[:, c]) / M
+        var[c] = sum((x[:, c] - mean[c]) ** 2) / M
+        g = 1.0 if gamma is None else float(gamma[c])
+        b = 0.0 if beta is None else float(beta[c])
+        y[:, c] = g * (x[:, c] - mean[c]) / math.sqrt(var[c] + eps) + b
+    return y, mean, var
+
+
+def batchnorm_backward(dy, x, gamma, eps):
+    """(dx, dgamma, dbeta) by the chain rule through mean and variance, one step at a time."""
+    x, dy = np.asarray(x, dtype=float), np.asarray(dy, dtype=float)
+    M, C = x.shape
+    _, mean, var = batchnorm_forward(x, None, None, eps)
+    g = np.ones(C) if gamma is None else np.asarray(gamma, dtype=float)
+    xc = x - mean
+    inv = 1 / np.sqrt(var + eps)
+    dxhat = dy * g
+    dvar = (dxhat * xc).sum(axis=0) * -0.5 * inv ** 3
+    dmean = -(dxhat * inv).sum(axis=0) + dvar * (-2 * xc).sum(axis=0) / M
+    dx = dxhat * inv + dvar * 2 * xc / M + dmean / M
+    return dx, (dy * xc * inv).sum(axis=0), dy.sum(axis=0)
+
+
+_M64 = (1 << 64) - 1
+
+
+def _mix64(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def dropout_keep(shape, seed, counter, rate):
+    """Which entries a dropout mask keeps, in Python integers: key = mix64(seed * 2^32 XOR counter),
+    u_i = (mix64(key + (i + 1) * golden) >> 40) / 2^24 in C order, kept where u_i >= rate."""
+    key = _mix64(((int(seed) << 32) ^ int(counter)) & _M64)
+    n = int(np.prod(shape))
+    u = [(_mix64((key + (i + 1) * 0x9E3779B97F4A7C15) & _M64) >> 40) / 16777216.0 for i in range(n)]
+    return (np.array(u) >= rate).reshape(shape)
+
+
+def max_norm(w, max_value):
+    """w * min(norm, max) / (1e-7 + norm) per column, norms over every axis but the last (float64)."""
+    w = np.asarray(w, dtype=float)
+    norms = np.sqrt((w.reshape(-1, w.shape[-1]) ** 2).sum(axis=0))
+    return w * np.minimum(norms, max_value) / (1e-7 + norms)

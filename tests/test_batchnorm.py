@@ -1,4 +1,4 @@
-"""BatchNormalization: Keras 3 statistics, gradient checks in training and inference mode."""
+"""BatchNormalization: Keras 3 statistics, gradient checks in training and inference mode, on every backend."""
 import numpy as np
 import pytest
 
@@ -14,7 +14,8 @@ def _randomized(layer, rng, C):
 
 @pytest.mark.parametrize("shape", [(6, 5, 4, 3), (8, 5)])
 @pytest.mark.parametrize("training", [True, False])
-def test_gradcheck(f64, shape, training, rng):
+def test_gradcheck(backend, f64, shape, training, rng):
+    """float64 finite differences of dx, dgamma and dbeta (training: through the batch statistics)."""
     layer = BatchNormalization()
     layer.build(shape[1:])
     _randomized(layer, rng, shape[-1])
@@ -22,15 +23,17 @@ def test_gradcheck(f64, shape, training, rng):
     assert max(errors.values()) < 1e-6, errors
 
 
-def test_training_statistics_and_moving_update(rng):
+def test_training_statistics_and_moving_update(backend, rng):
+    """Training mode normalizes with the batch's mean and biased variance and moves the moving
+    statistics by 1 - momentum towards them."""
     x = (rng.standard_normal((16, 4, 4, 3)) * 3 + 2).astype(np.float32)
     layer = BatchNormalization(momentum=0.9)
     layer.build(x.shape[1:])
-    y = layer.forward(x, training=True)
+    y = backend.to_host(layer.forward(backend.to_device(x), training=True))
     mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))          # biased variance
     np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3), atol=1e-5)
-    np.testing.assert_allclose(layer.state["moving_mean"], 0.1 * mean, rtol=1e-5)
-    np.testing.assert_allclose(layer.state["moving_variance"], 0.9 + 0.1 * var, rtol=1e-5)
+    np.testing.assert_allclose(backend.to_host(layer.state["moving_mean"]), 0.1 * mean, rtol=1e-5)
+    np.testing.assert_allclose(backend.to_host(layer.state["moving_variance"]), 0.9 + 0.1 * var, rtol=1e-5)
 
 
 def test_inference_uses_moving_statistics(rng):
@@ -51,7 +54,7 @@ def test_param_counts():
 
 
 @pytest.mark.parametrize("center, scale", [(True, False), (False, True), (False, False)])
-def test_gradcheck_without_beta_or_gamma(f64, center, scale, rng):
+def test_gradcheck_without_beta_or_gamma(backend, f64, center, scale, rng):
     """BN with a fixed gamma (the fast recipe's scale=False) or no beta: float64 gradient check."""
     layer = BatchNormalization(center=center, scale=scale)
     layer.build((4, 3, 5))

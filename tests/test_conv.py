@@ -1,4 +1,5 @@
-"""Conv2D: shapes (TF 'same' rule), gradient checks, and the naive-loop reference."""
+"""Conv2D: shapes (TF 'same' rule), gradient checks and the naive-loop reference on every backend,
+and the CPU's row-block path."""
 import itertools
 
 import numpy as np
@@ -41,28 +42,41 @@ def test_output_shape(shape, kwargs, expected):
 
 
 @pytest.mark.parametrize("k,s,padding,hw", GRID)
-def test_gradcheck(f64, k, s, padding, hw, rng):
+def test_gradcheck(backend, f64, k, s, padding, hw, rng):
+    """float64 finite differences: dx, dW and db of a tanh Conv2D, every kernel size, stride and padding."""
     layer = Conv2D(3, k, strides=s, padding=padding, activation="tanh")
     x = rng.standard_normal((2,) + hw + (2,))
     errors = gradcheck.check_layer(layer, x, training=True, seed=k * 10 + s)
     assert max(errors.values()) < 1e-6, errors
 
 
+@pytest.mark.parametrize("make,shape", [
+    (lambda: Conv2D(3, 3, strides=2, padding="same", activation="relu"), (2, 7, 6, 2)),
+    (lambda: Conv2D(2, (2, 3), padding="valid", activation="tanh"), (2, 5, 6, 3)),
+])
+def test_gradcheck_fused_relu_and_rectangular_kernel(backend, f64, make, shape, rng):
+    """float64 finite differences through the fused bias + ReLU epilogue and a non-square kernel."""
+    errors = gradcheck.check_layer(make(), rng.standard_normal(shape))
+    assert max(errors.values()) < 1e-6, errors
+
+
 @pytest.mark.parametrize("k,s,padding,hw", GRID[::3])
-def test_against_naive_loops(k, s, padding, hw, rng, f64):
+def test_against_naive_loops(backend, k, s, padding, hw, rng, f64):
+    """Forward, dx, dW and db in float64 equal the naive loops' to 1e-10."""
     layer = Conv2D(4, k, strides=s, padding=padding)
     x = rng.standard_normal((2,) + hw + (3,))
     layer.build(x.shape[1:])
     W, b = rng.standard_normal(layer.params["W"].shape), rng.standard_normal(4)
     layer.set_weights([W, b])
-    y = layer.forward(x, training=True)
-    np.testing.assert_allclose(y, ref.conv2d_forward(x, W, b, (s, s), padding), rtol=1e-10, atol=1e-10)
+    host, dev = backend.to_host, backend.to_device
+    y = layer.forward(dev(x), training=True)
+    np.testing.assert_allclose(host(y), ref.conv2d_forward(x, W, b, (s, s), padding), rtol=1e-10, atol=1e-10)
     dy = rng.standard_normal(y.shape)
-    dx = layer.backward(dy)
+    dx = layer.backward(dev(dy))
     rdx, rdW, rdb = ref.conv2d_backward(x, W, dy, (s, s), padding)
-    np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(layer.grads["W"], rdW, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(layer.grads["b"], rdb, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(host(dx), rdx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(host(layer.grads["W"]), rdW, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(host(layer.grads["b"]), rdb, rtol=1e-10, atol=1e-10)
 
 
 def test_against_torch_when_installed(rng):
@@ -78,6 +92,7 @@ def test_against_torch_when_installed(rng):
 
 
 def test_backend_parity(backend, rng):
+    """float32 forward with the fused ReLU, stride 2 and 'same' padding, against the naive loops."""
     layer = Conv2D(4, 3, strides=2, padding="same", activation="relu")
     x = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
     layer.build(x.shape[1:])
@@ -104,7 +119,7 @@ def test_kernel_larger_than_input():
 
 
 @pytest.mark.parametrize("activation", [None, "gelu"])
-def test_gradcheck_without_bias(f64, activation, rng):
+def test_gradcheck_without_bias(backend, f64, activation, rng):
     """use_bias=False (the fast recipe's convs): a linear one passes its gradient straight through."""
     layer = Conv2D(4, 3, padding="same", use_bias=False, activation=activation)
     errors = gradcheck.check_layer(layer, rng.standard_normal((2, 5, 5, 3)), training=True)
@@ -184,7 +199,7 @@ def test_gradcheck_through_the_blocked_path(f64, conv_path, k, s, padding, hw, a
         if activation == "relu":
             x += np.sign(x) * 0.05                     # away from the kink
         errors = gradcheck.check_layer(layer, x, training=True, seed=k * 10 + s)
-        assert layer.cache[1] is None                  # the blocked path ran (no cols matrix)
+        assert layer.cache["cols"] is None              # the blocked path ran (no cols matrix)
         assert max(errors.values()) < 1e-6, errors
     finally:
         cpu_conv.set_tile_bytes(None)
@@ -192,8 +207,7 @@ def test_gradcheck_through_the_blocked_path(f64, conv_path, k, s, padding, hw, a
 
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_layer_paths_agree(conv_path, use_bias, rng):
-    """One Conv2D run whole-batch and blocked: same output, dx, dW and db to float32 rounding; the
-    softmax head's backward from its logits too."""
+    """One Conv2D run whole-batch and blocked: same output, dx, dW and db to float32 rounding."""
     x = rng.standard_normal((5, 17, 19, 6)).astype(np.float32)
     dy = None
     results = {}
@@ -205,7 +219,7 @@ def test_layer_paths_agree(conv_path, use_bias, rng):
         dy = rng.standard_normal(y.shape).astype(np.float32) if dy is None else dy
         dx = layer.backward(dy)
         results[path] = [y, dx] + [layer.grads[k] for k in sorted(layer.grads)]
-        assert (layer.cache[1] is None) == (path == "blocked")
+        assert (layer.cache["cols"] is None) == (path == "blocked")
     for a, b in zip(results["whole"], results["blocked"]):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 

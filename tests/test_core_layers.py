@@ -1,6 +1,8 @@
-"""Dense, Flatten, Activation, Dropout, Input: shapes, gradient checks, behaviour."""
+"""Dense, Flatten, Activation, Dropout, Input: shapes, gradient checks (on every backend), behaviour."""
 import numpy as np
 import pytest
+
+import reference as ref
 
 from minicnn import backend as B
 from minicnn import gradcheck
@@ -10,7 +12,8 @@ ACTIVATIONS = ["linear", "relu", "tanh", "sigmoid", "softmax", "gelu"]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_dense_gradcheck(f64, activation, rng):
+def test_dense_gradcheck(backend, f64, activation, rng):
+    """float64 finite differences of dx, dW and db through each fused activation."""
     x = rng.standard_normal((4, 7))
     if activation == "relu":
         x = x + np.sign(x) * 0.1          # stay away from the kink at 0
@@ -27,7 +30,8 @@ def test_dense_matches_formula(rng):
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_activation_gradcheck(f64, activation, rng):
+def test_activation_gradcheck(backend, f64, activation, rng):
+    """float64 finite differences of an Activation layer's dx."""
     x = rng.standard_normal((3, 4, 5))
     if activation == "relu":
         x = x + np.sign(x) * 0.1
@@ -72,18 +76,27 @@ def test_dropout_inverted_and_inference_identity(rng):
     np.testing.assert_array_equal(layer.forward(x, training=False), x)
 
 
-def test_dropout_seeded_masks(rng):
-    a, b = Dropout(0.5, seed=7), Dropout(0.5, seed=7)
-    x = np.ones((4, 10), dtype=np.float32)
-    a.build(x.shape[1:]), b.build(x.shape[1:])
-    m1, m2 = a.forward(x, True), a.forward(x, True)
-    assert not np.array_equal(m1, m2)                        # a new mask every step
-    np.testing.assert_array_equal(b.forward(x, True), m1)    # the same seed repeats the sequence
+def test_dropout_seeded_masks(backend, rng):
+    """The k-th training call's mask is the stream keyed by (seed, k): a new mask every call, the same
+    sequence for the same seed, on every backend (the counter `draws` counts the calls)."""
+    x = backend.to_device(rng.standard_normal((16, 50)).astype(np.float32) + 3)      # no zero inputs
+    a, b = Dropout(0.5, seed=5), Dropout(0.5, seed=5)
+    a.build((50,)), b.build((50,))
+    ya = [backend.to_host(a.forward(x, training=True)) for _ in range(3)]
+    yb = [backend.to_host(b.forward(x, training=True)) for _ in range(3)]
+    assert not np.array_equal(ya[0] != 0, ya[1] != 0) and not np.array_equal(ya[1] != 0, ya[2] != 0)
+    for k, (y1, y2) in enumerate(zip(ya, yb)):
+        np.testing.assert_array_equal(y1, y2)
+        np.testing.assert_array_equal(y1 != 0, ref.dropout_keep((16, 50), 5, k, 0.5))
+        np.testing.assert_array_equal(y1, np.where(y1 != 0, backend.to_host(x) * np.float32(2), 0))
+    assert a.draws == b.draws == 3
 
 
-def test_dropout_gradcheck_fixed_mask(f64, rng):
-    errors = gradcheck.check_layer(Dropout(0.3, seed=3), rng.standard_normal((3, 4, 4, 2)))
-    assert errors["x"] < 1e-9
+@pytest.mark.parametrize("rate,shape", [(0.3, (3, 4, 4, 2)), (0.4, (4, 9))])
+def test_dropout_gradcheck_fixed_mask(backend, f64, rate, shape, rng):
+    """float64 finite differences of dx with the mask replayed (the draws counter reset)."""
+    errors = gradcheck.check_layer(Dropout(rate, seed=3), rng.standard_normal(shape))
+    assert max(errors.values()) < 1e-9, errors
 
 
 def test_dropout_noise_shape(rng):
@@ -117,6 +130,7 @@ def test_dense_needs_flat_input():
 
 
 def test_dense_backend_parity(backend, rng):
+    """float32 Dense + tanh equals tanh(x W + b)."""
     layer = Dense(4, activation="tanh")
     x = rng.standard_normal((3, 6)).astype(np.float32)
     layer.build((6,))
@@ -150,6 +164,6 @@ def test_rescaling(rng):
         Rescaling("big")
 
 
-def test_dense_without_bias_gradcheck(f64, rng):
+def test_dense_without_bias_gradcheck(backend, f64, rng):
     errors = gradcheck.check_layer(Dense(5, use_bias=False), rng.standard_normal((4, 6)))
     assert set(errors) == {"x", "W"} and max(errors.values()) < 1e-6, errors

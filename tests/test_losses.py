@@ -1,23 +1,31 @@
-"""Losses: values against formulas, fused softmax gradient, clipped path, label checks."""
+"""Losses: values against formulas, fused softmax gradient (on every backend, through a whole model
+too), clipped path, label checks."""
 import numpy as np
 import pytest
 
 from minicnn import gradcheck, losses
 from minicnn.activations import Softmax
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
+from minicnn.model import Sequential
 
 
 def _onehot(labels, K):
     return np.eye(K)[labels]
 
 
-def test_fused_value_is_exact_logsumexp(rng, f64):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fused_value_is_exact_logsumexp(backend, sparse, rng, f64):
+    """The fused loss is mean(logsumexp(z) - z_label) and its gradient (softmax(z) - y) / B, from
+    one-hot or integer labels."""
     z = rng.standard_normal((5, 4)) * 3
-    y = _onehot(rng.integers(0, 4, 5), 4)
-    loss, dz = losses.CategoricalCrossentropy().from_logits_of_softmax(y, z)
+    labels = rng.integers(0, 4, 5)
+    y = _onehot(labels, 4)
+    loss_fn = losses.SparseCategoricalCrossentropy() if sparse else losses.CategoricalCrossentropy()
+    loss, dz = loss_fn.from_logits_of_softmax(backend.to_device(labels if sparse else y), backend.to_device(z))
     lse = np.log(np.exp(z).sum(1))
-    np.testing.assert_allclose(loss, np.mean(lse - (y * z).sum(1)), rtol=1e-12)
+    np.testing.assert_allclose(float(loss), np.mean(lse - (y * z).sum(1)), rtol=1e-12)
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-    np.testing.assert_allclose(dz, (p - y) / 5, rtol=1e-12)
+    np.testing.assert_allclose(backend.to_host(dz), (p - y) / 5, rtol=1e-12)
 
 
 def test_fused_no_clipping_like_tensorflow():
@@ -33,20 +41,33 @@ def test_clipped_probability_path_like_jax():
 
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("sparse", [True, False])
-def test_gradcheck(f64, rng, fused, sparse):
+def test_gradcheck(backend, f64, rng, fused, sparse):
+    """float64 finite differences of the loss gradient, fused (from logits) or from probabilities."""
     z = rng.standard_normal((6, 5))
     labels = rng.integers(0, 5, 6)
     loss = losses.SparseCategoricalCrossentropy() if sparse else losses.CategoricalCrossentropy()
     y = labels if sparse else _onehot(labels, 5)
-    pred = z if fused else Softmax().forward(z)
+    pred = z if fused else Softmax().forward(backend.to_device(z))
     assert gradcheck.check_loss(loss, y, pred, from_logits_of_softmax=fused) < 1e-6
 
 
-def test_label_smoothing_and_mse_gradcheck(f64, rng):
+def test_label_smoothing_and_mse_gradcheck(backend, f64, rng):
     z, y = rng.standard_normal((4, 3)), _onehot([0, 2, 1, 1], 3)
     assert gradcheck.check_loss(losses.CategoricalCrossentropy(label_smoothing=0.1), y, z,
                                 from_logits_of_softmax=True) < 1e-6
     assert gradcheck.check_loss(losses.MeanSquaredError(), rng.standard_normal((4, 3)), z) < 1e-6
+
+
+def test_model_gradcheck_through_the_fused_softmax_head(backend, f64, rng):
+    """float64 finite differences of every parameter of a small compiled model, the loss's gradient
+    taken from the logits of its softmax head (the fused path fit uses)."""
+    model = Sequential([Conv2D(2, 3, padding="same", activation="relu", input_shape=(6, 6, 2)),
+                        MaxPooling2D(2), Flatten(), Dense(3, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    x = rng.standard_normal((4, 6, 6, 2))
+    y = np.eye(3)[rng.integers(0, 3, 4)]
+    errors = gradcheck.check_model(model, x, y)
+    assert len(errors) == 4 and max(errors.values()) < 1e-6, errors
 
 
 def test_sparse_equals_categorical(rng):

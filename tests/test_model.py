@@ -163,32 +163,6 @@ def test_early_stopping_and_restore():
     assert len(h.epoch) == 2 and es.stopped_epoch == 1
 
 
-@pytest.mark.parametrize("restore", [True, False])
-def test_early_stopping_restores_the_best_weights(restore):
-    """After the best epoch (the first) the weights are spoiled; with restore_best_weights=True the
-    model ends with the first epoch's weights, without it with the spoiled ones."""
-    x, y, _ = toy_data(64)
-    snapshots = {}
-
-    class Spoil(Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            snapshots[epoch] = self.model.get_weights()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch >= 1:                          # the loss only gets worse from here
-                self.model.set_weights([w * 50.0 for w in self.model.get_weights()])
-
-    model = small_model(optimizer=minicnn.optimizers.SGD(1e-6))
-    es = EarlyStopping(monitor="loss", patience=1, restore_best_weights=restore, verbose=0)
-    h = model.fit(x, y, epochs=10, batch_size=64, verbose=0, shuffle=False, callbacks=[Spoil(), es])
-    assert h.epoch == [0, 1] and h.history["loss"][1] > h.history["loss"][0]
-    final = model.get_weights()
-    same_as_best = all(np.array_equal(a, b) for a, b in zip(final, snapshots[0]))
-    assert same_as_best == restore
-    if not restore:
-        assert all(np.array_equal(a, b) for a, b in zip(final, snapshots[1]))
-
-
 def test_terminate_on_nan():
     x, y, _ = toy_data(64)
     model = small_model(optimizer=minicnn.optimizers.SGD(1e6))

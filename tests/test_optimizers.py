@@ -324,3 +324,107 @@ def test_freeze_stops_updates_and_decay_from_the_next_step():
     assert again.frozen == ["conv2d/b"] and again.lr_multiplier("conv2d/b") == 0 and not again.decays("conv2d/b", g)
     with pytest.raises(ValueError, match="variable-path pattern"):
         opt.freeze(3)
+
+
+# ---- every backend: the optimizer's update of several variables at once (one launch on the GPU) ----
+def _excluding(opt, names):
+    opt.exclude_from_weight_decay(var_names=names)
+    return opt
+
+
+# name: (the optimizer, the rule worked by hand: lr(t), multipliers, weight decay and its exclusions)
+UPDATE_CASES = {
+    "adam": (lambda: optimizers.Adam(1e-2), dict(rule="adam")),
+    "rmsprop": (lambda: optimizers.RMSprop(1e-2, decay=0.1), dict(rule="rmsprop", lr=lambda t: 1e-2 / (1 + 0.1 * t))),
+    "sgd": (lambda: optimizers.SGD(0.1, momentum=0.9), dict(rule="sgd", momentum=0.9)),
+    "sgd_nesterov": (lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+                     dict(rule="sgd", momentum=0.9, nesterov=True)),
+    "sgd_plain": (lambda: optimizers.SGD(optimizers.ExponentialDecay(0.1, 2, 0.5)),
+                  dict(rule="sgd", lr=lambda t: 0.1 * 0.5 ** (t / 2))),
+    "adam_wd": (lambda: optimizers.Adam(1e-2, weight_decay=0.1), dict(rule="adam", wd=0.1)),
+    "sgd_wd": (lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05),
+               dict(rule="sgd", momentum=0.9, nesterov=True, wd=0.05)),
+    "sgd_mult": (lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.05,
+                                        lr_multipliers={"w1": 64.0, "w2": 0.0}),
+                 dict(rule="sgd", momentum=0.9, nesterov=True, wd=0.05, mult={"w1": 64.0, "w2": 0.0})),
+    "adam_mult": (lambda: optimizers.Adam(1e-2, lr_multipliers={"w0": 3.0}), dict(rule="adam", mult={"w0": 3.0})),
+    "rmsprop_mult": (lambda: optimizers.RMSprop(1e-2, lr_multipliers={"w2": 0.5}),
+                     dict(rule="rmsprop", mult={"w2": 0.5})),
+    "sgd_no_decay": (lambda: _excluding(optimizers.SGD(0.1, momentum=0.9, weight_decay=0.1, lr_multipliers={"w0": 4.0}),
+                                        ["w0", "w2"]),
+                     dict(rule="sgd", momentum=0.9, wd=0.1, mult={"w0": 4.0}, no_decay=("w0", "w2"))),
+}
+
+
+def _by_hand(case, w0, steps):
+    """The module docstring's rules in float64: decoupled decay w -= lr(t) wd w (not for the excluded
+    variables), then the rule's update with lr(t) times the variable's multiplier."""
+    rule, lr = case["rule"], case.get("lr", lambda t: 0.1 if case["rule"] == "sgd" else 1e-2)
+    mu, nesterov = case.get("momentum", 0.0), case.get("nesterov", False)
+    ws = [w.astype(np.float64) for w in w0]
+    m, v = [np.zeros_like(w) for w in ws], [np.zeros_like(w) for w in ws]
+    for t, grads in enumerate(steps):
+        for i, (w, g) in enumerate(zip(ws, grads)):
+            path, g = f"w{i}", g.astype(np.float64)
+            base = lr(t)
+            step_lr = base * case.get("mult", {}).get(path, 1.0)
+            if case.get("wd") and path not in case.get("no_decay", ()):
+                w -= base * case["wd"] * w
+            if rule == "sgd" and mu:
+                m[i] = mu * m[i] - step_lr * g
+                w += mu * m[i] - step_lr * g if nesterov else m[i]
+            elif rule == "sgd":
+                w -= step_lr * g
+            elif rule == "rmsprop":
+                v[i] = 0.9 * v[i] + 0.1 * g * g
+                w -= step_lr * g / np.sqrt(v[i] + 1e-7)
+            else:
+                m[i] += (g - m[i]) * 0.1
+                v[i] += (g * g - v[i]) * 0.001
+                alpha = step_lr * math.sqrt(1 - 0.999 ** (t + 1)) / (1 - 0.9 ** (t + 1))
+                w -= alpha * m[i] / (np.sqrt(v[i]) + 1e-7)
+    return ws
+
+
+@pytest.mark.parametrize("name", sorted(UPDATE_CASES))
+def test_updates_of_several_variables_follow_the_rules(backend, name, rng):
+    """Three variables updated together four times (float32; gradients written in place, as layers
+    do) land on the hand-worked float64 values: schedules, multipliers, weight decay and its
+    exclusions included. On the GPU one launch updates them all, reading t and lr on the device."""
+    make, case = UPDATE_CASES[name]
+    shapes = [(5, 7), (300,), (3, 3, 2, 4)]
+    w0 = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    steps = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(4)]
+    opt, ws = make(), [backend.to_device(w.copy()) for w in w0]
+    gs = [backend.to_device(np.zeros(s, np.float32)) for s in shapes]
+    for grads in steps:
+        for g, value in zip(gs, grads):
+            g[...] = backend.to_device(value)
+        opt.apply([(f"w{i}", w, g, None) for i, (w, g) in enumerate(zip(ws, gs))])
+    assert opt._on_device() == (backend.kind == "gpu")          # the GPU ran the one-launch kernel
+    assert opt.iterations == 4
+    for got, want in zip(ws, _by_hand(case, w0, steps)):
+        np.testing.assert_allclose(backend.to_host(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_lookahead_sync_of_several_variables_follows_the_formula(backend, rng):
+    """SGD with momentum and Lookahead (k = 2, r = 0.3) over three variables: after updates 2 and 4
+    the slow copies move s += r (w - s) and the weights jump to them (one launch on the GPU)."""
+    shapes = [(5, 7), (300,), (3, 3, 2, 4)]
+    w0 = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    opt = optimizers.SGD(0.1, momentum=0.9, lookahead_steps=2, lookahead_rate=0.3)
+    ws, gs = [backend.to_device(w.copy()) for w in w0], [backend.to_device(g) for g in grads]
+    for _ in range(5):
+        opt.apply([(f"w{i}", w, g, None) for i, (w, g) in enumerate(zip(ws, gs))])
+    for i, (w, g) in enumerate(zip(w0, grads)):
+        w, g = w.astype(np.float64), g.astype(np.float64)
+        slow, m = w.copy(), np.zeros_like(w)
+        for n in range(1, 6):
+            m = 0.9 * m - 0.1 * g
+            w = w + m
+            if n % 2 == 0:
+                slow += 0.3 * (w - slow)
+                w = slow.copy()
+        np.testing.assert_allclose(backend.to_host(ws[i]), w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(backend.to_host(opt.slots[f"w{i}"]["slow"]), slow, rtol=1e-5, atol=1e-6)

@@ -111,3 +111,19 @@ def test_get_set_weights_keras_order():
     assert shapes == [(3, 3, 3, 8), (8,), (3, 3, 8, 16), (16,), (64, 32), (32,), (32, 4), (4,)]
     with pytest.raises(ValueError, match="expected shape"):
         model.layers[0].set_weights([np.zeros((3, 3, 3, 9)), np.zeros(8)])
+
+
+def test_save_and_resume_on_every_backend(backend, tmp_path):
+    """A model trained with Dropout where the backend computes, saved and loaded again: the same
+    weights, the optimizer's step count and the dropout stream's counter (read from the device)."""
+    from test_backend_training import small_model as dropout_model, toy_data as toy_images
+    from minicnn.layers import Dropout
+    x, y, _ = toy_images(128)
+    model = dropout_model(dropout=0.3)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    model.save(tmp_path / "m.minicnn")
+    again = minicnn.load_model(tmp_path / "m.minicnn")
+    assert again.optimizer.iterations == 4
+    assert [layer for layer in again.layers if isinstance(layer, Dropout)][0].draws == 4
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -104,6 +104,17 @@ def test_forward_backward_step(name):
     assert model.predict(x).shape == (3, 10)
 
 
+def test_fit_steps_on_every_backend(backend):
+    """tutorial000 trains two epochs where the backend computes (graphed steps on the GPU) to finite losses."""
+    from test_backend_training import toy_data
+    model = zoo.get("tutorial000").build()
+    x, _, labels = toy_data(96)
+    x32 = np.zeros((96, 32, 32, 3), np.float32)
+    x32[:, :16, :16] = x
+    history = model.fit(x32, to_categorical(labels, 10), batch_size=32, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+
+
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown zoo model"):
         zoo.get("resnet152")

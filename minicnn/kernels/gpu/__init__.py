@@ -2,7 +2,8 @@
 
 Each kernel is written once in CUDA C, with T standing for the float type (float or double,
 chosen when the kernel is compiled); the geometry is the one documented in ``reference.py``,
-which is also every kernel's test oracle (``tests/test_gpu.py``).
+which is also every kernel's test oracle (the shared `backend` fixture of tests/conftest.py runs
+the same kernel tests on cpu, reference and gpu: tests/test_kernels.py and the layer tests).
 Design rules:
   - gather, never scatter: col2im and the pooling backwards give each INPUT cell one thread that
     sums the windows covering it, so no atomics are needed and results are deterministic;

@@ -8,6 +8,8 @@ from device memory and the kernel's last block advances it, so the step can be r
 """
 import numpy as np
 
+from minicnn.kernels import reference
+
 from minicnn.kernels.gpu._compile import add_source, _done_counters, _i, _kernel, _launch, _NULL
 
 MAX_NORM_SOURCE = r"""
@@ -51,8 +53,11 @@ add_source(False, 5, MAX_NORM_SOURCE)
 
 def max_norm(w, max_value):
     """In place: every column of w viewed as (R, F) (F = last axis) scaled to norm <= max_value,
-    w *= min(norm, max) / (1e-7 + norm). Three launches, no host sync."""
+    w *= min(norm, max) / (1e-7 + norm). Three launches, no host sync. A strided w (never a layer's
+    weight) goes to the twin: the kernels read w in C order."""
     import cupy
+    if not w.flags.c_contiguous:
+        return reference.max_norm(w, max_value)
     F = w.shape[-1]
     R = w.size // F
     groups = int(min(max(R // 64, 1), 256))
