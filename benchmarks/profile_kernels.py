@@ -19,8 +19,10 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 KERNELS = ("im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
-           "bias_activation", "bias_activation_backward", "matmul", "column_sum", "dropout_mask", "adam_update",
-           "rmsprop_update", "sgd_momentum_update", "conv2d_forward", "conv2d_backward")
+           "bias_activation", "bias_activation_backward", "matmul", "column_sum", "dropout_train", "dropout_backward",
+           "adam_update",
+           "rmsprop_update", "sgd_update", "conv2d_forward", "conv2d_backward", "activation_forward",
+           "activation_backward", "take_rows")
 
 
 def main(argv=None):

@@ -107,6 +107,66 @@ class PiecewiseLinear(LearningRateSchedule):
 _SCHEDULES = {c.__name__: c for c in (InverseTimeDecay, ExponentialDecay, PiecewiseLinear)}
 
 
+# ---- what wraps the rule: the weight moving average and Lookahead ----------------------------
+# Each is a stage the optimizer runs after every update (after_update, with `done` = the updates
+# made so far, this one included) and when fit ends (finalize); its per-variable copy is a slot,
+# saved with the others. The rules themselves never see them.
+class MovingAverage:
+    """use_ema=True (Keras 3): a = m a + (1 - m) w after each update (m = 0 after the first, so a
+    starts at w); w = a every overwrite_frequency updates, and when fit ends."""
+    slot = "average"
+
+    def __init__(self, momentum, overwrite_frequency):
+        self.momentum, self.overwrite_frequency = momentum, overwrite_frequency
+
+    def build(self, opt, variables):
+        for path, w in variables:
+            opt.slots[path][self.slot] = w.copy()
+
+    def after_update(self, opt, variables, done):
+        m = self.momentum if done > 1 else 0.0
+        for path, w, *_ in variables:
+            a = opt.slots[path][self.slot]
+            a *= m
+            a += (1 - m) * w
+        if self.overwrite_frequency and done % self.overwrite_frequency == 0:
+            self.finalize(opt, [(path, w) for path, w, *_ in variables])
+
+    def finalize(self, opt, weights):
+        for path, w in weights:
+            w[...] = opt.slots[path][self.slot]
+
+
+class Lookahead:
+    """lookahead_steps=k: a slow copy s of every variable (and, with lookahead_state, of the model's
+    float state); after every k-th update s += r (w - s) and w = s; when fit ends, w = s."""
+    slot = "slow"
+
+    def __init__(self, steps, rate):
+        self.steps, self.rate = steps, rate
+        self.tables = {}            # GPU: pointer tables of the one-launch sync (kernels.lookahead_sync)
+
+    def build(self, opt, variables):
+        for path, w in variables:
+            opt.slots[path][self.slot] = w.copy()
+
+    def after_update(self, opt, variables, done):
+        if not opt.defer_lookahead:     # (a DeviceLoop syncs between graph replays itself)
+            self.sync(opt, variables, done)
+
+    def sync(self, opt, variables, done):
+        if done % self.steps:
+            return
+        rate = float(self.rate(done)) if isinstance(self.rate, LearningRateSchedule) else self.rate
+        pairs = [(w, opt.slots[path][self.slot]) for path, w, *_ in variables]
+        pairs += [(a, opt.slots[path][self.slot]) for path, a in opt._tracked_state]
+        kernels.lookahead_sync(pairs, rate, self.tables)
+
+    def finalize(self, opt, weights):
+        for path, w in list(weights) + list(opt._tracked_state):
+            w[...] = opt.slots[path][self.slot]
+
+
 # ---- optimizers ----------------------------------------------------------------------------
 class Optimizer:
     """Base: holds the learning rate (or schedule), the step count and per-variable slots."""
@@ -159,12 +219,13 @@ class Optimizer:
         self.lookahead_steps, self.lookahead_rate = lookahead_steps, lookahead_rate
         self.lookahead_state = bool(lookahead_state)
         self._tracked_state = []        # (path, array): the model's float state that Lookahead also syncs
-        self.defer_lookahead = False    # True while a DeviceTrainer calls lookahead_sync itself
-        self._lookahead_tables = {}     # GPU: pointer tables of the one-launch sync, keyed by _pointer_key
+        self.defer_lookahead = False    # True while a DeviceLoop calls lookahead_sync itself
         self._no_decay_ids, self._no_decay_names, self._no_decay_pattern = set(), [], None
         self.frozen = []                 # fnmatch patterns of variables no longer updated (freeze)
         self.use_ema, self.ema_momentum = bool(use_ema), float(ema_momentum)
         self.ema_overwrite_frequency = ema_overwrite_frequency
+        self.stages = ([MovingAverage(self.ema_momentum, ema_overwrite_frequency)] if self.use_ema else []) + \
+                      ([Lookahead(lookahead_steps, lookahead_rate)] if lookahead_steps else [])
         self.name = name or type(self).__name__.lower()
         self._dev = None             # GPU: step count and learning rates in device memory (see below)
         self.iterations = 0
@@ -212,14 +273,10 @@ class Optimizer:
         xp = backend.xp
         tracked = {path: self.slots[path] for path, _ in self._tracked_state if path in self.slots}
         self.slots = {path: {s: xp.zeros_like(w) for s in self.slot_names} for path, w in variables}
-        if self.use_ema:                         # the moving average, saved with the other slots
-            for path, w in variables:
-                self.slots[path]["average"] = w.copy()
-        if self.lookahead_steps:                 # the slow weights, likewise
-            for path, w in variables:
-                self.slots[path]["slow"] = w.copy()
-            for path, a in self._tracked_state:  # the state's, kept from when training started
-                self.slots[path] = tracked.get(path) or {"slow": a.copy()}
+        for stage in self.stages:                # the moving average, the slow weights: slots too
+            stage.build(self, variables)
+        for path, a in self._tracked_state:      # the state's slow copies, kept from when training started
+            self.slots[path] = tracked.get(path) or {"slow": a.copy()}
         self.built = True
 
     def track_state(self, state):
@@ -251,34 +308,30 @@ class Optimizer:
                     constraint(w)
             kernels.advance_counter(self._dev["t"], 1)     # t += 1, on the device
             self._dev_remaining -= 1
-            if self.lookahead_steps and not self.defer_lookahead:
-                self.lookahead_sync(variables, self.iterations)     # reads t: eager calls only
+            if self.stages and not self.defer_lookahead:    # reads t: eager calls only (no EMA here)
+                self._after_update(variables, self.iterations)
             return
         base_lr = self.current_learning_rate()
         for path, w, g, constraint in variables:
-            lr = base_lr * self.lr_multiplier(path)
-            if self.weight_decay and self.decays(path, w):
-                w -= w * (base_lr * self.weight_decay)     # decoupled weight decay, before the update
-            self.update_step(w, g, self.slots[path], lr)
+            # decoupled weight decay (w -= decay * w, inside the rule, before the update): the base lr
+            decay = base_lr * self.weight_decay if self.weight_decay and self.decays(path, w) else 0.0
+            self.update_step(w, g, self.slots[path], base_lr * self.lr_multiplier(path), decay)
             if constraint is not None:
                 constraint(w)
-        if self.use_ema:
-            self._update_averages(variables)
         self.iterations += 1
-        if self.lookahead_steps and not self.defer_lookahead:
-            self.lookahead_sync(variables, self.iterations)
+        self._after_update(variables, self.iterations)
+
+    def _after_update(self, variables, done):
+        for stage in self.stages:
+            stage.after_update(self, variables, done)
 
     def lookahead_sync(self, variables, done):
         """Lookahead after update number `done` (1-based): when it is a multiple of lookahead_steps,
         s += r (w - s) and w = s for every variable (variables: (path, w, ...) tuples). On the GPU a
-        DeviceTrainer calls this between graph replays, with its own count of the updates."""
-        if not self.lookahead_steps or done % self.lookahead_steps:
-            return
-        rate = self.lookahead_rate
-        rate = float(rate(done)) if isinstance(rate, LearningRateSchedule) else rate
-        pairs = [(w, self.slots[path]["slow"]) for path, w, *_ in variables]
-        pairs += [(a, self.slots[path]["slow"]) for path, a in self._tracked_state]
-        kernels.lookahead_sync(pairs, rate, self._lookahead_tables)
+        DeviceLoop calls this between graph replays, with its own count of the updates."""
+        for stage in self.stages:
+            if isinstance(stage, Lookahead):
+                stage.sync(self, variables, done)
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Keras 3's method: no weight decay for the arrays in var_list, nor for the variables whose
@@ -334,30 +387,15 @@ class Optimizer:
                 return float(factor)
         return 1.0
 
-    def _update_averages(self, variables):
-        """a = m a + (1 - m) w (m = 0 at the first step); every ema_overwrite_frequency steps w = a."""
-        t = self.iterations
-        m = self.ema_momentum if t > 0 else 0.0
-        for path, w, _, _ in variables:
-            a = self.slots[path]["average"]
-            a *= m
-            a += (1 - m) * w
-        if self.ema_overwrite_frequency and (t + 1) % self.ema_overwrite_frequency == 0:
-            self.finalize_variable_values([w for _, w, _, _ in variables], [p for p, _, _, _ in variables])
-
     def finalize_variable_values(self, weights, paths):
-        """With use_ema: overwrite the weights with their moving averages (Keras does it when fit
-        ends); with lookahead_steps: with their slow copies."""
-        slot = "average" if self.use_ema else "slow" if self.lookahead_steps else None
-        if slot is None or not self.built:
-            return
-        for path, w in zip(paths, weights):
-            w[...] = self.slots[path][slot]
-        if slot == "slow":                       # lookahead_state: the statistics end on their slow copies too
-            for path, a in self._tracked_state:
-                a[...] = self.slots[path]["slow"]
+        """When fit ends: with use_ema the weights take their moving averages (as Keras does); with
+        lookahead_steps their slow copies (and lookahead_state's statistics theirs)."""
+        if self.built:
+            for stage in self.stages:
+                stage.finalize(self, list(zip(paths, weights)))
 
-    def update_step(self, w, g, slots, lr):
+    def update_step(self, w, g, slots, lr, decay):
+        """One variable's update (the rule: kernels.sgd_update & co., readable in kernels/reference.py)."""
         raise NotImplementedError
 
     def device_slots(self):
@@ -407,11 +445,8 @@ class SGD(Optimizer):
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
         self.slot_names = ("momentum",) if self.momentum else ()
 
-    def update_step(self, w, g, slots, lr):
-        if not self.momentum:
-            w -= lr * g
-            return
-        kernels.sgd_momentum_update(w, g, slots["momentum"], lr, self.momentum, self.nesterov)
+    def update_step(self, w, g, slots, lr, decay):
+        kernels.sgd_update(w, g, slots.get("momentum"), lr, self.momentum, self.nesterov, decay)
 
     def supports_device_step(self):
         return True
@@ -434,28 +469,9 @@ class RMSprop(Optimizer):
         self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), centered
         self.slot_names = ("velocity",) + (("momentum",) if momentum else ()) + (("average_gradient",) if centered else ())
 
-    def update_step(self, w, g, slots, lr):
-        if not (self.centered or self.momentum):
-            kernels.rmsprop_update(w, g, slots["velocity"], lr, self.rho, self.epsilon)
-            return
-        xp, rho = backend.xp, self.rho
-        v = slots["velocity"]
-        v *= rho
-        v += (1 - rho) * g * g
-        denominator = v
-        if self.centered:
-            a = slots["average_gradient"]
-            a *= rho
-            a += (1 - rho) * g
-            denominator = v - a * a
-        step = lr * g / xp.sqrt(denominator + self.epsilon)
-        if self.momentum:
-            mom = slots["momentum"]
-            mom *= self.momentum
-            mom += step
-            w -= mom
-        else:
-            w -= step
+    def update_step(self, w, g, slots, lr, decay):
+        kernels.rmsprop_update(w, g, slots["velocity"], lr, self.rho, self.epsilon, decay, self.momentum,
+                               slots.get("momentum"), slots.get("average_gradient"))
 
     def supports_device_step(self):
         return not (self.centered or self.momentum)
@@ -477,17 +493,9 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), amsgrad
         self.slot_names = ("m", "v") + (("vhat",) if amsgrad else ())
 
-    def update_step(self, w, g, slots, lr):
-        xp, b1, b2, t = backend.xp, self.beta_1, self.beta_2, self.iterations + 1
-        alpha = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-        if not self.amsgrad:
-            kernels.adam_update(w, g, slots["m"], slots["v"], alpha, b1, b2, self.epsilon)
-            return
-        m, v = slots["m"], slots["v"]
-        m += (g - m) * (1 - b1)
-        v += (g * g - v) * (1 - b2)
-        xp.maximum(slots["vhat"], v, out=slots["vhat"])
-        w -= alpha * m / (xp.sqrt(slots["vhat"]) + self.epsilon)
+    def update_step(self, w, g, slots, lr, decay):
+        kernels.adam_update(w, g, slots["m"], slots["v"], lr, self.iterations, self.beta_1, self.beta_2,
+                            self.epsilon, decay, slots.get("vhat"))
 
     def supports_device_step(self):
         return not self.amsgrad

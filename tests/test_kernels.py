@@ -135,21 +135,78 @@ def test_bias_activation(backend, activation, rows, cols, rng):
                                rtol=sum_tol, atol=sum_tol)
 
 
-@pytest.mark.parametrize("name,args", [("adam_update", (1e-2, 0.9, 0.999, 1e-7)),
-                                       ("sgd_momentum_update", (0.1, 0.9, False)),
-                                       ("sgd_momentum_update", (0.1, 0.9, True)),
-                                       ("rmsprop_update", (1e-3, 0.9, 1e-7))])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_optimizer_kernels(name, args, dtype, rng):
-    n_slots = 2 if name == "adam_update" else 1
-    arrays = [rng.standard_normal((5, 7)).astype(dtype) for _ in range(2 + n_slots)]
-    arrays[2:] = [np.abs(a) for a in arrays[2:]]
-    mine = [a.copy() for a in arrays]
-    for _ in range(3):
-        getattr(cpu, name)(*mine, *args)
-        getattr(reference, name)(*arrays, *args)
-    for a, b in zip(mine, arrays):
-        np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12)
+def _rule_by_hand(name, w, g, slots, t, decay, **h):
+    """The optimizer rules from their formulas (optimizers.py), float64, element by element."""
+    w, g = w.astype(np.float64).ravel(), g.astype(np.float64).ravel()
+    s = {k: v.astype(np.float64).ravel() for k, v in slots.items()}
+    for i in range(w.size):
+        w[i] -= decay * w[i]
+        if name == "sgd":
+            if "m" not in s:
+                w[i] -= h["lr"] * g[i]
+                continue
+            s["m"][i] = h["momentum"] * s["m"][i] - h["lr"] * g[i]
+            w[i] += h["momentum"] * s["m"][i] - h["lr"] * g[i] if h["nesterov"] else s["m"][i]
+        elif name == "rmsprop":
+            s["v"][i] = h["rho"] * s["v"][i] + (1 - h["rho"]) * g[i] ** 2
+            den = s["v"][i]
+            if "a" in s:
+                s["a"][i] = h["rho"] * s["a"][i] + (1 - h["rho"]) * g[i]
+                den -= s["a"][i] ** 2
+            step = h["lr"] * g[i] / np.sqrt(den + h["epsilon"])
+            if "mom" in s:
+                s["mom"][i] = h["momentum"] * s["mom"][i] + step
+                step = s["mom"][i]
+            w[i] -= step
+        else:
+            b1, b2 = h["beta_1"], h["beta_2"]
+            s["m"][i] += (g[i] - s["m"][i]) * (1 - b1)
+            s["v"][i] += (g[i] ** 2 - s["v"][i]) * (1 - b2)
+            v = s["v"][i]
+            if "vhat" in s:
+                s["vhat"][i] = max(s["vhat"][i], v)
+                v = s["vhat"][i]
+            alpha = h["lr"] * np.sqrt(1 - b2 ** (t + 1)) / (1 - b1 ** (t + 1))
+            w[i] -= alpha * s["m"][i] / (np.sqrt(v) + h["epsilon"])
+    return w, s
+
+
+def _call_rule(impl, name, w, g, slots, t, decay, h):
+    if name == "sgd":
+        impl.sgd_update(w, g, slots.get("m"), h["lr"], h.get("momentum", 0.0), h.get("nesterov", False), decay)
+    elif name == "rmsprop":
+        impl.rmsprop_update(w, g, slots["v"], h["lr"], h["rho"], h["epsilon"], decay, h.get("momentum", 0.0),
+                            slots.get("mom"), slots.get("a"))
+    else:
+        impl.adam_update(w, g, slots["m"], slots["v"], h["lr"], t, h["beta_1"], h["beta_2"], h["epsilon"], decay,
+                         slots.get("vhat"))
+
+
+@pytest.mark.parametrize("name,slot_names,h", [
+    ("sgd", (), dict(lr=0.1)),
+    ("sgd", ("m",), dict(lr=0.1, momentum=0.9, nesterov=False)),
+    ("sgd", ("m",), dict(lr=0.1, momentum=0.9, nesterov=True)),
+    ("rmsprop", ("v",), dict(lr=1e-3, rho=0.9, epsilon=1e-7)),
+    ("rmsprop", ("v", "a", "mom"), dict(lr=1e-3, rho=0.9, epsilon=1e-7, momentum=0.5)),
+    ("adam", ("m", "v"), dict(lr=1e-2, beta_1=0.9, beta_2=0.999, epsilon=1e-7)),
+    ("adam", ("m", "v", "vhat"), dict(lr=1e-2, beta_1=0.9, beta_2=0.999, epsilon=1e-7))])
+@pytest.mark.parametrize("decay", [0.0, 1e-3])
+def test_optimizer_rules(backend, name, slot_names, h, decay, rng):
+    """Each rule (kernels.sgd_update, rmsprop_update, adam_update: one signature on every backend,
+    momentum / Nesterov / centered / amsgrad and decoupled weight decay included) equals its
+    formula worked element by element, over three steps (t = 0, 1, 2)."""
+    w, g = rng.standard_normal((5, 7)), rng.standard_normal((3, 5, 7))
+    slots = {k: np.abs(rng.standard_normal((5, 7))) * (k != "a") for k in slot_names}
+    mine_w = backend.to_device(w.astype(np.float32))
+    mine = {k: backend.to_device(v.astype(np.float32)) for k, v in slots.items()}
+    want_w, want = w.copy(), {k: v.copy() for k, v in slots.items()}
+    for t in range(3):
+        _call_rule(backend.impl, name, mine_w, backend.to_device(g[t].astype(np.float32)), mine, t, decay, h)
+        want_w, want = _rule_by_hand(name, want_w.reshape(5, 7), g[t], {k: v.reshape(5, 7) for k, v in want.items()},
+                                     t, decay, **h)
+    np.testing.assert_allclose(backend.to_host(mine_w).ravel(), want_w, rtol=2e-5, atol=2e-6)
+    for k in slots:
+        np.testing.assert_allclose(backend.to_host(mine[k]).ravel(), want[k], rtol=2e-5, atol=2e-6)
 
 
 @functools.lru_cache(maxsize=None)

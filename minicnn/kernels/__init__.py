@@ -180,16 +180,17 @@ def column_sum(a, out=None):
     return a.sum(axis=0, out=out)
 
 
-def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
-    return _impl().adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon)
+# The optimizer rules, one variable at a time (reference.py holds them readable; optimizers.py the notation)
+def sgd_update(w, g, m, lr, momentum, nesterov, decay):
+    return _impl().sgd_update(w, g, m, lr, momentum, nesterov, decay)
 
 
-def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
-    return _impl().sgd_momentum_update(w, g, m, lr, momentum, nesterov)
+def rmsprop_update(w, g, v, lr, rho, epsilon, decay, momentum=0.0, mom=None, average=None):
+    return _impl().rmsprop_update(w, g, v, lr, rho, epsilon, decay, momentum, mom, average)
 
 
-def rmsprop_update(w, g, v, lr, rho, epsilon):
-    return _impl().rmsprop_update(w, g, v, lr, rho, epsilon)
+def adam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, vhat=None):
+    return _impl().adam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, vhat)
 
 
 def dropout_mask(shape, seed, counter, rate, dtype):

@@ -390,49 +390,64 @@ def dropout_train(x, seed, counter, rate, mask_shape):
     return reference.dropout_train(x, seed, counter, rate, mask_shape, apply=dropout_apply, mask_of=dropout_mask)
 
 
-# ---- optimizer updates, in place, one pass over each parameter ------------------------------------
+# ---- optimizer rules (reference.sgd_update & co.): one pass over each variable ---------------------
 @njit(parallel=True, cache=True)
-def _nb_adam(w, g, m, v, alpha, beta_1, beta_2, epsilon):
+def _nb_adam(w, g, m, v, alpha, beta_1, beta_2, epsilon, decay):
     for i in prange(w.size):
+        wi = w[i] - w[i] * decay if decay else w[i]
         gi = g[i]
         mi = m[i] + (gi - m[i]) * (1 - beta_1)
         vi = v[i] + (gi * gi - v[i]) * (1 - beta_2)
         m[i] = mi
         v[i] = vi
-        w[i] -= alpha * mi / (np.sqrt(vi) + epsilon)
+        w[i] = wi - alpha * mi / (np.sqrt(vi) + epsilon)
 
 
 @njit(parallel=True, cache=True)
-def _nb_sgd_momentum(w, g, m, lr, momentum, nesterov):
+def _nb_sgd_momentum(w, g, m, lr, momentum, nesterov, decay):
     for i in prange(w.size):
+        wi = w[i] - w[i] * decay if decay else w[i]
         mi = momentum * m[i] - lr * g[i]
         m[i] = mi
-        w[i] += momentum * mi - lr * g[i] if nesterov else mi
+        w[i] = wi + (momentum * mi - lr * g[i] if nesterov else mi)
 
 
 @njit(parallel=True, cache=True)
-def _nb_rmsprop(w, g, v, lr, rho, epsilon):
+def _nb_rmsprop(w, g, v, lr, rho, epsilon, decay):
     for i in prange(w.size):
+        wi = w[i] - w[i] * decay if decay else w[i]
         gi = g[i]
         vi = rho * v[i] + (1 - rho) * gi * gi
         v[i] = vi
-        w[i] -= lr * gi / np.sqrt(vi + epsilon)
+        w[i] = wi - lr * gi / np.sqrt(vi + epsilon)
 
 
 def _flat(*arrays):
     return [a.reshape(-1) for a in arrays]
 
 
-def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
-    _nb_adam(*_flat(w, g, m, v), alpha, beta_1, beta_2, epsilon)
+def _fast(*arrays):
+    """The Numba rules need C-contiguous arrays of one dtype (always true of weights and slots)."""
+    return all(a.flags.c_contiguous and a.dtype == arrays[0].dtype for a in arrays)
 
 
-def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
-    _nb_sgd_momentum(*_flat(w, g, m), lr, momentum, nesterov)
+def adam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, vhat=None):
+    if vhat is not None or not _fast(w, g, m, v):
+        return reference.adam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, vhat)
+    alpha = reference.adam_step_size(lr, t, beta_1, beta_2)
+    _nb_adam(*_flat(w, g, m, v), alpha, beta_1, beta_2, epsilon, w.dtype.type(decay))   # decay in w's type, as NumPy
 
 
-def rmsprop_update(w, g, v, lr, rho, epsilon):
-    _nb_rmsprop(*_flat(w, g, v), lr, rho, epsilon)
+def sgd_update(w, g, m, lr, momentum, nesterov, decay):
+    if m is None or not _fast(w, g, m):
+        return reference.sgd_update(w, g, m, lr, momentum, nesterov, decay)
+    _nb_sgd_momentum(*_flat(w, g, m), lr, momentum, nesterov, w.dtype.type(decay))
+
+
+def rmsprop_update(w, g, v, lr, rho, epsilon, decay, momentum=0.0, mom=None, average=None):
+    if mom is not None or average is not None or not _fast(w, g, v):
+        return reference.rmsprop_update(w, g, v, lr, rho, epsilon, decay, momentum, mom, average)
+    _nb_rmsprop(*_flat(w, g, v), lr, rho, epsilon, w.dtype.type(decay))
 
 
 # ---- the max-norm constraint (reference.max_norm): column norms in float64, then one scaling pass ---

@@ -7,6 +7,8 @@ and are written to be read. Geometry, shared by every kernel (NHWC):
     output OH x OW; window (oh, ow) covers rows oh*sh - pt + [0, KH) and cols ow*sw - pl + [0, KW).
     Cells outside the input are padding: 0 for convolution, ignored for pooling.
 """
+import math
+
 from minicnn import activations, backend
 
 
@@ -262,17 +264,17 @@ def dropout_train(x, seed, counter, rate, mask_shape, apply=None, mask_of=None):
     return x * mask, mask
 
 
-# ---- optimizer updates (in place; formulas in optimizers.py) --------------------------------------
-def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
-    """m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);  w -= alpha m / (sqrt(v) + eps)."""
-    xp = backend.xp
-    m += (g - m) * (1 - beta_1)
-    v += (g * g - v) * (1 - beta_2)
-    w -= alpha * m / (xp.sqrt(v) + epsilon)
-
-
-def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
-    """m = mu m - lr g;  w += m  (nesterov: w += mu m - lr g)."""
+# ---- optimizer rules: one update of one variable, in place (the notation of optimizers.py) ---------
+# Every rule starts with the decoupled weight decay, w -= decay * w (decay = lr * weight_decay, 0
+# for a variable excluded from it), then applies its own formula with this variable's lr.
+def sgd_update(w, g, m, lr, momentum, nesterov, decay):
+    """SGD. Without momentum (m None): w -= lr g. With it: m = mu m - lr g; w += m
+    (nesterov: w += mu m - lr g, with the new m)."""
+    if decay:
+        w -= w * decay
+    if m is None:
+        w -= lr * g
+        return
     m *= momentum
     m -= lr * g
     if nesterov:
@@ -281,12 +283,49 @@ def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
         w += m
 
 
-def rmsprop_update(w, g, v, lr, rho, epsilon):
-    """v = rho v + (1 - rho) g^2;  w -= lr g / sqrt(v + eps)."""
+def rmsprop_update(w, g, v, lr, rho, epsilon, decay, momentum=0.0, mom=None, average=None):
+    """RMSprop. v = rho v + (1 - rho) g^2;  w -= lr g / sqrt(v + eps)  (eps inside the sqrt).
+    centered (average given): a = rho a + (1 - rho) g, denominator sqrt(v - a^2 + eps);
+    momentum (mom given): mom = mu mom + lr g / sqrt(...);  w -= mom."""
     xp = backend.xp
+    if decay:
+        w -= w * decay
     v *= rho
     v += (1 - rho) * g * g
-    w -= lr * g / xp.sqrt(v + epsilon)
+    denominator = v
+    if average is not None:
+        average *= rho
+        average += (1 - rho) * g
+        denominator = v - average * average
+    step = lr * g / xp.sqrt(denominator + epsilon)
+    if mom is None:
+        w -= step
+        return
+    mom *= momentum
+    mom += step
+    w -= mom
+
+
+def adam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, vhat=None):
+    """Adam at step t (updates done before this one: 0 first).
+    m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);
+    alpha = lr sqrt(1 - b2^(t+1)) / (1 - b1^(t+1));  w -= alpha m / (sqrt(v) + eps)
+    (amsgrad, vhat given: vhat = max(vhat, v) in the denominator)."""
+    xp = backend.xp
+    if decay:
+        w -= w * decay
+    alpha = adam_step_size(lr, t, beta_1, beta_2)
+    m += (g - m) * (1 - beta_1)
+    v += (g * g - v) * (1 - beta_2)
+    if vhat is not None:
+        xp.maximum(vhat, v, out=vhat)
+        v = vhat
+    w -= alpha * m / (xp.sqrt(v) + epsilon)
+
+
+def adam_step_size(lr, t, beta_1, beta_2):
+    """Adam's bias-corrected step size at step t: lr sqrt(1 - b2^(t+1)) / (1 - b1^(t+1)) (a host number)."""
+    return lr * math.sqrt(1 - beta_2 ** (t + 1)) / (1 - beta_1 ** (t + 1))
 
 
 # ---- convolution as im2col + GEMM, the whole batch at once (kernels/cpu_conv.py: on row blocks) ------

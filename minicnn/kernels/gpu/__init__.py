@@ -35,7 +35,7 @@ from minicnn.kernels.gpu.conv import col2im, conv2d_backward, conv2d_forward, im
 from minicnn.kernels.gpu.data import accumulate_stats, advance_cursor, flip_crop, gather_rows
 from minicnn.kernels.gpu.losses import softmax_cross_entropy
 from minicnn.kernels.gpu.optimizers import (adam_device, adam_update, lookahead, param_table, rmsprop_device,
-                                            rmsprop_update, sgd_device, sgd_momentum_update)
+                                            rmsprop_update, sgd_device, sgd_update)
 from minicnn.kernels.gpu.pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from minicnn.kernels.gpu.regularizers import dropout_apply, dropout_forward, dropout_mask, dropout_train, max_norm
 
@@ -48,7 +48,7 @@ __all__ = [
     "accumulate_stats", "advance_cursor", "flip_crop", "gather_rows",
     "softmax_cross_entropy",
     "adam_device", "adam_update", "lookahead", "param_table", "rmsprop_device", "rmsprop_update", "sgd_device",
-    "sgd_momentum_update",
+    "sgd_update",
     "avgpool_backward", "avgpool_forward", "maxpool_backward", "maxpool_forward",
     "dropout_apply", "dropout_forward", "dropout_mask", "dropout_train", "max_norm",
 ]

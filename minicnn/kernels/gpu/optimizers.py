@@ -165,13 +165,6 @@ def sgd_device(table, dtype, dev, momentum, nesterov, weight_decay=0.0):
 
 # Host-number versions (the same signatures as cpu.py): what an optimizer's host path calls (EMA,
 # amsgrad, centered RMSprop...). They run the plain CuPy twins: the graphed path uses the kernels above.
-def adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon):
-    return reference.adam_update(w, g, m, v, alpha, beta_1, beta_2, epsilon)
-
-
-def sgd_momentum_update(w, g, m, lr, momentum, nesterov):
-    return reference.sgd_momentum_update(w, g, m, lr, momentum, nesterov)
-
-
-def rmsprop_update(w, g, v, lr, rho, epsilon):
-    return reference.rmsprop_update(w, g, v, lr, rho, epsilon)
+# The per-variable rules (eager steps, and the configurations without a multi-tensor kernel): CuPy's
+# elementwise operations on the readable twins.
+adam_update, sgd_update, rmsprop_update = reference.adam_update, reference.sgd_update, reference.rmsprop_update
