@@ -12,10 +12,13 @@ from minicnn.model import Sequential
 CLOSE = dict(rtol=2e-3, atol=2e-4)
 
 
-def small_model(seed=0, dropout=0.0, optimizer="adam"):
+def small_model(seed=0, dropout=0.0, optimizer="adam", noise_shape=None):
     B.set_seed(seed)
     layers = [Conv2D(8, 3, padding="same", activation="relu", input_shape=(16, 16, 3)), MaxPooling2D(2),
-              Conv2D(16, 3, padding="same", activation="relu"), MaxPooling2D(2), Flatten()]
+              Conv2D(16, 3, padding="same", activation="relu"), MaxPooling2D(2)]
+    if noise_shape:                                    # one mask value per image and channel, broadcast
+        layers.append(Dropout(dropout, noise_shape=noise_shape, seed=5))
+    layers.append(Flatten())
     if dropout:
         layers.append(Dropout(dropout, seed=11))
     layers += [Dense(32, activation="relu"), Dense(10, activation="softmax")]
@@ -122,17 +125,19 @@ def test_epoch_augmentation_matches_the_fast_cpu(backend):
 
 
 @pytest.mark.backends("reference", "gpu")
-def test_dropout_training_repeats_with_the_seed_and_matches_the_fast_cpu(backend):
+@pytest.mark.parametrize("noise_shape", [None, (None, 1, 1, 16)])
+def test_dropout_training_repeats_with_the_seed_and_matches_the_fast_cpu(backend, noise_shape):
     """Training with Dropout draws a new mask every step (the counter reaches 20 after 20 steps, on
     the GPU advanced by the graph replays), repeats bit for bit with the same seed, and uses the
-    fast CPU's masks (the same parameters)."""
+    fast CPU's masks (the same parameters). With noise_shape too: its counter lives where the
+    backend computes (it was read with .get() inside the captured GPU step before)."""
     x, y, _ = toy_data(320)
 
     def train():
-        model = small_model(dropout=0.5, optimizer="sgd")
+        model = small_model(dropout=0.5, optimizer="sgd", noise_shape=noise_shape)
         model.fit(x, y, batch_size=32, epochs=2, verbose=0)                  # 20 steps, 18 of them replays
-        dropout = [layer for layer in model.layers if isinstance(layer, Dropout)][0]
-        assert dropout.draws == 20
+        for dropout in [layer for layer in model.layers if isinstance(layer, Dropout)]:
+            assert dropout.draws == 20
         return model
     first, oracle = _on_both(backend, train)
     again = train()
