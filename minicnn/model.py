@@ -6,15 +6,12 @@ and decides once whether the loss trains a softmax head from its logits. Running
 data (fit, evaluate, predict, train_on_batch) is the Trainer's job: ``model.fit(...)`` delegates
 to ``training/trainer.py``, where the training step, batching and callbacks live.
 """
-from minicnn import activations, backend, kernels, layers, losses, optimizers, saving
+from minicnn import backend, kernels, layers, saving
 from minicnn.layers.base import Layer, snake_case
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
 from minicnn.training import steps
 from minicnn.training.trainer import Trainer
-
-_ACCURACY_NAMES = ("accuracy", "acc")
-
 
 def _layers_from_config(config, custom_objects=None):
     """The layers listed in a Sequential's (or Residual's) config, rebuilt."""
@@ -41,7 +38,7 @@ class Sequential(Layer):
         self.optimizer = self.loss = None
         self.metric_names = []
         self.compiled = False
-        self._fused = False         # compile: the loss owns the head's softmax (see _configure_head)
+        self._fused = False         # compile: the loss owns the head's softmax (see Trainer.configure_head)
         self.stop_training = False
         self.stop_reason = None
         self.seed = None
@@ -225,45 +222,19 @@ class Sequential(Layer):
         for key, layer in self.members():
             layer.set_extra_state(state.get(key, {}))
 
-    # ---- compile ------------------------------------------------------------------------------
+    # ---- compile and training: the Trainer's (training/trainer.py), as Keras 3's trainers/ ---------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
-        for key in kwargs:
-            if key not in ("loss_weights", "weighted_metrics", "run_eagerly", "jit_compile", "steps_per_execution"):
-                raise TypeError(f"compile() got an unexpected argument {key!r}")
-        if loss is None:
-            raise ValueError("compile() needs a loss, e.g. loss='categorical_crossentropy'")
-        self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
-        metrics = list(metrics or [])
-        for m in metrics:
-            if m not in _ACCURACY_NAMES:
-                raise ValueError(f"unknown metric {m!r}; minicnn computes 'accuracy' (or 'acc')")
-        self.metric_names = metrics[:1]          # 'accuracy' or 'acc': the history key, as in Keras
-        self.compiled = True
-        if not self.built and self._declared_input_shape() is not None:
-            self.build()
-        self._configure_head()
+        """Record the optimizer, the loss and the metrics (Trainer.compile: who owns a softmax head's
+        softmax is decided there, once)."""
+        self.trainer.compile(optimizer, loss, metrics, **kwargs)
 
     def _head(self):
+        """The layer that produces the output: the last one, inside trailing Sequentials."""
         head = self.layers[-1] if self.layers else None
         while isinstance(head, Sequential) and head.ends_in_last_layer and head.layers:
             head = head.layers[-1]
         return head
 
-    def _configure_head(self):
-        """Decide once who owns a softmax head's softmax. With a cross-entropy loss the loss does,
-        as deep-learning-from-scratch's SoftmaxWithLoss: the head layer computes its logits z
-        (activations.SoftmaxInTheLoss), forward applies the softmax after the stack (outputs stay
-        probabilities, as in Keras), and training differentiates softmax + cross-entropy in one step,
-        dL/dz = (p - y) / N, exact even where p underflows. Any other loss: the head's own softmax."""
-        head = self._head()
-        activation = getattr(head, "activation", None)
-        declared = activation if activation is None else activations.serialize(activation)
-        self._fused = bool(self.loss.fuses_softmax and declared == "softmax" and self.ends_in_last_layer)
-        if declared == "softmax":
-            head.activation = activations.SoftmaxInTheLoss() if self._fused else activations.get("softmax")
-
-    # ---- training: the Trainer runs it (training/trainer.py) -----------------------------------
     @property
     def trainer(self):
         """The Trainer that runs fit/evaluate/predict on this model (made on first use)."""

@@ -3,6 +3,7 @@
 The model (model.py) is a container of layers: forward, backward, weights. Everything about
 running it over a dataset lives here, as Keras 3 keeps ``trainers/`` apart from ``models/``:
 
+    compile(...)       the optimizer, the loss, the metrics; who owns a softmax head's softmax
     fit(x, y, ...)     checks (data.py) -> callbacks -> for each epoch: a strategy's train_epoch,
                        then the validation pass -> the optimizer's final values (EMA, Lookahead)
     evaluate / predict inference-mode passes, cut into memory-bounded chunks
@@ -17,9 +18,12 @@ Both expose train_epoch(epoch, shuffle, callbacks) -> logs, last_batch_loss(), c
 import math
 import time
 
-from minicnn import backend
+from minicnn import activations, backend, losses, optimizers
 from minicnn import callbacks as callbacks_module
 from minicnn.training import data, graphed, steps
+
+
+ACCURACY_NAMES = ("accuracy", "acc")
 
 
 class Metrics:
@@ -62,6 +66,43 @@ class Trainer:
         self.variables = []          # (path, layer, key) of every trainable weight
         self.params = {}             # what callbacks read as self.params (epochs, steps, verbose, ...)
         self.where = "before the first epoch"   # for the message of an interrupted fit
+
+    # ---- compile --------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """model.compile: the optimizer, the loss and the metrics (accuracy or none), recorded on the
+        model as Keras does; then who owns a softmax head's softmax (configure_head)."""
+        model = self.model
+        for key in kwargs:
+            if key not in ("loss_weights", "weighted_metrics", "run_eagerly", "jit_compile", "steps_per_execution"):
+                raise TypeError(f"compile() got an unexpected argument {key!r}")
+        if loss is None:
+            raise ValueError("compile() needs a loss, e.g. loss='categorical_crossentropy'")
+        model.optimizer = optimizers.get(optimizer)
+        model.loss = losses.get(loss)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in ACCURACY_NAMES:
+                raise ValueError(f"unknown metric {m!r}; minicnn computes 'accuracy' (or 'acc')")
+        model.metric_names = metrics[:1]          # 'accuracy' or 'acc': the history key, as in Keras
+        model.compiled = True
+        if not model.built and model._declared_input_shape() is not None:
+            model.build()
+        self.configure_head()
+
+    def configure_head(self):
+        """Decide once who owns a softmax head's softmax. With a cross-entropy loss the loss does,
+        as deep-learning-from-scratch's SoftmaxWithLoss: the head layer computes its logits z
+        (activations.SoftmaxInTheLoss), the model's forward applies the softmax after the stack
+        (outputs stay probabilities, as in Keras), and training differentiates softmax +
+        cross-entropy in one step, dL/dz = (p - y) / N, exact even where p underflows. Any other
+        loss: the head's own softmax."""
+        model = self.model
+        head = model._head()
+        activation = getattr(head, "activation", None)
+        declared = activation if activation is None else activations.serialize(activation)
+        model._fused = bool(model.loss.fuses_softmax and declared == "softmax" and model.ends_in_last_layer)
+        if declared == "softmax":
+            head.activation = activations.SoftmaxInTheLoss() if model._fused else activations.get("softmax")
 
     # ---- before training ------------------------------------------------------------------------
     def require_compiled(self, what):
