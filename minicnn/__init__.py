@@ -4,16 +4,18 @@ with Keras's API shape. A Keras tutorial ports by changing its imports:
     from minicnn import Sequential
     from minicnn.layers import Conv2D, MaxPooling2D, Flatten, Dense, Dropout
 """
+from minicnn import _keras_names
 from minicnn._version import __version__
 from minicnn import (activations, backend, callbacks, constraints, gradcheck, initializers, layers, losses,
-                     optimizers, utils)
+                     models, optimizers, utils)
 from minicnn.backend import set_backend
 from minicnn.kernels import set_kernels
 from minicnn.layers import Input
 from minicnn.model import Residual, Sequential, load_model
 
-__all__ = ["__version__", "Sequential", "Residual", "Input", "load_model", "set_backend", "set_kernels", "activations", "backend",
-           "callbacks", "constraints", "gradcheck", "initializers", "layers", "losses", "optimizers", "utils", "datasets"]
+__all__ = ["__version__", "Sequential", "Residual", "Input", "load_model", "set_backend", "set_kernels",
+           "activations", "backend", "callbacks", "constraints", "models", "gradcheck", "initializers", "layers",
+           "losses", "optimizers", "utils", "datasets"]
 
 
 def __getattr__(name):
@@ -21,4 +23,6 @@ def __getattr__(name):
     if name in ("datasets", "zoo", "plot"):
         import importlib
         return importlib.import_module(f"minicnn.{name}")
+    if name in _keras_names.KERAS_ONLY["models"]:             # keras.Model and friends
+        raise _keras_names.missing("models", name, models.__all__)
     raise AttributeError(f"module 'minicnn' has no attribute {name!r}")

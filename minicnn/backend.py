@@ -20,6 +20,9 @@ import os
 
 import numpy  # noqa: E402
 
+from minicnn import _keras_names
+
+name_counters = {}  # layer auto-names: prefix -> counter (layers/base.py unique_name; clear_session)
 xp = numpy          # the active array module
 name = "cpu"        # "cpu" or "gpu"
 _floatx = "float32"
@@ -88,6 +91,28 @@ def set_tf32(enabled=True):
     set_gemm_precision("tf32" if enabled else "fp32")
 
 
+def image_data_format():
+    """Keras's backend.image_data_format(): minicnn computes in NHWC, 'channels_last', only."""
+    return "channels_last"
+
+
+def set_image_data_format(data_format):
+    if data_format != "channels_last":
+        raise ValueError(f"minicnn computes in NHWC: image_data_format can only be 'channels_last', got "
+                         f"{data_format!r} (transpose channels-first arrays with x.transpose(0, 2, 3, 1))")
+
+
+def epsilon():
+    """Keras's fuzz factor, 1e-7 (the epsilon of its optimizers and losses)."""
+    return 1e-7
+
+
+def clear_session():
+    """Keras's clear_session(): start layer auto-names again from conv2d, dense, ... (nothing
+    else is global in minicnn)."""
+    name_counters.clear()
+
+
 def floatx():
     """The default float dtype name ('float32' unless a gradient check asked for 'float64')."""
     return _floatx
@@ -142,3 +167,7 @@ def to_host(a):
 
 if os.environ.get("MINICNN_BACKEND"):
     set_backend(os.environ["MINICNN_BACKEND"].strip().lower())
+
+
+def __getattr__(attr):
+    raise _keras_names.missing("backend", attr, [n for n in globals() if not n.startswith("_")])

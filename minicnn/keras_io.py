@@ -171,6 +171,13 @@ def _convert_layer(layer):
         return L.Flatten()
     if kind == "Activation":
         return L.Activation(c["activation"])
+    if kind == "ReLU":
+        return L.ReLU(c.get("max_value"), c.get("negative_slope", 0.0), c.get("threshold", 0.0))
+    if kind == "LeakyReLU":
+        return L.LeakyReLU(c.get("negative_slope", c.get("alpha", 0.3)))
+    if kind == "Softmax":
+        axis = c.get("axis", -1)
+        return L.Softmax(axis=-1 if axis in (-1, [-1], (-1,), 3, [3]) else axis)
     if kind == "BatchNormalization":
         axis = c["axis"][0] if isinstance(c["axis"], (list, tuple)) else c["axis"]
         return L.BatchNormalization(axis=-1 if axis in (-1, 3) else axis, momentum=c["momentum"],
@@ -219,8 +226,15 @@ def _keras_layer(keras, layer):
         return keras.layers.Dropout(c["rate"])
     if isinstance(layer, L.Flatten):
         return keras.layers.Flatten()
+    if isinstance(layer, L.Softmax):                   # (before Activation: a Softmax is one)
+        return keras.layers.Softmax(axis=-1)
     if isinstance(layer, L.Activation):
         return keras.layers.Activation(c["activation"])
+    if isinstance(layer, L.ReLU):
+        return keras.layers.ReLU(max_value=c["max_value"], negative_slope=c["negative_slope"],
+                                 threshold=c["threshold"])
+    if isinstance(layer, L.LeakyReLU):
+        return keras.layers.LeakyReLU(negative_slope=c["negative_slope"])
     if isinstance(layer, L.BatchNormalization):
         return keras.layers.BatchNormalization(momentum=c["momentum"], epsilon=c["epsilon"], center=c["center"],
                                                scale=c["scale"])

@@ -9,7 +9,7 @@ JAX/torch backends do: q = p / sum(p), q = clip(q, 1e-7, 1 - 1e-7), L = -(1/B) s
 """
 import numpy as np
 
-from minicnn import backend
+from minicnn import _keras_names, backend
 
 EPSILON = 1e-7
 
@@ -171,3 +171,7 @@ def deserialize(spec):
 
 categorical_crossentropy = "categorical_crossentropy"
 sparse_categorical_crossentropy = "sparse_categorical_crossentropy"
+
+
+def __getattr__(name):
+    raise _keras_names.missing("losses", name, [n for n in globals() if not n.startswith("_")])

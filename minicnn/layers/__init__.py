@@ -1,4 +1,10 @@
-"""minicnn.layers: the Keras layer names, NHWC, Keras weight layouts."""
+"""minicnn.layers: the Keras layer names, NHWC, Keras weight layouts.
+
+Keras 2's module paths work too: minicnn.layers.convolutional (Conv2D and the pooling layers, as
+old tutorials import them), minicnn.layers.core, minicnn.layers.pooling.
+"""
+from minicnn import _keras_names
+from minicnn.layers.activations import LeakyReLU, ReLU, Softmax
 from minicnn.layers.base import Layer
 from minicnn.layers.conv import Conv2D, Convolution2D
 from minicnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling
@@ -8,7 +14,8 @@ from minicnn.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePo
 
 __all__ = ["Layer", "Conv2D", "Convolution2D", "Activation", "Dense", "Dropout", "Flatten", "Input",
            "InputLayer", "BatchNormalization", "AveragePooling2D", "AvgPool2D", "MaxPool2D", "MaxPooling2D",
-           "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "Rescaling"]
+           "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "Rescaling",
+           "ReLU", "LeakyReLU", "Softmax"]
 
 
 def get_class(class_name):
@@ -17,3 +24,7 @@ def get_class(class_name):
     if class_name not in classes:
         raise ValueError(f"unknown layer class {class_name!r}; expected one of {sorted(classes)}")
     return classes[class_name]
+
+
+def __getattr__(name):
+    raise _keras_names.missing("layers", name, __all__)

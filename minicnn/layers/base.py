@@ -15,9 +15,6 @@ import re
 
 from minicnn import activations, backend, constraints, initializers, kernels
 
-_name_counters = {}
-
-
 def snake_case(name):
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower().replace("2_d", "2d")
@@ -25,7 +22,7 @@ def snake_case(name):
 
 def unique_name(prefix):
     """Keras-style auto names: conv2d, conv2d_1, conv2d_2, ... (one counter per prefix, per process)."""
-    counter = _name_counters.setdefault(prefix, itertools.count())
+    counter = backend.name_counters.setdefault(prefix, itertools.count())
     n = next(counter)
     return prefix if n == 0 else f"{prefix}_{n}"
 

@@ -1,4 +1,5 @@
-"""Small helpers: one-hot labels, train/validation splits, seeding."""
+"""Small helpers: one-hot labels, train/validation splits, seeding, run records.
+(`minicnn.utils.np_utils.to_categorical`, Keras 2's path, is the same function.)"""
 import json
 import os
 import pathlib
@@ -6,7 +7,7 @@ import platform
 
 import numpy as np
 
-from minicnn import backend
+from minicnn import _keras_names, backend
 from minicnn._version import __version__
 from minicnn.saving import atomic_write
 
@@ -116,3 +117,7 @@ def environment_info():
         pass
     info.update(backend.device_info())
     return info
+
+
+def __getattr__(name):
+    raise _keras_names.missing("utils", name, [n for n in globals() if not n.startswith("_")])

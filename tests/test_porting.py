@@ -1,0 +1,165 @@
+"""Keras programs port by renaming `keras` to `minicnn`: Keras's module layout, the activation
+layers, clear errors for what minicnn lacks, and three Keras programs run after a mechanical rename."""
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import backend, gradcheck, keras_io
+from minicnn.layers import Conv2D, Dense, Flatten, Input, LeakyReLU, ReLU, Softmax
+
+PROGRAMS = pathlib.Path(__file__).parent / "keras_programs"
+
+
+def rename(source):
+    """The port: every `tensorflow.keras`, `tf.keras` and `keras` becomes `minicnn`."""
+    source = re.sub(r"^import tensorflow as tf\n", "", source, flags=re.M)
+    source = re.sub(r"\btensorflow\.keras\b|\btf\.keras\b", "minicnn", source)
+    return re.sub(r"\bkeras\b", "minicnn", source)
+
+
+def run_program(source):
+    namespace = {"__name__": "__keras_program__"}
+    exec(compile(source, "<keras program>", "exec"), namespace)
+    return namespace["RESULT"]
+
+
+@pytest.mark.parametrize("program", ["keras2_tutorial_style.py", "tf_keras_tutorial_style.py", "keras3_convnet.py"])
+def test_a_keras_program_runs_after_renaming_its_imports(program):
+    """The renamed program trains, validates and predicts: finite losses, Keras's history keys and
+    output shapes."""
+    source = (PROGRAMS / program).read_text()
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
+    assert "minicnn" not in code and "keras" in code            # a Keras program, untouched
+    result = run_program(rename(source))
+    assert set(result["history"]) == {"accuracy", "loss", "val_accuracy", "val_loss"}
+    assert all(len(v) == 2 and np.all(np.isfinite(v)) for v in result["history"].values())
+    loss, accuracy = result["scores"]
+    assert np.isfinite(loss) and 0 < loss < 10 and 0 <= accuracy <= 1
+    assert result["predict_shape"][1:] == (10,)
+
+
+@pytest.mark.parametrize("program", ["tf_keras_tutorial_style.py", "keras3_convnet.py"])
+def test_the_same_programs_run_under_keras(program):
+    """The programs are real Keras 3 programs: unrenamed, Keras runs them and reports the same keys
+    and shapes (the Keras 2 one needs Keras 2's module paths, which Keras 3 removed)."""
+    pytest.importorskip("keras")
+    if "tensorflow" in (PROGRAMS / program).read_text():
+        pytest.importorskip("tensorflow")
+    result = run_program((PROGRAMS / program).read_text())
+    mine = run_program(rename((PROGRAMS / program).read_text()))
+    assert set(result["history"]) == set(mine["history"]) and result["predict_shape"] == mine["predict_shape"]
+
+
+def test_keras_module_paths_exist():
+    from minicnn import backend as K, callbacks, datasets, layers, losses, models, optimizers, utils  # noqa: F401
+    from minicnn.layers.convolutional import Conv2D as C2, MaxPooling2D  # noqa: F401
+    from minicnn.layers.core import Dense as D2, Dropout, Flatten as F2  # noqa: F401
+    from minicnn.layers.pooling import AveragePooling2D  # noqa: F401
+    from minicnn.models import Sequential, load_model  # noqa: F401
+    from minicnn.utils import np_utils
+    assert C2 is Conv2D and D2 is Dense and Sequential is minicnn.Sequential
+    np.testing.assert_array_equal(np_utils.to_categorical([2, 0], 3), [[0, 0, 1], [1, 0, 0]])
+    assert K.image_data_format() == "channels_last" and K.epsilon() == 1e-7
+    with pytest.raises(ValueError, match="channels_last"):
+        K.set_image_data_format("channels_first")
+
+
+def test_clear_session_restarts_the_auto_names():
+    backend.clear_session()
+    assert Dense(2).name == "dense" and Dense(2).name == "dense_1"
+    backend.clear_session()
+    assert Dense(2).name == "dense"
+
+
+@pytest.mark.parametrize("statement,message", [
+    ("from minicnn.layers import LSTM", "minicnn does not implement Keras's layers.LSTM"),
+    ("from minicnn.layers import SeparableConv2D", "closest thing minicnn has: Conv2D"),
+    ("from minicnn.models import Model", "Sequential, and Residual for skip connections"),
+    ("minicnn.Model", "functional API is not implemented"),
+    ("minicnn.losses.BinaryCrossentropy", "CategoricalCrossentropy"),
+    ("minicnn.backend.int_shape", "array.shape"),
+])
+def test_a_missing_keras_name_says_so_and_names_the_closest(statement, message):
+    with pytest.raises(ImportError, match=re.escape(message)):
+        exec(statement, {"minicnn": minicnn})
+
+
+def test_a_typo_is_an_attribute_error_with_a_suggestion():
+    with pytest.raises(AttributeError, match="did you mean 'Conv2D'"):
+        minicnn.layers.Conv2d
+    assert not hasattr(minicnn.layers, "NotAKerasName")
+
+
+# ---- the activation layers -------------------------------------------------------------------------
+RELUS = [dict(), dict(max_value=6.0), dict(negative_slope=0.1), dict(threshold=0.5),
+         dict(max_value=1.5, negative_slope=0.2, threshold=0.4), dict(max_value=2.0, threshold=0.5)]
+
+
+def _relu_by_hand(x, max_value=None, negative_slope=0.0, threshold=0.0):
+    """Keras 3's activations.relu, written out: x above the threshold (clipped to [0, max_value]),
+    negative_slope * (x - threshold) below it."""
+    above = np.where(x > threshold, x, 0.0) if threshold else np.maximum(x, 0.0)
+    if max_value is not None:
+        above = np.clip(above, 0.0, max_value)
+    return above - negative_slope * np.maximum(threshold - x, 0.0)
+
+
+@pytest.mark.parametrize("kwargs", RELUS)
+def test_relu_layer_forward_and_gradient(f64, kwargs, rng):
+    x = rng.standard_normal((4, 5, 3)) * 3
+    x[np.abs(x - kwargs.get("threshold", 0.0)) < 0.05] += 0.1          # away from the kinks
+    if "max_value" in kwargs:
+        x[np.abs(x - kwargs["max_value"]) < 0.05] += 0.1
+    layer = ReLU(**kwargs)
+    np.testing.assert_allclose(layer(x), _relu_by_hand(x, **kwargs), rtol=1e-12)
+    assert max(gradcheck.check_layer(ReLU(**kwargs), x, seed=1).values()) < 1e-7
+
+
+def test_leaky_relu_and_softmax_layers(f64, rng):
+    x = rng.standard_normal((6, 7))
+    x[np.abs(x) < 0.05] += 0.1
+    np.testing.assert_allclose(LeakyReLU(0.2)(x), np.where(x > 0, x, 0.2 * x))
+    assert LeakyReLU(alpha=0.1).negative_slope == 0.1 and LeakyReLU().negative_slope == 0.3
+    assert max(gradcheck.check_layer(LeakyReLU(0.2), x, seed=2).values()) < 1e-7
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(Softmax()(x), e / e.sum(axis=1, keepdims=True), rtol=1e-12)
+    assert max(gradcheck.check_layer(Softmax(), x, seed=3).values()) < 1e-7
+    with pytest.raises(ValueError, match="axis=-1"):
+        Softmax(axis=1)
+    with pytest.raises(ValueError, match="negative_slope"):
+        LeakyReLU(-1.0)
+    with pytest.raises(ValueError, match="threshold"):
+        ReLU(threshold=-0.5)
+
+
+def test_a_softmax_layer_head_is_trained_from_its_logits_and_saves_as_softmax(tmp_path):
+    model = minicnn.Sequential([Input(shape=(4,)), Dense(3), Softmax()])
+    model.compile("sgd", "categorical_crossentropy")
+    config = model.get_config()["layers"][-1]["config"]
+    assert model._fused and config["axis"] == -1 and "activation" not in config
+    x = np.random.default_rng(0).random((5, 4)).astype(np.float32)
+    model.save(tmp_path / "m.npz")
+    np.testing.assert_allclose(minicnn.load_model(tmp_path / "m.npz").predict(x), model.predict(x), rtol=1e-6)
+
+
+def test_activation_layers_match_keras_and_export_both_ways():
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 6, 6, 2)).astype(np.float32) * 3
+    for mine, theirs in [(ReLU(max_value=1.5, negative_slope=0.2, threshold=0.4),
+                          keras.layers.ReLU(max_value=1.5, negative_slope=0.2, threshold=0.4)),
+                         (ReLU(negative_slope=0.3), keras.layers.ReLU(negative_slope=0.3)),
+                         (LeakyReLU(0.2), keras.layers.LeakyReLU(negative_slope=0.2)),
+                         (Softmax(), keras.layers.Softmax())]:
+        np.testing.assert_allclose(mine(x), np.asarray(theirs(x)), rtol=1e-6, atol=1e-7)
+    model = minicnn.Sequential([Input(shape=(6, 6, 2)), Conv2D(3, 3), LeakyReLU(0.1), ReLU(max_value=4.0),
+                                Flatten(), Dense(4), Softmax()])
+    model.compile("adam", "categorical_crossentropy")
+    kmodel = keras_io.to_keras(model)
+    np.testing.assert_allclose(kmodel.predict(x, verbose=0), model.predict(x), rtol=1e-5, atol=1e-6)
+    back = keras_io.from_keras(kmodel)
+    assert [type(layer).__name__ for layer in back.layers] == [type(layer).__name__ for layer in model.layers]
+    np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=1e-5, atol=1e-6)
