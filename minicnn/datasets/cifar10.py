@@ -5,15 +5,12 @@ load_data() returns Keras's arrays: (x_train, y_train), (x_test, y_test) with x 
 (md5 c58f30108f718f92721af3b95e74349a) in the data folder, downloaded there if missing and
 extracted to cifar-10-batches-py/; an existing extracted folder is used as it is.
 """
-import os
-import pathlib
 import pickle
-import shutil
-import tarfile
 
 import numpy as np
 
-from minicnn.datasets.fetch import DatasetError, data_dir, download, verify_md5
+from minicnn.datasets import pickles
+from minicnn.datasets.fetch import DatasetError, data_dir, download, extract_folder, verify_md5
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -26,33 +23,13 @@ CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "
 
 def _extract(archive, root):
     """Extract the archive's cifar-10-batches-py/ into root, atomically (temp folder, then rename)."""
-    tmp = root / (FOLDER + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(FOLDER + "/")
-                       and ".." not in pathlib.PurePosixPath(m.name).parts]
-            for m in members:
-                src = tar.extractfile(m)
-                with open(tmp / pathlib.PurePosixPath(m.name).name, "wb") as out:
-                    shutil.copyfileobj(src, out)
-    except (tarfile.TarError, EOFError, OSError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DatasetError(f"{archive} could not be extracted ({type(e).__name__}: {e}); delete it and "
-                           "download again") from None
-    missing = [f for f in TRAIN_FILES + [TEST_FILE] if not (tmp / f).exists()]
-    if missing:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DatasetError(f"{archive} does not hold the CIFAR-10 batches {missing}")
-    os.replace(tmp, root / FOLDER)
+    extract_folder(archive, root, FOLDER, TRAIN_FILES + [TEST_FILE], "CIFAR-10 batches")
 
 
 def _read_batch(path):
     """One pickled batch -> (x uint8 (n, 32, 32, 3), y uint8 (n,))."""
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = pickles.load(path)                 # arrays, lists and bytes only: a pickle runs no code here
         data, labels = batch[b"data"], batch[b"labels"]
         data = np.asarray(data, dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):

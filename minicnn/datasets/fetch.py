@@ -2,6 +2,8 @@
 import hashlib
 import os
 import pathlib
+import shutil
+import tarfile
 
 
 class DatasetError(RuntimeError):
@@ -48,3 +50,38 @@ def download(url, md5, target, what):
             f"Without network access, put the file {target.name} (md5 {md5}) into {target.parent} "
             "and run again.") from None
     return target
+
+
+def extract_folder(archive, root, folder, required, what):
+    """Extract the regular files under `folder`/ in a .tar.gz into root/folder, atomically.
+
+    The files land in root/<folder>.partial, which is renamed to root/<folder> only once every name in
+    `required` is there; members outside `folder`/, links, devices and paths with ".." are skipped,
+    and each file is written under its base name (nothing can land outside the new folder).
+    """
+    archive, root = pathlib.Path(archive), pathlib.Path(root)
+    target = root / folder
+    if target.exists():
+        missing = [f for f in required if not (target / f).exists()]
+        raise DatasetError(f"{target} is incomplete (no {missing}): delete that folder and run again to "
+                           f"extract {archive.name}")
+    tmp = root / (folder + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(folder + "/")
+                       and ".." not in pathlib.PurePosixPath(m.name).parts]
+            for m in members:
+                src = tar.extractfile(m)
+                with open(tmp / pathlib.PurePosixPath(m.name).name, "wb") as out:
+                    shutil.copyfileobj(src, out)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetError(f"{archive} could not be extracted ({type(e).__name__}: {e}); delete it and "
+                           "download again") from None
+    missing = [f for f in required if not (tmp / f).exists()]
+    if missing:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetError(f"{archive} does not hold the {what} {missing}")
+    os.replace(tmp, target)
