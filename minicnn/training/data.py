@@ -151,3 +151,88 @@ def inference_batches(model, x, y, batch_size):
     largest = max([int(np.prod(layer.output_shape)) for layer in model.sublayers()] + [int(np.prod(x.shape[1:]))])
     chunk = max(1, INFERENCE_BYTES // (largest * np.dtype(backend.floatx()).itemsize))
     return batches(x, y, np.arange(len(x)), min(batch_size, chunk))
+
+
+# ---- batches from a generator or a Keras Sequence / PyDataset ---------------------------------------
+def is_batch_source(x):
+    """True for what yields batches rather than being the data: a Python generator or iterator, or
+    a Keras-style Sequence / PyDataset (indexable batches with a length, e.g. ImageDataGenerator.flow)."""
+    if x is None or hasattr(x, "shape") or isinstance(x, (list, tuple, dict, str)):
+        return False
+    return hasattr(x, "__next__") or (hasattr(x, "__getitem__") and hasattr(x, "__len__"))
+
+
+class BatchSource:
+    """The batches of a generator or Sequence, one epoch at a time.
+
+    A Sequence (len + getitem) gives batch i of an epoch as source[i] and hears on_epoch_end(), as
+    Keras's PyDataset does; a generator is read on across epochs (steps_per_epoch batches each,
+    or until it is exhausted). Each batch is (x, y), (x, y, sample_weight) with sample_weight None,
+    or x alone (predict)."""
+
+    def __init__(self, source, what="x"):
+        self.source, self.what = source, what
+        self.indexable = hasattr(source, "__getitem__") and hasattr(source, "__len__")
+        self._iterator = None if self.indexable else iter(source)
+        self._pending = None                      # a generator's batch read early (to build the model)
+
+    def steps(self, steps):
+        """Batches per epoch: `steps` (steps_per_epoch, validation_steps) or the Sequence's length."""
+        if steps is not None:
+            if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
+                raise ValueError(f"steps_per_epoch / validation_steps / steps must be a positive int, got {steps!r}")
+            return int(steps)
+        if self.indexable:
+            if len(self.source) == 0:
+                raise ValueError(f"{self.what} is an empty Sequence (len 0): there is nothing to train or predict on")
+            return len(self.source)
+        raise ValueError(f"{self.what} is a generator without a length: give steps_per_epoch (fit), validation_steps "
+                         "(its validation data) or steps (evaluate, predict): how many batches make an epoch")
+
+    def first(self):
+        """The first batch (without using it up): what a model not yet built takes its shape from."""
+        if self.indexable:
+            return self.source[0]
+        if self._pending is None:
+            self._pending = self._next()
+        return self._pending
+
+    def _next(self):
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            return None
+
+    def batches(self, n):
+        """The next n batches (fewer if a generator runs out)."""
+        for i in range(n):
+            if self.indexable:
+                yield self.source[i % len(self.source)]
+                continue
+            batch, self._pending = (self._pending, None) if self._pending is not None else (self._next(), None)
+            if batch is None:
+                return
+            yield batch
+
+    def epoch_end(self):
+        if self.indexable and callable(getattr(self.source, "on_epoch_end", None)):
+            self.source.on_epoch_end()
+
+
+def split_batch(batch, labels=True, what="batch"):
+    """(x, y) of one batch from a source: (x, y), (x, y, None) or, without labels, x or (x,)."""
+    if isinstance(batch, (tuple, list)) and not hasattr(batch, "shape"):
+        if len(batch) == 3:
+            if batch[2] is not None:
+                raise ValueError(f"a {what} with sample weights: minicnn weighs every sample the same "
+                                 "(give batches (x, y))")
+            batch = batch[:2]
+        if len(batch) == 2:
+            return batch[0], batch[1]
+        if len(batch) == 1 and not labels:
+            return batch[0], None
+        raise ValueError(f"a {what} must be (x, y) or (x, y, sample_weight), got a {type(batch).__name__} of "
+                         f"{len(batch)} items")
+    if labels:
+        raise ValueError(f"a {what} must be (x, y): fit and evaluate need labels, got {type(batch).__name__}")
+    return batch, None

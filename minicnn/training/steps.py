@@ -124,3 +124,61 @@ def predict_host(model, x, batch_size):
         start += len(xb)
     release_caches(model)
     return out
+
+
+# ---- generators and Sequences ---------------------------------------------------------------------
+def checked_batch(model, batch, labels=True):
+    """One batch of a source, checked like fit's arrays and placed where the backend computes."""
+    xb, yb = data.split_batch(batch, labels)
+    xb = data.check_x(model, xb, "a batch's x")
+    yb = None if yb is None else backend.to_device(data.check_y(model, yb, len(xb), "a batch's y"))
+    return backend.to_device(xb, backend.floatx()), yb
+
+
+class SourceLoop(HostLoop):
+    """The training strategy for a generator or a Keras Sequence (data.BatchSource): each epoch
+    takes steps_per_epoch batches from it, checks each like an array, and runs one eager step."""
+
+    def __init__(self, trainer, source, n_steps):
+        super().__init__(trainer, None, None, None)
+        self.source, self.n_steps = source, n_steps
+
+    def train_epoch(self, epoch, shuffle, cbs):
+        trainer, metrics = self.trainer, self.trainer.metrics
+        metrics.reset()
+        for step, batch in enumerate(self.source.batches(self.n_steps)):
+            trainer.where = f"in epoch {epoch + 1}, step {step + 1}"
+            xb, yb = checked_batch(self.model, batch)
+            loss, correct = train_step(self.model, xb, yb, trainer.variables)
+            metrics.add(loss, correct, len(xb))
+            self.batch_loss = loss
+            cbs.on_train_batch_end(step, metrics.logs)
+            if self.model.stop_training:
+                break
+        self.source.epoch_end()
+        return metrics.logs()
+
+
+def evaluate_source(model, source, n_steps):
+    """(loss sum, correct count, samples) over n_steps batches of a source, in inference mode."""
+    loss_sum = correct = 0.0
+    seen = 0
+    for batch in source.batches(n_steps):
+        xb, yb = checked_batch(model, batch)
+        out = model.forward(xb, training=False)
+        loss, _ = batch_loss(model, out, yb)
+        loss_sum, correct, seen = loss_sum + loss * len(xb), correct + count_correct(out, yb), seen + len(xb)
+    release_caches(model)
+    if seen == 0:
+        raise ValueError("the generator gave no batch to evaluate")
+    return float(loss_sum), float(correct), seen
+
+
+def predict_source(model, source, n_steps):
+    """Outputs for n_steps batches of a source (x alone, or (x, y) whose y is ignored), stacked."""
+    outs = [backend.to_host(model.forward(checked_batch(model, batch, labels=False)[0], training=False))
+            for batch in source.batches(n_steps)]
+    release_caches(model)
+    if not outs:
+        raise ValueError("the generator gave no batch to predict")
+    return np.concatenate(outs)

@@ -20,7 +20,8 @@ import time
 
 from minicnn import activations, backend, losses, optimizers
 from minicnn import callbacks as callbacks_module
-from minicnn.training import data, graphed, steps
+from minicnn.training import data, graphed
+from minicnn.training import steps as loop_steps
 
 
 ACCURACY_NAMES = ("accuracy", "acc")
@@ -126,27 +127,42 @@ class Trainer:
     # ---- fit ------------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, initial_epoch=0, validation_batch_size=None, cuda_graph=None,
-            augment=None):
+            augment=None, steps_per_epoch=None, validation_steps=None):
         model = self.model
         data.check_augment(augment)
         self.require_compiled("fit")
         batch_size = data.check_batch_size(batch_size)
         verbose = data.check_fit_numbers(epochs, initial_epoch, validation_split, verbose)
-        x, y, val = data.fit_data(model, x, y, validation_data, validation_split)
+        if data.is_batch_source(x):
+            source, val = self._fit_source(x, y, validation_data, validation_split, augment)
+            n_steps = source.steps(steps_per_epoch)
+        else:
+            if steps_per_epoch is not None:
+                raise ValueError("steps_per_epoch counts the batches of a generator or Sequence; with arrays "
+                                 "batch_size sets the steps (ceil(len(x) / batch_size))")
+            source = None
+            val_source = data.is_batch_source(validation_data)
+            x, y, val = data.fit_data(model, x, y, None if val_source else validation_data, validation_split)
+            if val_source:
+                val = (data.BatchSource(validation_data, "validation_data"), None)
+            n_steps = math.ceil(len(x) / batch_size)
+        if val is not None and isinstance(val[0], data.BatchSource):
+            val[0].steps(validation_steps)                     # a generator without validation_steps: say so now
         self.prepare()
-        n_steps = math.ceil(len(x) / batch_size)
         history = callbacks_module.History()
         cbs = [history] + ([callbacks_module.ProgbarLogger(verbose, n_steps, epochs)] if verbose else [])
         cbs = callbacks_module.CallbackList(cbs + list(callbacks or []), model)
         self.params = {"epochs": epochs, "steps": n_steps, "verbose": verbose, "batch_size": batch_size}
         model.history = history
         model.stop_training, model.stop_reason = False, None
-        if graphed.usable() and epochs > initial_epoch:
+        if source is not None:
+            self.strategy = loop_steps.SourceLoop(self, source, n_steps)
+        elif graphed.usable() and epochs > initial_epoch:
             self.strategy = graphed.DeviceLoop(self, x, y, batch_size, epochs - initial_epoch,
                                                cuda_graph=True if cuda_graph is None else cuda_graph, augment=augment)
         else:
-            self.strategy = steps.HostLoop(self, x, y, batch_size, augment=augment)
-        if val is not None:
+            self.strategy = loop_steps.HostLoop(self, x, y, batch_size, augment=augment)
+        if val is not None and not isinstance(val[0], data.BatchSource):
             val = self.strategy.place(val)
         cbs.on_train_begin()
         self.where = "before the first epoch"
@@ -157,7 +173,7 @@ class Trainer:
                     logs = self.strategy.train_epoch(epoch, shuffle, cbs)
                     if val is not None and not model.stop_training:
                         val_logs = self.evaluate(val[0], val[1], batch_size=validation_batch_size or batch_size,
-                                                 verbose=0, return_dict=True, _checked=True)
+                                                 verbose=0, return_dict=True, steps=validation_steps, _checked=True)
                         logs.update({f"val_{k}": v for k, v in val_logs.items()})
                     cbs.on_epoch_end(epoch, logs)
                     if model.stop_training:
@@ -173,6 +189,30 @@ class Trainer:
         cbs.on_train_end()
         return history
 
+    def _fit_source(self, x, y, validation_data, validation_split, augment):
+        """fit on a generator or Sequence: the checks, the model built from the first batch, and the
+        validation pair (arrays, checked; or another source)."""
+        if y is not None:
+            raise ValueError("y must be None when x is a generator or Sequence: its batches carry the labels")
+        if validation_split:
+            raise ValueError("validation_split needs arrays; with a generator give validation_data")
+        if augment is not None:
+            raise ValueError("fit(augment=...) augments arrays; augment a generator's batches in the generator "
+                             "(e.g. minicnn.preprocessing.image.ImageDataGenerator)")
+        source = data.BatchSource(x)
+        if not self.model.built:
+            first = source.first()
+            if first is None:
+                raise ValueError("the generator gave no batch")
+            data.check_x(self.model, data.split_batch(first)[0], "a batch's x")
+        val = None
+        if validation_data is not None:
+            if data.is_batch_source(validation_data):
+                val = (data.BatchSource(validation_data, "validation_data"), None)
+            else:
+                val = data.fit_data(self.model, validation_data[0], validation_data[1], None, 0.0)[:2]
+        return source, val
+
     def last_batch_loss(self):
         """The loss of the last training batch (TerminateOnNaN reads it; on the GPU it syncs)."""
         return self.strategy.last_batch_loss() if self.strategy is not None else float("nan")
@@ -183,35 +223,49 @@ class Trainer:
         x = data.check_x(self.model, x)
         y = data.check_y(self.model, y, len(x))
         self.prepare()
-        loss, correct = steps.train_step(self.model, backend.to_device(x, backend.floatx()), backend.to_device(y),
+        loss, correct = loop_steps.train_step(self.model, backend.to_device(x, backend.floatx()), backend.to_device(y),
                                          self.variables)
         return result(self.model.metric_names, float(loss), float(correct) / len(x))
 
     # ---- evaluate / predict -------------------------------------------------------------------
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, _checked=False):
-        """Loss and accuracy over (x, y) in inference mode; returns [loss, accuracy] like Keras."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, steps=None,
+                 _checked=False):
+        """Loss and accuracy over (x, y) (or a generator's or Sequence's batches, `steps` of them) in
+        inference mode; returns [loss, accuracy] like Keras."""
         model = self.model
         self.require_compiled("evaluate")
         batch_size = data.check_batch_size(batch_size)
-        if not _checked:
-            x = data.check_x(model, x)
-            y = data.check_y(model, y, len(x))
         start = time.perf_counter()
-        sums = graphed.evaluate_sums if graphed.usable() else steps.evaluate_sums
-        loss_sum, correct = sums(model, x, y, batch_size)
-        logs = result(model.metric_names, loss_sum / len(x), correct / len(x), return_dict=True)
+        if isinstance(x, data.BatchSource) or data.is_batch_source(x):
+            source = x if isinstance(x, data.BatchSource) else data.BatchSource(x)
+            if y is not None:
+                raise ValueError("y must be None when x is a generator or Sequence: its batches carry the labels")
+            n_steps = source.steps(steps)
+            loss_sum, correct, n = loop_steps.evaluate_source(model, source, n_steps)
+        else:
+            if not _checked:
+                x = data.check_x(model, x)
+                y = data.check_y(model, y, len(x))
+            sums = graphed.evaluate_sums if graphed.usable() else loop_steps.evaluate_sums
+            (loss_sum, correct), n = sums(model, x, y, batch_size), len(x)
+            n_steps = math.ceil(n / batch_size)
+        logs = result(model.metric_names, loss_sum / n, correct / n, return_dict=True)
         if verbose in (1, 2, "auto"):
-            n_steps, elapsed = math.ceil(len(x) / batch_size), time.perf_counter() - start
+            elapsed = time.perf_counter() - start
             print(f"{n_steps}/{n_steps} - {elapsed:.0f}s - {elapsed / n_steps * 1e3:.0f}ms/step - "
                   f"{callbacks_module.format_logs(logs)}", flush=True)
         if return_dict:
             return logs
         return [logs["loss"], logs[model.metric_names[0]]] if model.metric_names else logs["loss"]
 
-    def predict(self, x, batch_size=None, verbose=0):
-        """Outputs for x, computed batch by batch in inference mode; a NumPy array (N, ...)."""
+    def predict(self, x, batch_size=None, verbose=0, steps=None):
+        """Outputs for x (or a generator's or Sequence's batches, `steps` of them), computed batch by
+        batch in inference mode; a NumPy array (N, ...)."""
         batch_size = data.check_batch_size(batch_size)
+        if data.is_batch_source(x):
+            source = data.BatchSource(x)
+            return loop_steps.predict_source(self.model, source, source.steps(steps))
         x = data.check_x(self.model, x)
-        run = graphed.predict if graphed.usable() else steps.predict_host
+        run = graphed.predict if graphed.usable() else loop_steps.predict_host
         return run(self.model, x, batch_size)
 
