@@ -7,6 +7,7 @@ message instead of Python's bare "cannot import name"), naming the closest minic
 name raises the usual AttributeError, with close matches when there are some.
 """
 import difflib
+import types
 
 # Keras names minicnn does not implement, by module, with what to use instead when there is something
 KERAS_ONLY = {
@@ -54,9 +55,12 @@ class MissingKerasName(ImportError):
 
 
 def missing(module, name, available):
-    """The exception for `minicnn.<module>.<name>`, which does not exist (raise it)."""
+    """The exception for `minicnn.<module>.<name>`, which does not exist (raise it). available: the
+    module's names (a list, or its globals())."""
     if name.startswith("__"):
         return AttributeError(f"module 'minicnn.{module}' has no attribute {name!r}")
+    if isinstance(available, dict):              # a module's globals: its public names, not the modules it imports
+        available = [k for k, v in available.items() if not isinstance(v, types.ModuleType)]
     public = sorted(a for a in available if not a.startswith("_"))
     close = difflib.get_close_matches(name, public, n=3, cutoff=0.6)
     keras_only = KERAS_ONLY.get(module, {})

@@ -170,4 +170,4 @@ if os.environ.get("MINICNN_BACKEND"):
 
 
 def __getattr__(attr):
-    raise _keras_names.missing("backend", attr, [n for n in globals() if not n.startswith("_")])
+    raise _keras_names.missing("backend", attr, globals())

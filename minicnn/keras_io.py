@@ -263,6 +263,13 @@ def _keras_optimizer(keras, opt):
                                         centered=opt.centered, **wd)
     if isinstance(opt, O.SGD):
         return keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum, nesterov=opt.nesterov, **wd)
+    if isinstance(opt, O.Adadelta):
+        return keras.optimizers.Adadelta(learning_rate=lr, rho=opt.rho, epsilon=opt.epsilon, **wd)
+    if isinstance(opt, O.Adagrad):
+        return keras.optimizers.Adagrad(learning_rate=lr, initial_accumulator_value=opt.initial_accumulator_value,
+                                        epsilon=opt.epsilon, **wd)
+    if isinstance(opt, O.Nadam):
+        return keras.optimizers.Nadam(learning_rate=lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon, **wd)
     raise ValueError(f"no Keras twin for optimizer {type(opt).__name__}")
 
 

@@ -174,4 +174,4 @@ sparse_categorical_crossentropy = "sparse_categorical_crossentropy"
 
 
 def __getattr__(name):
-    raise _keras_names.missing("losses", name, [n for n in globals() if not n.startswith("_")])
+    raise _keras_names.missing("losses", name, globals())

@@ -9,6 +9,14 @@ lr = learning rate at step t (a schedule is evaluated at t, before the increment
                  momentum: mom = mu*mom + lr*g/sqrt(...);  w -= mom
     Adam         m += (g - m)*(1-b1);  v += (g^2 - v)*(1-b2)
                  alpha = lr * sqrt(1 - b2^(t+1)) / (1 - b1^(t+1));  w -= alpha*m / (sqrt(v) + eps)
+    Adadelta     a = rho*a + (1-rho)*g^2;  delta = -g * sqrt(d + eps) / sqrt(a + eps)
+                 d = rho*d + (1-rho)*delta^2;  w += lr*delta     (a, d start at 0; eps inside both sqrts)
+    Adagrad      a += g^2  (a starts at initial_accumulator_value);  w -= lr*g / sqrt(a + eps)
+    Nadam        mu(k) = b1*(1 - 0.5*0.96^k) (momentum schedule, k 1-based);  U = mu(1)*mu(2)*...*mu(t+1)
+                 m += (g - m)*(1-b1);  v += (g^2 - v)*(1-b2)
+                 m_hat = mu(t+2)*m / (1 - U*mu(t+2)) + (1 - mu(t+1))*g / (1 - U);  v_hat = v / (1 - b2^(t+1))
+                 w -= lr*m_hat / (sqrt(v_hat) + eps)
+                 (U is Keras's u_product variable; here a function of t, recomputed, never stored)
 Per-variable learning rates (minicnn's own, for recipes that train biases faster): lr_multipliers=
 {'*/b': 64.0} multiplies lr in the update (not in the weight decay: a faster-learning variable is
 not decayed faster) for the variables whose path matches; the first matching pattern wins.
@@ -30,10 +38,11 @@ Keras 2 arguments: ``lr=`` is accepted for ``learning_rate``; ``decay=d`` become
 InverseTimeDecay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches (Keras <= 2.x).
 """
 import math
+import numbers
 
 import numpy as np
 
-from minicnn import backend, kernels
+from minicnn import _keras_names, backend, kernels
 
 
 # ---- learning-rate schedules ---------------------------------------------------------------
@@ -509,10 +518,110 @@ class Adam(Optimizer):
                 "amsgrad": self.amsgrad}
 
 
-_OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+def _hyper(name, value, ok, what):
+    """A hyper-parameter as a float, or a ValueError saying what it must be (ok: the test it must pass)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(float(value)):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
+class Adadelta(Optimizer):
+    """Keras 3's Adadelta: per-coordinate steps from running averages of g^2 and of the past steps'
+    squares (Zeiler 2012), scaled by learning_rate (1.0 is the paper's form)."""
+    slot_names = ("accumulated_grad", "accumulated_delta_var")
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.rho = _hyper("rho", rho, lambda r: 0 <= r < 1, "a number in [0, 1)")
+        # eps > 0: it starts the steps (with d = 0, delta = -g sqrt(eps) / sqrt(a + eps)); with 0 nothing moves
+        self.epsilon = _hyper("epsilon", epsilon, lambda e: 0 < e < math.inf,
+                              "a finite number > 0 (with epsilon 0 Adadelta never moves: its steps start at sqrt(eps))")
+
+    def update_step(self, w, g, slots, lr, decay):
+        kernels.adadelta_update(w, g, slots["accumulated_grad"], slots["accumulated_delta_var"], lr, self.rho,
+                                self.epsilon, decay)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Adagrad(Optimizer):
+    """Keras 3's Adagrad: the step of each coordinate divided by the root of its sum of squared
+    gradients, which starts at initial_accumulator_value."""
+    slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.initial_accumulator_value = _hyper("initial_accumulator_value", initial_accumulator_value,
+                                                lambda a: 0 <= a < math.inf, "a finite number >= 0")
+        self.epsilon = _hyper("epsilon", epsilon, lambda e: 0 <= e < math.inf, "a finite number >= 0")
+        if self.initial_accumulator_value == 0 and self.epsilon == 0:
+            raise ValueError("Adagrad needs initial_accumulator_value > 0 or epsilon > 0: with both 0, a "
+                             "coordinate whose gradient is 0 gets 0 / sqrt(0)")
+
+    def build(self, variables):
+        super().build(variables)
+        for path, _ in variables:                # Keras: initializers.Constant(initial_accumulator_value)
+            self.slots[path]["accumulator"][...] = self.initial_accumulator_value
+
+    def update_step(self, w, g, slots, lr, decay):
+        kernels.adagrad_update(w, g, slots["accumulator"], lr, self.epsilon, decay)
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class Nadam(Optimizer):
+    """Keras 3's Nadam: Adam with Nesterov momentum and the momentum schedule
+    mu(k) = beta_1 (1 - 0.5 * 0.96^k) (Dozat 2015).
+
+    Keras keeps the product u_product = mu(1) ... mu(t+1) in a scalar variable of its own. It is a
+    function of the step count alone (beta_1 is fixed), so here it is recomputed from `iterations`
+    (u_product(t)), never stored: a model saved and loaded again (which keeps `iterations`) goes on
+    with the same numbers. The last value is cached, so a training step costs one multiplication."""
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta_1 = _hyper("beta_1", beta_1, lambda b: 0 <= b < 1, "a number in [0, 1)")
+        self.beta_2 = _hyper("beta_2", beta_2, lambda b: 0 <= b < 1, "a number in [0, 1)")
+        self.epsilon = _hyper("epsilon", epsilon, lambda e: 0 <= e < math.inf, "a finite number >= 0")
+        self._u_product = (0, 1.0)               # (n, mu(1) ... mu(n)): the last product computed
+
+    def u_product(self, t):
+        """Keras's u_product during the update at step t (t updates done before): mu(1) ... mu(t+1),
+        multiplied in that order (the same float64 number however it is reached)."""
+        n = t + 1
+        done, value = self._u_product
+        if done > n:                             # iterations set back: start again
+            done, value = 0, 1.0
+        while done < n and value != 0.0:
+            done += 1
+            value *= kernels.nadam_momentum(done, self.beta_1)
+            if value < 1e-300:                   # 1 - value is 1 long before: 0 from here on (no subnormals)
+                value = 0.0
+        self._u_product = (n, value)
+        return value
+
+    def update_step(self, w, g, slots, lr, decay):
+        t = self.iterations
+        kernels.nadam_update(w, g, slots["m"], slots["v"], lr, t, self.beta_1, self.beta_2, self.epsilon, decay,
+                             self.u_product(t))
+
+    def count_params(self):
+        """Keras's count: the slots, iterations, the learning rate and u_product."""
+        return super().count_params() + 1 if self.built else 0
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+_OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adadelta": Adadelta, "adagrad": Adagrad,
+               "nadam": Nadam}
 
 # Keras 2 lowercase aliases (keras.optimizers.rmsprop(...), used by tutorial 001)
-sgd, rmsprop, adam = SGD, RMSprop, Adam
+sgd, rmsprop, adam, adadelta, adagrad, nadam = SGD, RMSprop, Adam, Adadelta, Adagrad, Nadam
 
 
 def get(identifier):
@@ -532,7 +641,7 @@ def deserialize(spec, custom_objects=None):
     """Rebuild an optimizer from serialize()'s dict; custom_objects maps names of user classes
     (optimizers or learning-rate schedules) to the classes."""
     custom = dict(custom_objects or {})
-    classes = {c.__name__: c for c in (SGD, RMSprop, Adam)}
+    classes = {c.__name__: c for c in (SGD, RMSprop, Adam, Adadelta, Adagrad, Nadam)}
     classes.update({k: v for k, v in custom.items() if isinstance(v, type) and issubclass(v, Optimizer)})
     schedules_by_name = {**_SCHEDULES, **{k: v for k, v in custom.items()
                                          if isinstance(v, type) and issubclass(v, LearningRateSchedule)}}
@@ -562,3 +671,7 @@ class schedules:            # keras.optimizers.schedules.InverseTimeDecay(...)
     InverseTimeDecay = InverseTimeDecay
     ExponentialDecay = ExponentialDecay
     PiecewiseLinear = PiecewiseLinear
+
+
+def __getattr__(name):
+    raise _keras_names.missing("optimizers", name, globals())

@@ -193,6 +193,24 @@ def adam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, vhat=None):
     return _impl().adam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, vhat)
 
 
+def adadelta_update(w, g, accumulated_grad, accumulated_delta, lr, rho, epsilon, decay):
+    return _impl().adadelta_update(w, g, accumulated_grad, accumulated_delta, lr, rho, epsilon, decay)
+
+
+def adagrad_update(w, g, accumulator, lr, epsilon, decay):
+    return _impl().adagrad_update(w, g, accumulator, lr, epsilon, decay)
+
+
+def nadam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, u_product):
+    return _impl().nadam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, u_product)
+
+
+def nadam_momentum(k, beta_1):
+    """Nadam's momentum schedule mu(k) = b1 (1 - 0.5 * 0.96^k) at step k (1-based): a host number,
+    the same on every backend (reference.nadam_momentum)."""
+    return reference.nadam_momentum(k, beta_1)
+
+
 def dropout_mask(shape, seed, counter, rate, dtype):
     return _impl().dropout_mask(shape, seed, counter, rate, dtype)
 

@@ -422,6 +422,41 @@ def _nb_rmsprop(w, g, v, lr, rho, epsilon, decay):
         w[i] = wi - lr * gi / np.sqrt(vi + epsilon)
 
 
+@njit(parallel=True, cache=True)
+def _nb_adadelta(w, g, a, d, lr, rho, epsilon, decay):
+    for i in prange(w.size):
+        wi = w[i] - w[i] * decay if decay else w[i]
+        gi = g[i]
+        ai = rho * a[i] + (1 - rho) * gi * gi
+        delta = -(np.sqrt(d[i] + epsilon) * gi) / np.sqrt(ai + epsilon)
+        a[i] = ai
+        d[i] = rho * d[i] + (1 - rho) * delta * delta
+        w[i] = wi + lr * delta
+
+
+@njit(parallel=True, cache=True)
+def _nb_adagrad(w, g, a, lr, epsilon, decay):
+    for i in prange(w.size):
+        wi = w[i] - w[i] * decay if decay else w[i]
+        gi = g[i]
+        ai = a[i] + gi * gi
+        a[i] = ai
+        w[i] = wi - lr * gi / np.sqrt(ai + epsilon)
+
+
+@njit(parallel=True, cache=True)
+def _nb_nadam(w, g, m, v, lr, c_m, c_g, v_correction, beta_1, beta_2, epsilon, decay):
+    # m_hat = c_m m + c_g g, v_hat = v / v_correction (the host coefficients of reference.nadam_update)
+    for i in prange(w.size):
+        wi = w[i] - w[i] * decay if decay else w[i]
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * (1 - beta_1)
+        vi = v[i] + (gi * gi - v[i]) * (1 - beta_2)
+        m[i] = mi
+        v[i] = vi
+        w[i] = wi - lr * (c_m * mi + c_g * gi) / (np.sqrt(vi / v_correction) + epsilon)
+
+
 def _flat(*arrays):
     return [a.reshape(-1) for a in arrays]
 
@@ -448,6 +483,26 @@ def rmsprop_update(w, g, v, lr, rho, epsilon, decay, momentum=0.0, mom=None, ave
     if mom is not None or average is not None or not _fast(w, g, v):
         return reference.rmsprop_update(w, g, v, lr, rho, epsilon, decay, momentum, mom, average)
     _nb_rmsprop(*_flat(w, g, v), lr, rho, epsilon, w.dtype.type(decay))
+
+
+def adadelta_update(w, g, accumulated_grad, accumulated_delta, lr, rho, epsilon, decay):
+    if not _fast(w, g, accumulated_grad, accumulated_delta):
+        return reference.adadelta_update(w, g, accumulated_grad, accumulated_delta, lr, rho, epsilon, decay)
+    _nb_adadelta(*_flat(w, g, accumulated_grad, accumulated_delta), lr, rho, epsilon, w.dtype.type(decay))
+
+
+def adagrad_update(w, g, accumulator, lr, epsilon, decay):
+    if not _fast(w, g, accumulator):
+        return reference.adagrad_update(w, g, accumulator, lr, epsilon, decay)
+    _nb_adagrad(*_flat(w, g, accumulator), lr, epsilon, w.dtype.type(decay))
+
+
+def nadam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, u_product):
+    if not _fast(w, g, m, v):
+        return reference.nadam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, u_product)
+    u_t, u_next = reference.nadam_momentum(t + 1, beta_1), reference.nadam_momentum(t + 2, beta_1)
+    c_m, c_g = u_next / (1 - u_product * u_next), (1 - u_t) / (1 - u_product)
+    _nb_nadam(*_flat(w, g, m, v), lr, c_m, c_g, 1 - beta_2 ** (t + 1), beta_1, beta_2, epsilon, w.dtype.type(decay))
 
 
 # ---- the max-norm constraint (reference.max_norm): column norms in float64, then one scaling pass ---

@@ -328,6 +328,53 @@ def adam_step_size(lr, t, beta_1, beta_2):
     return lr * math.sqrt(1 - beta_2 ** (t + 1)) / (1 - beta_1 ** (t + 1))
 
 
+def adadelta_update(w, g, accumulated_grad, accumulated_delta, lr, rho, epsilon, decay):
+    """Adadelta (Keras 3: eps inside both square roots, the step scaled by lr).
+    a = rho a + (1 - rho) g^2;  delta = -g sqrt(d + eps) / sqrt(a + eps);
+    d = rho d + (1 - rho) delta^2;  w += lr delta        (a: accumulated_grad, d: accumulated_delta)"""
+    xp = backend.xp
+    if decay:
+        w -= w * decay
+    accumulated_grad *= rho
+    accumulated_grad += (1 - rho) * g * g
+    delta = -(xp.sqrt(accumulated_delta + epsilon) * g) / xp.sqrt(accumulated_grad + epsilon)
+    accumulated_delta *= rho
+    accumulated_delta += (1 - rho) * delta * delta
+    w += lr * delta
+
+
+def adagrad_update(w, g, accumulator, lr, epsilon, decay):
+    """Adagrad. a += g^2 (a starts at initial_accumulator_value);  w -= lr g / sqrt(a + eps)."""
+    xp = backend.xp
+    if decay:
+        w -= w * decay
+    accumulator += g * g
+    w -= lr * g / xp.sqrt(accumulator + epsilon)
+
+
+def nadam_update(w, g, m, v, lr, t, beta_1, beta_2, epsilon, decay, u_product):
+    """Nadam at step t (updates done before this one: 0 first), Keras 3's form, with the momentum
+    schedule mu(k) = b1 (1 - 0.5 * 0.96^k) (nadam_momentum) and u_product = mu(1) mu(2) ... mu(t+1)
+    (a host number: Keras's u_product after its update at this step).
+    m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);
+    m_hat = mu(t+2) m / (1 - u_product mu(t+2)) + (1 - mu(t+1)) g / (1 - u_product);
+    v_hat = v / (1 - b2^(t+1));  w -= lr m_hat / (sqrt(v_hat) + eps)"""
+    xp = backend.xp
+    if decay:
+        w -= w * decay
+    u_t, u_next = nadam_momentum(t + 1, beta_1), nadam_momentum(t + 2, beta_1)
+    m += (g - m) * (1 - beta_1)
+    v += (g * g - v) * (1 - beta_2)
+    m_hat = u_next * m / (1 - u_product * u_next) + (1 - u_t) * g / (1 - u_product)
+    v_hat = v / (1 - beta_2 ** (t + 1))
+    w -= lr * m_hat / (xp.sqrt(v_hat) + epsilon)
+
+
+def nadam_momentum(k, beta_1):
+    """Nadam's momentum schedule at step k (1-based): mu(k) = b1 (1 - 0.5 * 0.96^k) (a host number)."""
+    return beta_1 * (1.0 - 0.5 * 0.96 ** k)
+
+
 # ---- convolution as im2col + GEMM, the whole batch at once (kernels/cpu_conv.py: on row blocks) ------
 def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
     """y = act(im2col(x) @ Wm + b), Wm = W.reshape(KH*KW*C, F); act 'relu' or 'linear'.

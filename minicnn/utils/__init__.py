@@ -120,4 +120,4 @@ def environment_info():
 
 
 def __getattr__(name):
-    raise _keras_names.missing("utils", name, [n for n in globals() if not n.startswith("_")])
+    raise _keras_names.missing("utils", name, globals())

@@ -34,8 +34,9 @@ from minicnn.kernels.gpu.batchnorm import batchnorm_backward, batchnorm_forward
 from minicnn.kernels.gpu.conv import col2im, conv2d_backward, conv2d_forward, im2col
 from minicnn.kernels.gpu.data import accumulate_stats, advance_cursor, flip_crop, gather_rows
 from minicnn.kernels.gpu.losses import softmax_cross_entropy
-from minicnn.kernels.gpu.optimizers import (adam_device, adam_update, lookahead, param_table, rmsprop_device,
-                                            rmsprop_update, sgd_device, sgd_update)
+from minicnn.kernels.gpu.optimizers import (adadelta_update, adagrad_update, adam_device, adam_update, lookahead,
+                                            nadam_update, param_table, rmsprop_device, rmsprop_update, sgd_device,
+                                            sgd_update)
 from minicnn.kernels.gpu.pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from minicnn.kernels.gpu.regularizers import dropout_apply, dropout_forward, dropout_mask, dropout_train, max_norm
 
@@ -47,8 +48,8 @@ __all__ = [
     "col2im", "conv2d_backward", "conv2d_forward", "im2col",
     "accumulate_stats", "advance_cursor", "flip_crop", "gather_rows",
     "softmax_cross_entropy",
-    "adam_device", "adam_update", "lookahead", "param_table", "rmsprop_device", "rmsprop_update", "sgd_device",
-    "sgd_update",
+    "adadelta_update", "adagrad_update", "adam_device", "adam_update", "lookahead", "nadam_update", "param_table",
+    "rmsprop_device", "rmsprop_update", "sgd_device", "sgd_update",
     "avgpool_backward", "avgpool_forward", "maxpool_backward", "maxpool_forward",
     "dropout_apply", "dropout_forward", "dropout_mask", "dropout_train", "max_norm",
 ]

@@ -5,7 +5,8 @@ builds, once, device tables of the parameters' pointers (w, g, slots...), their 
 their learning-rate and weight-decay factors. The step count and the learning rate are read from
 device memory (dev["t"], dev["lr_table"]), never passed as host numbers, so a captured CUDA graph
 replays the schedule. adam_update & co. are the per-array host-number versions (cpu.py's
-signatures), run as the plain CuPy twins.
+signatures), run as the plain CuPy twins; Adadelta, Adagrad and Nadam have only those (no
+multi-tensor kernel: their optimizers run eagerly on the GPU).
 """
 import numpy as np
 
@@ -168,3 +169,5 @@ def sgd_device(table, dtype, dev, momentum, nesterov, weight_decay=0.0):
 # The per-variable rules (eager steps, and the configurations without a multi-tensor kernel): CuPy's
 # elementwise operations on the readable twins.
 adam_update, sgd_update, rmsprop_update = reference.adam_update, reference.sgd_update, reference.rmsprop_update
+adadelta_update, adagrad_update, nadam_update = (reference.adadelta_update, reference.adagrad_update,
+                                               reference.nadam_update)     # no multi-tensor kernel: eager
