@@ -1,14 +1,24 @@
-"""Callbacks called by fit(): History, ProgbarLogger, ModelCheckpoint, EarlyStopping, TerminateOnNaN.
+"""Callbacks called by fit(): History, ProgbarLogger, ModelCheckpoint, EarlyStopping, TerminateOnNaN,
+ReduceLROnPlateau, LearningRateScheduler, CSVLogger, LambdaCallback, and minicnn's FreezeAfter, EpochTimer.
 
 Hooks: on_train_begin/end(logs), on_epoch_begin(epoch), on_epoch_end(epoch, logs),
 on_train_batch_end(step, logs). `logs` at batch end is a callable returning the running
 metrics, so nothing reads the device unless a callback asks (no host sync inside a step).
 """
+import collections.abc
+import csv
+import inspect
+import io
 import math
+import os
 import sys
 import time
+import warnings
 
 import numpy as np
+
+from minicnn import backend, optimizers
+from minicnn.saving import atomic_write
 
 
 def format_value(v):
@@ -143,16 +153,19 @@ class _MonitorCallback(Callback):
         self.best = None
 
     def _improved(self, value):
+        """Keras 3's MonitorCallback._is_improvement, to the rounding: min mode value + min_delta < best,
+        max mode value - min_delta > best, compared as floatx numbers (Keras compares with ops.less /
+        ops.greater, which turn the Python floats into floatx tensors: float32 by default)."""
         if self.best is None:
             return True
+        dtype = backend.floatx()
         if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+            return bool(np.asarray(value + self.min_delta, dtype) < np.asarray(self.best, dtype))
+        return bool(np.asarray(value - self.min_delta, dtype) > np.asarray(self.best, dtype))
 
     def _get_monitor_value(self, logs):
         """The monitored value, or None (with a warning, as Keras does) when the logs lack it."""
         if self.monitor not in (logs or {}):
-            import warnings
             warnings.warn(f"{type(self).__name__} monitors {self.monitor!r}, but this epoch's logs only have "
                           f"{sorted(logs or {})}; skipping (pass validation_data/validation_split, or monitor "
                           "another metric)", stacklevel=3)
@@ -240,6 +253,251 @@ class EarlyStopping(_MonitorCallback):
             if self.verbose:
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
+
+
+# ---- the learning rate, as Keras's callbacks read and set it ----------------------------------
+def _keras_learning_rate(optimizer):
+    """The optimizer's current learning rate as Keras's callbacks read it. Keras keeps it in a
+    variable of type floatx (float32 unless float64 mode) and reads float(variable): SGD(0.01)
+    reads 0.009999999776482582. Reading it the same way gives Keras's logs, messages and
+    ReduceLROnPlateau arithmetic to the last digit (0.01 reduced by 0.1 prints
+    0.0009999999776482583, as Keras prints it)."""
+    return float(np.asarray(optimizer.current_learning_rate(), dtype=backend.floatx()))
+
+
+def _require_settable_learning_rate(optimizer, who):
+    """Keras 3's TypeError (its optimizer's learning_rate setter) when the learning rate is a schedule."""
+    lr = optimizer.learning_rate
+    if isinstance(lr, optimizers.LearningRateSchedule):
+        raise TypeError(
+            f"{who} sets the optimizer's learning rate, but this optimizer was created with a "
+            f"`LearningRateSchedule` object ({type(lr).__name__}) as its `learning_rate` constructor argument "
+            "(Keras 2's decay= becomes one: InverseTimeDecay), hence its learning rate is not settable. If you "
+            "need the learning rate to be settable, you should instantiate the optimizer with a float "
+            "`learning_rate` argument.")
+
+
+def _set_learning_rate(optimizer, value, who):
+    """optimizer.learning_rate = value, in effect from the next update, on every backend.
+
+    On the CPU the update reads optimizer.learning_rate. On the GPU the one-launch update kernels
+    (and the CUDA graph that replays them) read the learning rate from a device table that fit
+    filled when it started (Optimizer.prepare_device: optimizer._dev["lr_table"], one entry for a
+    constant learning rate): the new value is written into that same array, in place, on the
+    stream fit runs on, so the next replay reads it. (Uploading a new table instead would leave
+    a captured graph reading the old one, and its step counter too.)"""
+    _require_settable_learning_rate(optimizer, who)
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{who}: the learning rate must be a finite number >= 0, got {value!r}")
+    optimizer.learning_rate = value
+    dev = getattr(optimizer, "_dev", None)
+    if dev is not None:
+        dev["lr_table"][...] = value
+
+
+class ReduceLROnPlateau(_MonitorCallback):
+    """Keras's ReduceLROnPlateau: multiply the learning rate by `factor` when `monitor` has not
+    improved (by more than min_delta) for `patience` epochs, then wait `cooldown` epochs before
+    counting again; never below min_lr.
+
+    As Keras 3 does, each epoch's logs get 'learning_rate' (the rate the epoch trained with, read as
+    Keras reads its float32 variable: see _keras_learning_rate), so the callbacks placed after this
+    one (a CSVLogger) record it. (fit's History and progress bar run before the user's callbacks
+    here, after them in Keras 3, so they do not show it yet.) With verbose=1 a reduction prints
+    Keras's line "\\nEpoch 5: ReduceLROnPlateau reducing learning rate to 0.00010000000474974513."
+    The learning rate must be a number: with a schedule (or Keras 2's decay=) fit raises Keras's
+    TypeError when training starts (Keras raises it at the first reduction). Keras 2's `epsilon=` is
+    accepted for min_delta. Unlike Keras, a factor < 0 is refused (Keras refuses only >= 1).
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0, **kwargs):
+        if "epsilon" in kwargs:                 # Keras 2's name for min_delta
+            warnings.warn("`epsilon` argument is deprecated and will be removed, use `min_delta` instead.",
+                          stacklevel=2)
+            min_delta = kwargs.pop("epsilon")
+        if kwargs:
+            raise TypeError(f"ReduceLROnPlateau got unexpected argument(s): {sorted(kwargs)}")
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
+        if factor < 0:
+            raise ValueError(f"ReduceLROnPlateau needs a factor in [0, 1): new_lr = lr * factor. Received "
+                             f"factor={factor}")
+        self._init_monitor(monitor, mode, min_delta)
+        self.factor, self.min_lr, self.patience = factor, min_lr, patience
+        self.verbose, self.cooldown = verbose, cooldown
+        self.cooldown_counter = 0       # epochs of cooldown left
+        self.wait = 0                   # epochs without improvement (outside cooldown)
+
+    def on_train_begin(self, logs=None):
+        _require_settable_learning_rate(self.model.optimizer, "ReduceLROnPlateau")
+        self.best, self.cooldown_counter, self.wait = None, 0, 0
+
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {} if logs is None else logs
+        logs["learning_rate"] = _keras_learning_rate(self.model.optimizer)
+        current = self._get_monitor_value(logs)
+        if current is None:
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current):
+            self.best, self.wait = current, 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience and self._reduce(epoch):
+                self.cooldown_counter, self.wait = self.cooldown, 0
+
+    def _reduce(self, epoch):
+        """Keras's _reduce_optimizer_lr: lr * factor (not below min_lr), unless lr is at min_lr already."""
+        old_lr = _keras_learning_rate(self.model.optimizer)
+        if not old_lr > np.float32(self.min_lr):
+            return False
+        new_lr = max(old_lr * self.factor, self.min_lr)
+        _set_learning_rate(self.model.optimizer, new_lr, "ReduceLROnPlateau")
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.", flush=True)
+        return True
+
+
+def _takes_learning_rate(schedule):
+    """True when schedule can be called as schedule(epoch, lr); False for schedule(epoch); None when
+    Python cannot tell (no signature: then Keras's way, try (epoch, lr), on TypeError (epoch))."""
+    try:
+        signature = inspect.signature(schedule)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(0, 0.0)
+        return True
+    except TypeError:
+        return False
+
+
+class LearningRateScheduler(Callback):
+    """Keras's LearningRateScheduler: at the beginning of every epoch the learning rate becomes
+    schedule(epoch, lr) (epoch 0-based, lr the current rate read as Keras reads it), or
+    schedule(epoch) for a function of the epoch alone. The value must be a float (Python, np.float32
+    or np.float64), as Keras requires; it takes effect at the next step on every backend.
+
+    verbose=1 prints Keras's line "\\nEpoch 3: LearningRateScheduler setting learning rate to 0.05.",
+    and each epoch's logs get 'learning_rate', as in Keras 3 (seen by the callbacks placed after this
+    one, as for ReduceLROnPlateau). With a schedule as the optimizer's learning rate (or Keras 2's
+    decay=) the first epoch raises Keras's TypeError.
+    Unlike Keras, the two signatures are told apart by the function's signature, not by catching a
+    TypeError, so a TypeError raised inside a schedule(epoch, lr) reaches you as it is.
+    """
+
+    def __init__(self, schedule, verbose=0):
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler needs a function schedule(epoch[, lr]), got {schedule!r}")
+        self.schedule, self.verbose = schedule, verbose
+        self._with_lr = _takes_learning_rate(schedule)
+
+    def _new_learning_rate(self, epoch, lr):
+        if self._with_lr is None:
+            try:
+                return self.schedule(epoch, lr)
+            except TypeError:
+                return self.schedule(epoch)
+        return self.schedule(epoch, lr) if self._with_lr else self.schedule(epoch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        _require_settable_learning_rate(optimizer, "LearningRateScheduler")
+        lr = self._new_learning_rate(epoch, _keras_learning_rate(optimizer))
+        if not isinstance(lr, (float, np.float32, np.float64)):
+            raise ValueError(f"The output of the `schedule` function should be a float. Got: {lr}")
+        _set_learning_rate(optimizer, lr, "LearningRateScheduler")
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = _keras_learning_rate(self.model.optimizer)
+
+
+def _csv_value(value):
+    """Keras's CSVLogger.handle_value: strings as they are, iterables (not 0-d arrays) as '"[a, b]"'."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, collections.abc.Iterable) and not (isinstance(value, np.ndarray) and value.ndim == 0):
+        return f'"[{", ".join(map(str, value))}]"'
+    return value
+
+
+class CSVLogger(Callback):
+    """Keras's CSVLogger: one row per epoch in a CSV file, written as Keras writes it.
+
+    The file: a header 'epoch,<keys>' then rows 'epoch index (0-based),<values>', keys sorted as
+    Keras sorts them (the first epoch's logs, sorted; without any val_ key, the val_ twins of every
+    key are added as columns, which then read NA); a key missing from an epoch's logs reads NA;
+    floats as Python writes them (repr: 0.30000001192092896); csv's excel dialect (lines end with
+    \\r\\n) with `separator` as the delimiter. fit() truncates the file when it starts; append=True
+    continues an existing file instead, without a second header (a header is written only into an
+    empty file).
+
+    Never half-written: Keras keeps the file open and appends each row (flushed), so a crash or a
+    full disk in the middle of a write can leave a cut row. Here each epoch the whole log (the rows
+    so far, and with append=True what the file held before) is written to a temporary file, fsynced
+    and renamed over the log (saving.atomic_write, as every file minicnn writes): at any moment the
+    file is a complete CSV of the finished epochs, and an interrupted write leaves the previous
+    version. A log has one row per epoch, so rewriting it costs nothing next to an epoch. Two
+    consequences of the rename: the file is a new inode each epoch (follow it with `tail -F`, not
+    `tail -f`; a hard link keeps an old version), and a symbolic link to the log is followed (its
+    target is replaced). With append=True, a file that does not end with a line ending (cut by
+    another writer) gets one before the first new row, so that row starts on its own line.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        self.sep = separator
+        self.filename = os.fspath(filename)
+        self.append = append
+        csv.writer(io.StringIO(), delimiter=separator)   # a bad separator fails here, not after an epoch
+        self.keys = None
+        self._content = None            # the bytes the file holds (rewritten whole each epoch)
+
+    def _write(self):
+        content = self._content
+        atomic_write(os.path.realpath(self.filename), lambda f: f.write(content))
+
+    def on_train_begin(self, logs=None):
+        previous = b""
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, "rb") as f:
+                previous = f.read()
+        self.append_header = not previous
+        if previous and not previous.endswith(b"\n"):
+            previous += b"\r\n"
+        self._content, self.keys = previous, None
+        if not previous:                # Keras opens the file here: "w" empties it, "a" creates it
+            self._write()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._content is None:
+            self.on_train_begin()
+        header = self.keys is None and self.append_header
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys.extend([f"val_{k}" for k in self.keys])
+
+        class Dialect(csv.excel):
+            delimiter = self.sep
+
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=["epoch"] + self.keys, dialect=Dialect)
+        if header:
+            writer.writeheader()
+        writer.writerow({"epoch": epoch, **{k: _csv_value(logs.get(k, "NA")) for k in self.keys}})
+        self._content += out.getvalue().encode("utf-8")
+        self._write()                   # (nothing to close when training ends: the file is complete)
 
 
 class TerminateOnNaN(Callback):
