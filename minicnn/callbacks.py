@@ -98,12 +98,14 @@ class ProgbarLogger(Callback):
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        print(f"Epoch {epoch + 1}/{self.epochs}", file=self.file, flush=True)
+        if self.epochs is None or self.epochs > 1:      # Keras 3 names the epoch only when there are several
+            print(f"Epoch {epoch + 1}/{self.epochs}", file=self.file, flush=True)
         self.start = self.last = time.perf_counter()
         if self.verbose == 1:
             from tqdm import tqdm
+            # delay: nothing is drawn until the first step ends (no empty 0/N bar, as in Keras)
             self.bar = tqdm(total=self.steps, file=self.file, ascii=" ━", mininterval=0, postfix=[""],
-                            bar_format="{n_fmt}/{total_fmt} {bar:20} {postfix[0]}", leave=True)
+                            bar_format="{n_fmt}/{total_fmt} {bar:20} {postfix[0]}", leave=True, delay=1e-9)
 
     def _timing(self, done):
         elapsed = time.perf_counter() - self.start
@@ -290,10 +292,7 @@ def _set_learning_rate(optimizer, value, who):
     value = float(value)
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{who}: the learning rate must be a finite number >= 0, got {value!r}")
-    optimizer.learning_rate = value
-    dev = getattr(optimizer, "_dev", None)
-    if dev is not None:
-        dev["lr_table"][...] = value
+    optimizer.learning_rate = value                 # (the setter also updates the GPU's device table)
 
 
 class ReduceLROnPlateau(_MonitorCallback):

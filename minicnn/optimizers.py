@@ -273,6 +273,31 @@ class Optimizer:
                      "lr_table": xp.asarray(np.array(table, dtype=np.float64)), "t_base": t}
         self._dev_remaining = max(int(steps), 1)
 
+    @property
+    def learning_rate(self):
+        """A number or a LearningRateSchedule (evaluated at the step count)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        """Set a new constant learning rate (callbacks, user code), in effect from the next update on
+        every backend: on the GPU the value is also written, in place, into the device table the
+        update kernels (and a captured CUDA graph) read. As in Keras 3, an optimizer created with a
+        schedule keeps it (TypeError)."""
+        current = self.__dict__.get("_learning_rate")
+        if isinstance(current, LearningRateSchedule) and value is not current:
+            raise TypeError("this optimizer was created with a LearningRateSchedule as its learning_rate, hence its "
+                            "learning rate is not settable; create it with a float learning_rate to set it later")
+        if not isinstance(value, LearningRateSchedule):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+                    or not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule, got {value!r}")
+            value = float(value)
+            dev = self.__dict__.get("_dev")
+            if dev is not None:
+                dev["lr_table"][...] = value          # the planned steps' learning rates, in place
+        self._learning_rate = value
+
     def current_learning_rate(self):
         lr = self.learning_rate
         return lr(self.iterations) if isinstance(lr, LearningRateSchedule) else lr

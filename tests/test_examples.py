@@ -44,7 +44,8 @@ def test_train_cifar_end_to_end(tmp_path):
                  "--out", str(out), "--verbose", "1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Total params: 231,338" in result.stdout
-    assert "Epoch 1/1" in result.stdout and "val_loss" in result.stdout and "Test accuracy:" in result.stdout
+    assert "Epoch 1/" not in result.stdout                       # Keras 3 names the epoch only when there are several
+    assert "val_loss" in result.stdout and "Test accuracy:" in result.stdout
     for name in ("train_images", "history", "predictions", "confusion_matrix", "filters", "feature_maps"):
         check_png(out / f"{name}.png")
     history = json.loads((out / "history.json").read_text())

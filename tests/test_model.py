@@ -335,3 +335,29 @@ def test_the_loss_owns_the_softmax_of_a_softmax_head():
     model.compile("sgd", "mse")
     assert isinstance(head.activation, minicnn.activations.Softmax)
     np.testing.assert_allclose(model.predict(x), p, atol=1e-7)
+
+
+def test_progress_output_follows_keras_3(capsys):
+    """No 'Epoch 1/1' line for a single epoch, 'Epoch k/n' for several; the bar is not drawn before
+    the first step (no empty 0/N bar); evaluate(verbose=1) draws the full bar, verbose=2 the short line."""
+    x, y, _ = toy_data(64)
+    model = small_model()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=1)
+    out = capsys.readouterr().out
+    assert "Epoch" not in out and "0/2" not in out and "2/2 ━━━━━━━━━━━━━━━━━━━━" in out
+    model.fit(x, y, batch_size=32, epochs=2, verbose=2)
+    out = capsys.readouterr().out
+    assert out.count("Epoch 1/2") == 1 and out.count("Epoch 2/2") == 1 and "2/2 - " in out
+    model.evaluate(x, y, batch_size=32, verbose=1)
+    assert re.match(r"2/2 ━{20} \d+s \d+ms/step - accuracy: [0-9.]+ - loss: [0-9.]+$", capsys.readouterr().out.strip())
+    model.evaluate(x, y, batch_size=32, verbose=2)
+    assert re.match(r"2/2 - \d+s - \d+ms/step - accuracy", capsys.readouterr().out.strip())
+
+
+def test_callbacks_run_before_history_as_in_keras_3():
+    """The user's callbacks run before the progress bar and History, so what they add to the
+    epoch's logs (ReduceLROnPlateau's learning_rate) is in history.history, as in Keras 3."""
+    x, y, _ = toy_data(64)
+    model = small_model(optimizer=minicnn.optimizers.SGD(0.01))
+    h = model.fit(x, y, epochs=2, verbose=0, callbacks=[minicnn.callbacks.ReduceLROnPlateau(monitor="loss")])
+    assert h.history["learning_rate"] == pytest.approx([0.01, 0.01])

@@ -428,3 +428,20 @@ def test_lookahead_sync_of_several_variables_follows_the_formula(backend, rng):
                 w = slow.copy()
         np.testing.assert_allclose(backend.to_host(ws[i]), w, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(backend.to_host(opt.slots[f"w{i}"]["slow"]), slow, rtol=1e-5, atol=1e-6)
+
+
+def test_setting_the_learning_rate_reaches_the_device_table_and_a_schedule_stays():
+    """optimizer.learning_rate = x takes effect at the next update everywhere: the device table the
+    GPU's kernels read (made here on the CPU by prepare_device) is rewritten in place. An optimizer
+    made with a schedule refuses, as Keras 3's does; bad values are refused."""
+    from minicnn import optimizers
+    opt = optimizers.SGD(0.1)
+    opt.prepare_device(4)
+    table = opt._dev["lr_table"]
+    opt.learning_rate = 0.025
+    assert opt._dev["lr_table"] is table and np.all(table == 0.025) and opt.current_learning_rate() == 0.025
+    with pytest.raises(ValueError, match="finite number"):
+        opt.learning_rate = float("nan")
+    scheduled = optimizers.SGD(optimizers.ExponentialDecay(0.1, 10, 0.5))
+    with pytest.raises(TypeError, match="not settable"):
+        scheduled.learning_rate = 0.01

@@ -150,8 +150,10 @@ class Trainer:
             val[0].steps(validation_steps)                     # a generator without validation_steps: say so now
         self.prepare()
         history = callbacks_module.History()
-        cbs = [history] + ([callbacks_module.ProgbarLogger(verbose, n_steps, epochs)] if verbose else [])
-        cbs = callbacks_module.CallbackList(cbs + list(callbacks or []), model)
+        # Keras 3's order: the user's callbacks, then the progress bar, then History (which so
+        # records what they add to the logs, e.g. ReduceLROnPlateau's learning_rate)
+        progbar = [callbacks_module.ProgbarLogger(verbose, n_steps, epochs)] if verbose else []
+        cbs = callbacks_module.CallbackList(list(callbacks or []) + progbar + [history], model)
         self.params = {"epochs": epochs, "steps": n_steps, "verbose": verbose, "batch_size": batch_size}
         model.history = history
         model.stop_training, model.stop_reason = False, None
@@ -164,9 +166,9 @@ class Trainer:
             self.strategy = loop_steps.HostLoop(self, x, y, batch_size, augment=augment)
         if val is not None and not isinstance(val[0], data.BatchSource):
             val = self.strategy.place(val)
-        cbs.on_train_begin()
         self.where = "before the first epoch"
         try:
+            cbs.on_train_begin()
             with self.strategy.context():
                 for epoch in range(initial_epoch, epochs):
                     cbs.on_epoch_begin(epoch)
@@ -250,10 +252,11 @@ class Trainer:
             (loss_sum, correct), n = sums(model, x, y, batch_size), len(x)
             n_steps = math.ceil(n / batch_size)
         logs = result(model.metric_names, loss_sum / n, correct / n, return_dict=True)
-        if verbose in (1, 2, "auto"):
+        if verbose in (1, 2, "auto"):          # Keras 3: the full bar at verbose 1, the short line at 2
             elapsed = time.perf_counter() - start
-            print(f"{n_steps}/{n_steps} - {elapsed:.0f}s - {elapsed / n_steps * 1e3:.0f}ms/step - "
-                  f"{callbacks_module.format_logs(logs)}", flush=True)
+            seconds, per_step = f"{elapsed:.0f}s", f"{elapsed / n_steps * 1e3:.0f}ms/step"
+            timing = f" - {seconds} - {per_step}" if verbose == 2 else f" {'━' * 20} {seconds} {per_step}"
+            print(f"{n_steps}/{n_steps}{timing} - {callbacks_module.format_logs(logs)}", flush=True)
         if return_dict:
             return logs
         return [logs["loss"], logs[model.metric_names[0]]] if model.metric_names else logs["loss"]
