@@ -34,7 +34,7 @@ KERAS_ONLY = {
                "save_model": "model.save(path)"},
     "optimizers": {"Adamax": "Adam", "Ftrl": "SGD", "AdamW": "Adam(weight_decay=...)", "Lion": "Adam",
                    "Adafactor": "Adam", "LossScaleOptimizer": None},
-    "callbacks": {"TensorBoard": "CSVLogger or utils.write_history", "BackupAndRestore": "ModelCheckpoint",
+    "callbacks": {"TensorBoard": "CSVLogger", "BackupAndRestore": "ModelCheckpoint",
                   "RemoteMonitor": None, "SwapEMAWeights": "optimizers.Adam(use_ema=True)"},
     "losses": {"BinaryCrossentropy": "MeanSquaredError, or a 2-class CategoricalCrossentropy",
                "binary_crossentropy": "'categorical_crossentropy' with 2 classes",

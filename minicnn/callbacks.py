@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from minicnn import backend, optimizers
+from minicnn import _keras_names, backend, optimizers
 from minicnn.saving import atomic_write
 
 
@@ -556,3 +556,7 @@ class EpochTimer(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self._start)
+
+
+def __getattr__(name):
+    raise _keras_names.missing("callbacks", name, globals())
