@@ -6,15 +6,16 @@ with Keras's API shape. A Keras tutorial ports by changing its imports:
 """
 from minicnn import _keras_names
 from minicnn._version import __version__
-from minicnn import (activations, backend, callbacks, constraints, gradcheck, initializers, layers, losses,
-                     models, optimizers, utils)
+from minicnn import (activations, backend, callbacks, constraints, gradcheck, initializers, keras_io, layers,
+                     losses, models, optimizers, utils)
 from minicnn.backend import set_backend
 from minicnn.kernels import set_kernels
 from minicnn.layers import Input
 from minicnn.model import Residual, Sequential, load_model
 
 __all__ = ["__version__", "Sequential", "Residual", "Input", "load_model", "set_backend", "set_kernels",
-           "activations", "backend", "callbacks", "constraints", "models", "gradcheck", "initializers", "layers",
+           "activations", "backend", "callbacks", "constraints", "models", "gradcheck", "initializers", "keras_io",
+           "layers",
            "losses", "optimizers", "utils", "datasets"]
 
 

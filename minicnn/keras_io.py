@@ -20,6 +20,7 @@ from minicnn import layers as L
 from minicnn import optimizers as O
 from minicnn.constraints import MaxNorm
 from minicnn.model import Residual, Sequential
+from minicnn import saving
 from minicnn.saving import atomic_write
 
 
@@ -312,3 +313,41 @@ def to_keras(model, compile=True, copy_weights=True):
         kmodel.compile(optimizer=_keras_optimizer(keras, model.optimizer), loss="categorical_crossentropy",
                        metrics=["accuracy"])
     return kmodel
+
+
+# ---- model.save / load_model with Keras's file names (saving.py dispatches here) --------------------
+def _keras():
+    try:
+        import keras
+    except ImportError:
+        raise ImportError("a Keras model file (.keras, .h5, .hdf5) is written and read through Keras: "
+                          "pip install keras (or save to a .npz name: minicnn's own format)") from None
+    return keras
+
+
+def save_keras_model(model, path):
+    """model.save('m.keras' | 'm.h5'): the Keras twin of the model (layers, weights, optimizer),
+    saved by Keras into a temporary file next to `path`, then renamed over it (never half-written)."""
+    _keras()
+    kmodel = to_keras(model)
+    path = os.fspath(path)
+    suffix = ".keras" if path.lower().endswith(".keras") else ".h5"
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp{suffix}")
+    try:
+        kmodel.save(tmp)                            # Keras picks its format by the suffix
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_keras_model(path):
+    """load_model of a Keras model file: Keras reads it, from_keras rebuilds it in minicnn (layers and
+    weights; compile it again: Keras's loss and optimizer state are not carried over)."""
+    keras = _keras()
+    return from_keras(keras.saving.load_model(os.fspath(path), compile=False))
+
+
+saving.keras_files.update(save_weights=save_keras_weights, load_weights=load_keras_weights,
+                          save_model=save_keras_model, load_model=load_keras_model)

@@ -416,8 +416,11 @@ class Residual(Sequential):
 
 def load_model(filepath, custom_objects=None):
     """Rebuild a model saved with model.save(): architecture, weights, compile settings, optimizer state.
+    A Keras model file (.keras, .h5: recognised by its content) is read through Keras (keras_io).
 
     custom_objects: {class name: class} for user-defined layers, optimizers or schedules."""
+    if saving.keras_content(filepath):
+        return saving.keras_files["load_model"](filepath)
     config, meta, arrays = saving.read_model(filepath)
     model = Sequential.from_config(config["model"], custom_objects)
     return saving.restore_model(model, config, meta, arrays, filepath, custom_objects)

@@ -69,7 +69,43 @@ def _require_built(model, what):
         raise ValueError(f"cannot {what} an unbuilt model: build it (or train it) first")
 
 
+# ---- Keras's file names: the file is Keras's format, written and read by keras_io ----------------------
+# A name ending in .keras, .h5 or .hdf5 means a Keras file, as in Keras: model.save writes a real
+# Keras model file, save_weights a Keras 3 .weights.h5; load_weights and load_model recognise a
+# file by its content (HDF5 or a .keras zip), whatever its name. keras_io registers its readers and
+# writers here when it is imported (minicnn/__init__ imports it; keras_io imports this module).
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+keras_files = {}            # "save_weights" | "load_weights" | "save_model" | "load_model" -> function
+
+
+def keras_named(filepath):
+    return os.fspath(filepath).lower().endswith(KERAS_SUFFIXES)
+
+
+def keras_content(filepath):
+    """True for an HDF5 file or a .keras zip (Keras's formats), by the first bytes."""
+    filepath = os.fspath(filepath)
+    if not os.path.isfile(filepath):
+        return False
+    with open(filepath, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return True
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(filepath) as z:
+                return "model.weights.h5" in z.namelist()
+        except zipfile.BadZipFile:
+            return False                              # (a broken zip: the reader below says what is wrong)
+    return False
+
+
 def save_weights(model, filepath):
+    if keras_named(filepath):
+        if not os.fspath(filepath).lower().endswith(".weights.h5"):
+            raise ValueError(f"{filepath}: a Keras weights file name ends in .weights.h5 (Keras 3's rule); use "
+                             "model.save(...) for a whole .keras/.h5 model, or a .npz name for minicnn's format")
+        return keras_files["save_weights"](model, filepath)
     _require_built(model, "save the weights of")
     meta = {"format": FORMAT_WEIGHTS, "version": VERSION, "input_shape": list(model.input_shape),
             "layers": _layer_table(model)}
@@ -78,6 +114,8 @@ def save_weights(model, filepath):
 
 
 def save_model(model, filepath):
+    if keras_named(filepath):
+        return keras_files["save_model"](model, filepath)
     _require_built(model, "save")
     meta = {"format": FORMAT_MODEL, "version": VERSION, "input_shape": list(model.input_shape),
             "layers": _layer_table(model)}
@@ -148,6 +186,8 @@ def _assign_weights(model, arrays):
 
 
 def load_weights(model, filepath):
+    if keras_content(filepath):
+        return keras_files["load_weights"](model, filepath)
     meta, arrays = _read(filepath)
     if not model.built:
         model.build(tuple(meta["input_shape"]))

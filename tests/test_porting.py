@@ -163,3 +163,58 @@ def test_activation_layers_match_keras_and_export_both_ways():
     back = keras_io.from_keras(kmodel)
     assert [type(layer).__name__ for layer in back.layers] == [type(layer).__name__ for layer in model.layers]
     np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=1e-5, atol=1e-6)
+
+
+# ---- Keras's file names ----------------------------------------------------------------------------
+def _tiny():
+    model = minicnn.Sequential([Input(shape=(6, 6, 2)), Conv2D(3, 3, activation="relu"), Flatten(),
+                                Dense(4, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("name", ["m.keras", "m.h5"])
+def test_save_by_a_keras_name_writes_a_keras_model_file(tmp_path, name):
+    """model.save('m.keras' | 'm.h5') writes a file Keras loads (same predictions); load_model reads
+    it back (by its content) into a minicnn model with the same predictions."""
+    keras = pytest.importorskip("keras")
+    model, x = _tiny(), np.random.default_rng(0).random((5, 6, 6, 2)).astype(np.float32)
+    model.save(tmp_path / name)
+    kmodel = keras.saving.load_model(tmp_path / name, compile=False)
+    np.testing.assert_allclose(kmodel.predict(x, verbose=0), model.predict(x), rtol=1e-5, atol=1e-6)
+    back = minicnn.load_model(tmp_path / name)
+    np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=1e-5, atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == [name]                  # no temporary file left
+
+
+def test_keras_weight_files_by_name_and_by_content(tmp_path):
+    pytest.importorskip("h5py")
+    model, other = _tiny(), _tiny()
+    model.save_weights(tmp_path / "w.weights.h5")
+    (tmp_path / "w.weights.h5").rename(tmp_path / "renamed.bin")          # recognised by content
+    other.load_weights(tmp_path / "renamed.bin")
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"ends in \.weights\.h5"):
+        model.save_weights(tmp_path / "w.hdf5")
+
+
+def test_checkpoints_with_keras_names(tmp_path):
+    pytest.importorskip("keras")
+    x = np.random.default_rng(1).random((16, 6, 6, 2)).astype(np.float32)
+    y = np.eye(4, dtype=np.float32)[np.arange(16) % 4]
+    model = _tiny()
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[
+        minicnn.callbacks.ModelCheckpoint(str(tmp_path / "best.keras")),
+        minicnn.callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), save_weights_only=True)])
+    assert minicnn.saving.keras_content(tmp_path / "best.keras") and minicnn.saving.keras_content(tmp_path / "best.weights.h5")
+    np.testing.assert_allclose(minicnn.load_model(tmp_path / "best.keras").predict(x), model.predict(x), rtol=1e-5)
+
+
+def test_a_keras_model_file_without_keras_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "keras", None)
+    with pytest.raises(ImportError, match="pip install keras"):
+        _tiny().save(tmp_path / "m.keras")
+    _tiny().save(tmp_path / "m.npz")                                      # minicnn's own format needs nothing
+    assert minicnn.load_model(tmp_path / "m.npz").count_params() == _tiny().count_params()
