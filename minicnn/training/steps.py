@@ -77,9 +77,7 @@ class HostLoop:
         """One pass over the data; returns the epoch's running training metrics."""
         trainer, metrics = self.trainer, self.trainer.metrics
         metrics.reset()
-        x = data.augmented(self.augment, self.x, epoch)
-        order = data.epoch_order(self.model.seed, epoch, len(x), shuffle)
-        for step, (xb, yb) in enumerate(data.batches(x, self.y, order, self.batch_size)):
+        for step, (xb, yb) in enumerate(self.epoch_batches(epoch, shuffle)):
             trainer.where = f"in epoch {epoch + 1}, step {step + 1}"
             loss, correct = train_step(self.model, xb, yb, trainer.variables)
             metrics.add(loss, correct, len(xb))
@@ -87,7 +85,17 @@ class HostLoop:
             cbs.on_train_batch_end(step, metrics.logs)
             if self.model.stop_training:
                 break
+        self.epoch_end()
         return metrics.logs()
+
+    def epoch_batches(self, epoch, shuffle):
+        """The epoch's (xb, yb), where the backend computes: the (augmented) arrays in the epoch's order."""
+        x = data.augmented(self.augment, self.x, epoch)
+        order = data.epoch_order(self.model.seed, epoch, len(x), shuffle)
+        return data.batches(x, self.y, order, self.batch_size)
+
+    def epoch_end(self):
+        pass
 
     def place(self, pair):
         """The validation pair where evaluate reads it (here: as it is)."""
@@ -143,20 +151,12 @@ class SourceLoop(HostLoop):
         super().__init__(trainer, None, None, None)
         self.source, self.n_steps = source, n_steps
 
-    def train_epoch(self, epoch, shuffle, cbs):
-        trainer, metrics = self.trainer, self.trainer.metrics
-        metrics.reset()
-        for step, batch in enumerate(self.source.batches(self.n_steps)):
-            trainer.where = f"in epoch {epoch + 1}, step {step + 1}"
-            xb, yb = checked_batch(self.model, batch)
-            loss, correct = train_step(self.model, xb, yb, trainer.variables)
-            metrics.add(loss, correct, len(xb))
-            self.batch_loss = loss
-            cbs.on_train_batch_end(step, metrics.logs)
-            if self.model.stop_training:
-                break
+    def epoch_batches(self, epoch, shuffle):
+        """The next n_steps batches of the source, each checked (shuffling is the source's own)."""
+        return (checked_batch(self.model, batch) for batch in self.source.batches(self.n_steps))
+
+    def epoch_end(self):
         self.source.epoch_end()
-        return metrics.logs()
 
 
 def evaluate_source(model, source, n_steps):
