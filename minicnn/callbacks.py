@@ -289,10 +289,7 @@ def _set_learning_rate(optimizer, value, who):
     stream fit runs on, so the next replay reads it. (Uploading a new table instead would leave
     a captured graph reading the old one, and its step counter too.)"""
     _require_settable_learning_rate(optimizer, who)
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{who}: the learning rate must be a finite number >= 0, got {value!r}")
-    optimizer.learning_rate = value                 # (the setter also updates the GPU's device table)
+    optimizer.learning_rate = float(value)          # (the setter checks it and updates the GPU's device table)
 
 
 class ReduceLROnPlateau(_MonitorCallback):

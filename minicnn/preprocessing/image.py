@@ -166,7 +166,6 @@ def transform_matrices(params, H, W):
     about the centre (H/2 - 1/2, W/2 - 1/2); output (i, j) reads input M (i, j, 1)."""
     theta, shear = np.deg2rad(params["theta"]), np.deg2rad(params["shear"])
     n = len(theta)
-    M = np.tile(np.eye(3), (n, 1, 1))
     rotation, shift, shear_m, zoom = (np.tile(np.eye(3), (n, 1, 1)) for _ in range(4))
     rotation[:, 0, 0], rotation[:, 0, 1], rotation[:, 1, 0], rotation[:, 1, 1] = (np.cos(theta), -np.sin(theta),
                                                                                    np.sin(theta), np.cos(theta))

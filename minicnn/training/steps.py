@@ -111,16 +111,21 @@ class HostLoop:
         pass
 
 
-def evaluate_sums(model, x, y, batch_size):
-    """(loss sum, correct count) over (x, y) in inference mode, chunk by chunk."""
+def _evaluate_batches(model, batches):
+    """(loss sum, correct count, samples) over (xb, yb) batches, in inference mode."""
     loss_sum = correct = 0.0
-    for xb, yb in data.inference_batches(model, x, y, batch_size):
+    seen = 0
+    for xb, yb in batches:
         out = model.forward(xb, training=False)
         loss, _ = batch_loss(model, out, yb)
-        loss_sum = loss_sum + loss * len(xb)
-        correct = correct + count_correct(out, yb)
+        loss_sum, correct, seen = loss_sum + loss * len(xb), correct + count_correct(out, yb), seen + len(xb)
     release_caches(model)
-    return float(loss_sum), float(correct)
+    return float(loss_sum), float(correct), seen
+
+
+def evaluate_sums(model, x, y, batch_size):
+    """(loss sum, correct count) over (x, y) in inference mode, chunk by chunk."""
+    return _evaluate_batches(model, data.inference_batches(model, x, y, batch_size))[:2]
 
 
 def predict_host(model, x, batch_size):
@@ -161,17 +166,10 @@ class SourceLoop(HostLoop):
 
 def evaluate_source(model, source, n_steps):
     """(loss sum, correct count, samples) over n_steps batches of a source, in inference mode."""
-    loss_sum = correct = 0.0
-    seen = 0
-    for batch in source.batches(n_steps):
-        xb, yb = checked_batch(model, batch)
-        out = model.forward(xb, training=False)
-        loss, _ = batch_loss(model, out, yb)
-        loss_sum, correct, seen = loss_sum + loss * len(xb), correct + count_correct(out, yb), seen + len(xb)
-    release_caches(model)
-    if seen == 0:
+    sums = _evaluate_batches(model, (checked_batch(model, batch) for batch in source.batches(n_steps)))
+    if sums[2] == 0:
         raise ValueError("the generator gave no batch to evaluate")
-    return float(loss_sum), float(correct), seen
+    return sums
 
 
 def predict_source(model, source, n_steps):
