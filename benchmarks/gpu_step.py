@@ -64,13 +64,16 @@ def profile_step(trainer, batch_size, repeats=20, rounds=5):
     `repeats` x `rounds` times inside a CUDA graph of its own (so launch gaps drop out) and timed
     with events. Returns {family: ms per step}; what the step's graph takes beyond their sum is
     CuPy's own elementwise kernels (logits, dropout backward, constraints) and launch gaps."""
+    import sys as _sys
     import cupy
     from minicnn.kernels import cublas, gpu
     records, originals = [], {}
+    # a kernel is called through the gpu package (kernels/__init__.py) and, inside its family module
+    # (e.g. conv2d_forward -> im2col in gpu/conv.py), through that module's globals: wrap every binding
+    modules = [gpu, cublas] + [m for k, m in list(_sys.modules.items()) if k.startswith("minicnn.kernels.gpu.")]
 
-    def wrap(module, name):
-        fn = getattr(module, name)
-        originals[(module, name)] = fn
+    def wrap(name):
+        fn = getattr(cublas if name == "gemm" else gpu, name)
 
         def wrapper(*args, **kwargs):
             label = name
@@ -79,10 +82,13 @@ def profile_step(trainer, batch_size, repeats=20, rounds=5):
                 label = f"gemm {a.shape[0]}x{a.shape[1]}x{b.shape[1]}"
             records.append((label, fn, args, kwargs))
             return fn(*args, **kwargs)
-        setattr(module, name, wrapper)
+        for module in modules:
+            if getattr(module, name, None) is fn:
+                originals[(module, name)] = fn
+                setattr(module, name, wrapper)
     for name in _PROFILED:
-        wrap(gpu, name)
-    wrap(cublas, "gemm")
+        wrap(name)
+    wrap("gemm")
     try:
         trainer.cursor.fill(0)
         trainer._step(batch_size)
@@ -106,6 +112,16 @@ def profile_step(trainer, batch_size, repeats=20, rounds=5):
         family = label.split(" ")[0] if not label.startswith("gemm") else label
         times[family] = times.get(family, 0.0) + cupy.cuda.get_elapsed_time(start, end) / (repeats * rounds)
     return times, len(records)
+
+
+def split(profile_ms, graph_ms):
+    """The step's time in four parts: GEMMs, im2col/col2im, minicnn's other (elementwise, pooling,
+    loss, optimizer) kernels, and the rest of the graph step: CuPy's own small kernels + launch gaps."""
+    gemm = sum(v for k, v in profile_ms.items() if k.startswith("gemm"))
+    cols = profile_ms.get("im2col", 0.0) + profile_ms.get("col2im", 0.0)
+    other = sum(profile_ms.values()) - gemm - cols
+    return {"gemm": gemm, "im2col_col2im": cols, "elementwise_and_other_kernels": other,
+            "cupy_ops_and_gaps": max(graph_ms - gemm - cols - other, 0.0)}
 
 
 def time_model(name, precision, replays, eager_steps, profile=False):
@@ -189,6 +205,8 @@ def main(argv=None):
             flops = 3 * r["forward_gflop_per_image"] * 1e9 * r["train_images"]
             r["gemm_tflops_4096"] = rates[q]
             r["compute_floor_epoch_s"] = flops / (rates[q] * 1e12)
+            if "profile_ms" in r:
+                r["split_ms"] = split(r["profile_ms"], r["graph_ms_per_step"])
             rows.append(r)
     device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     print(f"\n{device}, CuPy {cupy.__version__}; float32 GEMM 4096^3: "
@@ -207,6 +225,7 @@ def main(argv=None):
                   f"{r['graph_ms_per_step']:.3f} ms, the rest = CuPy elementwise ops + gaps")
             for k, v in sorted(r["profile_ms"].items(), key=lambda kv: -kv[1])[:14]:
                 print(f"  {k:34s} {v * 1e3:8.1f} us")
+            print("  split: " + ", ".join(f"{k} {v * 1e3:.1f} us" for k, v in r["split_ms"].items()))
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps({"device": device, "cupy": cupy.__version__,
                                                       "gemm_tflops": rates,

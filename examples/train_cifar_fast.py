@@ -10,7 +10,8 @@ training images, `epochs` epochs of SGD on reflect-padded 2-pixel crops with alt
 then the test accuracy with and without test-time augmentation (flips + 1-pixel shifts). The
 time reported covers the whitening layer's computation and fit (data already in memory / on the device);
 on the GPU a short untimed warm-up first compiles every kernel, as other fast trainers do.
-Writes --out/run.json (every run, the summary, the settings and the machine).
+Writes --out/run.json (every run, the summary, the settings and the machine), rewritten after each run
+("complete": false until the last) so that an interrupted series keeps the runs it finished.
 """
 import argparse
 import math
@@ -157,6 +158,10 @@ def main(argv=None):
         tta = f", with TTA {r['test_accuracy_tta']:.4f}" if "test_accuracy_tta" in r else ""
         print(f"run {i + 1}/{args.runs}: test accuracy {r['test_accuracy']:.4f}{tta}; training {r['train_seconds']:.2f} s",
               flush=True)
+        if i + 1 < args.runs:                      # the runs so far survive an interrupted series
+            write_json(out / "run.json", {"recipe": "fast_cifar10", "args": {**vars(args), "widths": list(args.widths)},
+                                          "backend": backend.name, "gemm_precision": args.precision,
+                                          "runs": results, "complete": False})
     keys = ["test_accuracy", "train_seconds"] + ([] if args.no_tta else ["test_accuracy_tta"])
     table = summarize_runs(results, keys)
     for k in keys:
@@ -170,7 +175,7 @@ def main(argv=None):
           + f" | {table['train_seconds']['mean']:.2f} +- {table['train_seconds']['std']:.2f} |")
     write_json(out / "run.json", {"recipe": "fast_cifar10", "args": {**vars(args), "widths": list(args.widths)},
                                   "backend": backend.name, "gemm_precision": args.precision, "runs": results,
-                                  "summary": table, "environment": environment_info()})
+                                  "complete": True, "summary": table, "environment": environment_info()})
     print(f"wrote {out / 'run.json'}")
     return 0
 
