@@ -68,9 +68,9 @@ def softmax_cross_entropy(z, y, label_smoothing, dz, stats):
     sparse = y.ndim == 1
     labels = cupy.ascontiguousarray(y, dtype=cupy.int32) if sparse else None
     onehot = None if sparse else cupy.ascontiguousarray(y, dtype=z.dtype)
-    threads = 1
-    while threads < min(B, 1024):
-        threads *= 2
+    threads = 1                  # a power of two (the tree sum halves it); each thread loops over rows.
+    while threads < min(B, 256):  # 256, not 1024: the kernel's double-precision registers exceed
+        threads *= 2             # 64 per thread, which a 1024-thread block cannot have on sm_90
     _kernel("softmax_xent", z.dtype)((1,), (threads,), (z, _NULL if sparse else onehot,
                                                          labels if sparse else _NULL, dz, stats, np.int32(B), np.int32(K),
                                                          np.float64(label_smoothing)))
