@@ -146,11 +146,13 @@ def _geometry(case):
 
 
 @settings(max_examples=80, deadline=None)
-@given(conv_cases(), st.sampled_from(["relu", "linear"]), st.sampled_from([np.float32, np.float64]))
-def test_blocked_kernels_match_whole_batch_and_naive_loops(case, activation, dtype):
-    """cpu_conv's tiles against reference.conv2d_* (whole-batch im2col) and the naive loops, for the
-    forward and every gradient."""
+@given(conv_cases(), st.sampled_from(["relu", "linear"]), st.sampled_from([np.float32, np.float64]),
+       st.sampled_from(["always", "never"]))
+def test_blocked_kernels_match_whole_batch_and_naive_loops(case, activation, dtype, implicit):
+    """cpu_conv's tiles (and, at stride 1, its forward without a column matrix) against
+    reference.conv2d_* (whole-batch im2col) and the naive loops, for the forward and every gradient."""
     from minicnn.kernels import cpu_conv, reference as twin
+    cpu_conv.set_implicit(implicit)
     rng = np.random.default_rng(case["seed"])
     x = rng.standard_normal((case["N"], case["H"], case["W"], case["C"])).astype(dtype)
     Wt = rng.standard_normal((case["k"], case["k"], case["C"], case["F"])).astype(dtype)
@@ -176,6 +178,44 @@ def test_blocked_kernels_match_whole_batch_and_naive_loops(case, activation, dty
         np.testing.assert_allclose(dW, rdW, **tol)
     finally:
         cpu_conv.set_tile_bytes(None)
+        cpu_conv.set_implicit("auto")
+
+
+@pytest.mark.parametrize("shape,k,padding,F", [((2, 9, 11, 3), 3, "same", 17), ((3, 12, 10, 5), 5, "valid", 8),
+                                               ((1, 6, 7, 4), 1, "same", 40), ((2, 8, 8, 2), 4, "same", 3)])
+def test_implicit_forward_reads_the_input_in_place(shape, k, padding, F, rng):
+    """The stride-1 forward without a column matrix equals the naive loops in float64 (exactly
+    enough to tell a misplaced window), with one band per output row and with whole images."""
+    from minicnn.kernels import cpu_conv
+    x, Wt, b = rng.standard_normal(shape), rng.standard_normal((k, k, shape[3], F)), rng.standard_normal(F)
+    g = _geometry(dict(H=shape[1], W=shape[2], k=k, s=1, padding=padding))
+    want = ref.conv2d_forward(x, Wt, b, (1, 1), padding)
+    cpu_conv.set_implicit("always")
+    try:
+        for tile in (4096, 1 << 20):
+            cpu_conv.set_tile_bytes(tile)
+            np.testing.assert_allclose(cpu_conv.conv2d_forward(x, Wt, b, "linear", *g), want, rtol=1e-12, atol=1e-12)
+    finally:
+        cpu_conv.set_implicit("auto")
+        cpu_conv.set_tile_bytes(None)
+
+
+def test_implicit_rule_and_setting():
+    """'auto' takes the implicit forward at stride 1 where at most 1/6 of its virtual pixels are
+    junk; 'always' / 'never' force it; anything else is refused."""
+    from minicnn.kernels import cpu_conv
+    assert cpu_conv.implicit_pays(1, 1, 3, 10) and cpu_conv.implicit_pays(1, 1, 5, 28)
+    assert not cpu_conv.implicit_pays(1, 1, 3, 8) and not cpu_conv.implicit_pays(2, 2, 3, 32)
+    assert cpu_conv.implicit_pays(1, 1, 1, 1)                       # 1x1: no junk at all
+    try:
+        cpu_conv.set_implicit("always")
+        assert cpu_conv.implicit_pays(1, 1, 3, 4) and not cpu_conv.implicit_pays(1, 2, 3, 4)
+        cpu_conv.set_implicit("never")
+        assert not cpu_conv.implicit_pays(1, 1, 3, 32)
+        with pytest.raises(ValueError, match="implicit mode"):
+            cpu_conv.set_implicit("sometimes")
+    finally:
+        cpu_conv.set_implicit("auto")
 
 
 @pytest.fixture
@@ -203,6 +243,25 @@ def test_gradcheck_through_the_blocked_path(f64, conv_path, k, s, padding, hw, a
         assert max(errors.values()) < 1e-6, errors
     finally:
         cpu_conv.set_tile_bytes(None)
+
+
+@pytest.mark.parametrize("k,padding,hw", [(3, "same", (6, 7)), (5, "valid", (8, 9)), (2, "same", (5, 6))])
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_gradcheck_through_the_implicit_forward(f64, conv_path, k, padding, hw, activation, rng):
+    """float64 finite differences through a layer whose forward runs without a column matrix."""
+    conv_path("blocked")
+    from minicnn.kernels import cpu_conv
+    cpu_conv.set_implicit("always")
+    try:
+        layer = Conv2D(3, k, padding=padding, activation=activation)
+        x = rng.standard_normal((2,) + hw + (2,))
+        if activation == "relu":
+            x += np.sign(x) * 0.05
+        errors = gradcheck.check_layer(layer, x, training=True, seed=k)
+        assert layer.cache["cols"] is None
+        assert max(errors.values()) < 1e-6, errors
+    finally:
+        cpu_conv.set_implicit("auto")
 
 
 @pytest.mark.parametrize("use_bias", [True, False])

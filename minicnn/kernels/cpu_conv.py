@@ -14,6 +14,9 @@ into tiles (a band of output rows, `band` image rows q = n*OH + oh at a time) si
                       (recomputing the columns is cheaper than a round trip through memory)
                       -> dWm += cols_tile^T @ dZ_tile -> dcols_tile = dZ_tile @ Wm^T -> col2im into dx
 
+At stride 1 the forward skips the copy: the columns of one kernel row are a strided view of the
+input itself (see "the forward at stride 1" below), where implicit_pays says it is faster.
+
 Threads: the forward splits tiles between threads; the backward gives each thread whole images
 (their dx rows are its own), a private dWm/db sum, and adds the threads' sums in a fixed order,
 so a run is bit-for-bit repeatable for a given thread count. The GEMMs are cpu_gemm's micro-
@@ -30,7 +33,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from minicnn.kernels.cpu_gemm import VW, gemm, gemm_packed, pack_strips
+from minicnn.kernels.cpu_gemm import NR, VW, gemm, gemm_at, gemm_packed, pack_strips
 
 
 # ---- im2col / col2im over a range of image rows ----------------------------------------------------
@@ -204,6 +207,122 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
         db_part[t, :] = db_sum
 
 
+# ---- the forward at stride 1: no column matrix at all ("implicit GEMM") -------------------------------
+# With stride 1 the columns need not be copied: for kernel row i, the patch entries (j, c) of the
+# output pixels of one output row are KW*C consecutive floats of input row oh + i, and the next
+# pixel's start C floats further on. So the columns of kernel row i ARE a strided view of the
+# (padded) input: cols_i[m, k] = xp[base_i + m*C + k], k < KW*C. Let an output row have Wp = OW +
+# KW - 1 "virtual" pixels (the padded input's width; the last KW - 1 are junk, computed and never
+# kept): then the view runs on from one output row to the next with the same stride, and a band
+# of output rows is one matrix. The forward is KH GEMMs on those views, accumulated:
+#   Z_band = sum_i cols_i @ Wm[i*KW*C:(i+1)*KW*C]
+# No im2col: the GEMM reads the input where it lies. It pays where the junk share (KW-1)/Wp is
+# small (implicit_pays); the backward stays on im2col row blocks, which measured as fast or faster
+# for the weight gradient and for dx (the note of the CPU engine issue has the figures).
+@njit(parallel=True, cache=True)
+def _nb_pad(x, pt, pl, Hp, Wp, xp):
+    """xp[n, hp, wp, :] = x[n, hp - pt, wp - pl, :] where that lies inside x, else 0 (xp flat,
+    N*Hp*Wp*C long at least)."""
+    N, H, W, C = x.shape
+    xr = x.reshape(N, H, W * C)
+    w0, w1 = max(0, pl), min(Wp, W + pl)                 # the padded columns that come from x
+    for n in prange(N):
+        for hp in range(Hp):
+            row = xp[(n * Hp + hp) * Wp * C:(n * Hp + hp + 1) * Wp * C]
+            h = hp - pt
+            if h < 0 or h >= H or w1 <= w0:
+                row[:] = 0
+                continue
+            row[:w0 * C] = 0
+            row[w0 * C:w1 * C] = xr[n, h, (w0 - pl) * C:(w1 - pl) * C]
+            row[w1 * C:] = 0
+
+
+@njit(parallel=True, cache=True)
+def _nb_implicit_forward(xp, Hp, Wp, C, strips, b, relu, KH, KW, OH, OW, band, z, y):
+    """y[n, oh, ow, :] = act(b + sum_i xp-view_i @ Wm_i) (see above), band output rows per tile.
+    xp: the padded input, flat (N*Hp*Wp*C); strips: Wm packed by pack_strips; z (T, band*Wp, Fp)."""
+    N, F = y.shape[0], y.shape[3]
+    T, Fp = z.shape[0], z.shape[2]
+    run = KW * C
+    K = KH * run
+    size = xp.itemsize
+    bands = (OH + band - 1) // band
+    tiles = N * bands
+    per_thread = (tiles + T - 1) // T
+    px, ps = np.int64(xp.ctypes.data), np.int64(strips.ctypes.data)
+    for t in prange(T):
+        zt = z[t]
+        pz = np.int64(zt.ctypes.data)
+        for tile in range(t * per_thread, min(tiles, (t + 1) * per_thread)):
+            n, oh0 = tile // bands, tile % bands * band
+            oh1 = min(OH, oh0 + band)
+            M = (oh1 - oh0) * Wp - (Wp - OW)               # the band's virtual rows, less the last junk
+            for i in range(KH):                            # Z += cols_i @ Wm_i
+                gemm_at(xp.dtype, size, px + (n * Hp + oh0 + i) * Wp * C * size, C, 1,
+                        ps + i * run * NR * size, K * NR, 0, pz, Fp, M, Fp, run, i > 0)
+            for r in range(oh1 - oh0):                     # bias + activation, real pixels only
+                for ow in range(OW):
+                    zr, out = zt[r * Wp + ow], y[n, oh0 + r, ow]
+                    for f in range(F):
+                        v = zr[f] + b[f]
+                        out[f] = v if (v > 0 or not relu) else 0
+
+
+_IMPLICIT = {"mode": os.environ.get("MINICNN_IMPLICIT", "auto")}
+
+
+def set_implicit(mode="auto"):
+    """The stride-1 forward without a column matrix: 'auto' (where implicit_pays), 'always' (every
+    stride-1 convolution) or 'never' (im2col row blocks, like other strides). Env MINICNN_IMPLICIT.
+    For tests and benchmarks; the numbers agree to float rounding."""
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"implicit mode must be 'auto', 'always' or 'never', got {mode!r}")
+    _IMPLICIT["mode"] = mode
+
+
+def implicit_pays(sh, sw, KW, OW):
+    """Stride 1 and at most 1/6 of the virtual pixels junk: OW >= 5 (KW - 1). Measured layer by layer
+    on the zoo's convolutions (CPU engine note): 20-40% faster forwards from 10x10 outputs up (3x3
+    kernels), the same at 8x8, slower at 4x4, where a third of the work would be junk."""
+    mode = _IMPLICIT["mode"]
+    if sh != 1 or sw != 1 or mode == "never":
+        return False
+    return mode == "always" or OW >= 5 * (KW - 1)
+
+
+def _padded(x, pt, pl, Hp, Wp):
+    """x itself, flat, when it already is its own padded form (no padding, width Wp), else a
+    zero-padded copy (N, Hp, Wp, C) in a reused buffer, flat."""
+    N, H, W, C = x.shape
+    if pt == 0 and pl == 0 and W == Wp and Hp <= H:
+        return x.reshape(-1)
+    xp = scratch("xpad", (N * Hp * Wp * C,), x.dtype)
+    _nb_pad(x, pt, pl, Hp, Wp, xp)
+    return xp
+
+
+def _implicit_band(Wp, C, Fp, itemsize, rows):
+    """Output rows per band: the band's input rows and its virtual Z rows within TILE_BYTES."""
+    return max(1, min(rows, TILE_BYTES // (Wp * (C + Fp) * itemsize)))
+
+
+def _implicit_forward(x, W, b, relu, KH, KW, pt, pl, OH, OW):
+    N, H, Wd, C = x.shape
+    F = W.shape[3]
+    K, Fp = KH * KW * C, _round_up(F, VW)
+    Hp, Wp = OH + KH - 1, OW + KW - 1
+    T = numba.get_num_threads()
+    band = _implicit_band(Wp, C, Fp, x.dtype.itemsize, OH)
+    if N * -(-OH // band) < T:                             # fewer tiles than threads: thinner bands
+        band = max(1, -(-OH // -(-T // N)))
+    xp = _padded(x, pt, pl, Hp, Wp)
+    y = np.empty((N, OH, OW, F), dtype=x.dtype)
+    _nb_implicit_forward(xp, Hp, Wp, C, pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F)),
+                         b, relu, KH, KW, OH, OW, band, scratch("z", (T, band * Wp, Fp), x.dtype), y)
+    return y
+
+
 def _round_up(n, multiple):
     return -(-n // multiple) * multiple
 
@@ -269,14 +388,17 @@ def _geometry(W_shape, OW, dtype, backward):
 
 def conv2d_forward(x, W, b, activation, KH, KW, sh, sw, pt, pl, OH, OW):
     """y = act(im2col(x) @ Wm + b), act 'relu' or 'linear'. x (N, H, W, C), W (KH, KW, C, F), b (F,)
-    or None -> y (N, OH, OW, F). Same result as reference.conv2d_forward, computed on tiles."""
+    or None -> y (N, OH, OW, F). Same result as reference.conv2d_forward, computed on tiles (at
+    stride 1, where implicit_pays, without copying the columns)."""
     x = np.ascontiguousarray(x)
     N, F = x.shape[0], W.shape[3]
+    bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    if implicit_pays(sh, sw, KW, OW):
+        return _implicit_forward(x, W, bias, activation == "relu", KH, KW, pt, pl, OH, OW)
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=False)
     T = numba.get_num_threads()
     band = balanced_band(N * OH, band, T)
     Wp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F))
-    bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((N, OH, OW, F), dtype=x.dtype)
     _nb_conv_forward(x, Wp, bias, activation == "relu", KH, KW, sh, sw, pt, pl, OH, OW, band,
                      scratch("cols", (T, rows, Kp), x.dtype), scratch("z", (T, rows, Fp), x.dtype),

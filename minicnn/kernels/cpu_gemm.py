@@ -255,8 +255,9 @@ def gemm_at(dt, size, pa, sam, sak, pb, sbk, sbn, pc, ldc, M, N, K, accumulate):
     pack_a = sak != 1
     pre_packed = sbn == 0
     pack_b = sbn > 1 or (sbn == 1 and sbk * size >= 2048 and K * N * size > PACK_B_BYTES)
-    a_panel = np.empty(((MC + MR - 1) // MR, KC, MR) if pack_a else (1, 1, 1), dtype=dt)
-    b_panel = np.empty(((NC + NR - 1) // NR, KC, NR) if pack_b else (1, 1, 1), dtype=dt)
+    mc, kc = min(MC, M), min(KC, K)                     # panels no bigger than this product needs
+    a_panel = np.empty(((mc + MR - 1) // MR, kc, MR) if pack_a else (1, 1, 1), dtype=dt)
+    b_panel = np.empty(((min(NC, N) + NR - 1) // NR, kc, NR) if pack_b else (1, 1, 1), dtype=dt)
     nc = NC if pack_b else N
     for k0 in range(0, K, KC):
         depth = min(KC, K - k0)
@@ -283,13 +284,13 @@ def gemm_at(dt, size, pa, sam, sak, pb, sbk, sbn, pc, ldc, M, N, K, accumulate):
                             row = a_blk + (p * MR * sam + k * sak) * size
                             for i in range(min(MR, rows - p * MR)):
                                 a_panel[p, k, i] = _load(dt, row + i * sam * size)
-                    a_blk, a_step, sm, sk = np.int64(a_panel.ctypes.data), KC * MR * size, 1, MR
+                    a_blk, a_step, sm, sk = np.int64(a_panel.ctypes.data), kc * MR * size, 1, MR
                 for n0 in range(c0, c0 + cols, NR):
                     wide = n0 + NR <= c0 + cols             # else: the last VW columns
                     if pre_packed:
                         b_at, lb = pb + (n0 // NR * sbk + k0 * NR) * size, NR
                     elif pack_b:
-                        b_at, lb = np.int64(b_panel.ctypes.data) + (n0 - c0) // NR * KC * NR * size, NR
+                        b_at, lb = np.int64(b_panel.ctypes.data) + (n0 - c0) // NR * kc * NR * size, NR
                     else:
                         b_at, lb = pb + (k0 * sbk + n0) * size, sbk
                     _strip(dt, size, rows, wide, a_blk, a_step, sm, sk, b_at, lb, pc + (m0 * ldc + n0) * size,

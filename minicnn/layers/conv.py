@@ -19,7 +19,9 @@ class Conv2D(Layer):
     output rows into a buffer that stays in the cache, its GEMM, bias and activation there; the
     backward recomputes the band's columns): the same numbers, without a cols matrix of 100 MB
     crossing memory three times per step. kernels.conv_blocked decides, layer by layer (the rule
-    is cpu_conv.blocked_pays: a layer with a very large weight gradient trains faster whole).
+    is cpu_conv.blocked_pays: a layer with a very large weight gradient trains faster whole). At
+    stride 1 the blocked forward does not even copy columns: kernel row i's columns are a strided
+    view of the input, so Z = sum_i view_i @ Wm_i (cpu_conv's "implicit GEMM", same equations).
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
