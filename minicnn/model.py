@@ -7,7 +7,7 @@ they hand the work to ``model.trainer`` (training/trainer.py), where the trainin
 and callbacks live.
 """
 from minicnn import backend, kernels, layers, saving
-from minicnn.layers.base import Layer, snake_case
+from minicnn.layers.base import Layer, fused_pairs, snake_case
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
 from minicnn.training.methods import TrainingMethods
@@ -38,6 +38,7 @@ class Sequential(Layer, TrainingMethods):
         self.metric_names = []
         self.compiled = False
         self._fused = False         # compile: the loss owns the head's softmax (see Trainer.configure_head)
+        self._absorbed = set()      # forward: positions of relu layers run inside the layer before
         self.stop_training = False
         self.stop_reason = None
         self.seed = None
@@ -144,8 +145,13 @@ class Sequential(Layer, TrainingMethods):
 
     # ---- computing ----------------------------------------------------------------------------
     def forward(self, x, training=False):
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+        pairs = fused_pairs(self.layers)
+        self._absorbed = {i + 1 for i in pairs}     # relu layers run inside the layer before them
+        for i, layer in enumerate(self.layers):
+            if i in self._absorbed:
+                continue
+            fused = {"activation": self.layers[i + 1].absorbed_activation} if i in pairs else {}
+            x = layer.forward(x, training=training, **fused)
         if self._fused:             # the softmax the loss owns (see compile): logits kept, probabilities out
             self.logits = x
             x = kernels.activation_forward(x, "softmax")
@@ -153,8 +159,10 @@ class Sequential(Layer, TrainingMethods):
 
     def backward(self, dout):
         """dL/dx from dout = dL/d(output): with the softmax in the loss, dout is dL/dlogits."""
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+        for i in reversed(range(len(self.layers))):
+            if i in self._absorbed:
+                continue
+            dout = self.layers[i].backward(dout)
             if dout is None:
                 break
         return dout

@@ -361,3 +361,64 @@ def test_callbacks_run_before_history_as_in_keras_3():
     model = small_model(optimizer=minicnn.optimizers.SGD(0.01))
     h = model.fit(x, y, epochs=2, verbose=0, callbacks=[minicnn.callbacks.ReduceLROnPlateau(monitor="loss")])
     assert h.history["learning_rate"] == pytest.approx([0.01, 0.01])
+
+
+def _relu_pairs_model():
+    from minicnn.layers import ReLU
+    return minicnn.Sequential([
+        Input(shape=(9, 8, 2)), Conv2D(4, 3, padding="same"), Activation("relu"), Conv2D(5, 3), ReLU(),
+        MaxPooling2D(2), Flatten(), Dense(6), Activation("relu"), Dense(6), Activation("tanh"),
+        Dense(6, activation="relu"), Activation("relu"), Dense(3), ReLU(max_value=6.0), Dense(3),
+        Activation("softmax")])
+
+
+def test_fused_pairs_are_linear_kernel_layers_followed_by_a_plain_relu():
+    """Conv2D / Dense without an activation of their own take in the plain relu after them; tanh,
+    ReLU(max_value=...), softmax and a relu after a relu layer stay layers of their own."""
+    from minicnn.layers.base import fused_pairs
+    model = _relu_pairs_model()
+    assert fused_pairs(model.layers) == [0, 2, 6]
+
+
+@pytest.mark.parametrize("conv_path", ["blocked", "whole"])
+def test_fused_relu_pairs_compute_what_the_layers_compute_one_by_one(conv_path, rng):
+    """Through Sequential, a fused pair gives the output and every gradient that running its two
+    layers one after the other gives; a layer called alone afterwards is still linear."""
+    from minicnn import kernels
+    kernels.set_conv_path(conv_path)
+    try:
+        model = _relu_pairs_model()
+        model.build()
+        model.input_grad = True                         # dx of the first layer too
+        x = rng.standard_normal((3, 9, 8, 2)).astype(np.float32)
+        y = model.forward(x, training=True)
+        dout = rng.standard_normal(y.shape).astype(np.float32)
+        dx = model.backward(dout)
+        fused = {k: g.copy() for layer in model.layers for k, g in layer.grads.items() for k in [f"{layer.name}/{k}"]}
+        h = x
+        for layer in model.layers:                      # the same layers, one by one, unfused
+            h = layer.forward(h, training=True)
+        np.testing.assert_allclose(y, h, rtol=1e-5, atol=1e-6)
+        d = dout
+        for layer in reversed(model.layers):
+            d = layer.backward(d)
+        assert dx.shape == x.shape
+        np.testing.assert_allclose(dx, d, rtol=1e-5, atol=1e-6)
+        for layer in model.layers:
+            for k, g in layer.grads.items():
+                np.testing.assert_allclose(fused[f"{layer.name}/{k}"], g, rtol=1e-5, atol=1e-6)
+        z = model.layers[0].forward(x)                  # alone: the layer's own (linear) activation
+        assert (z < 0).any()
+    finally:
+        kernels.set_conv_path("auto")
+
+
+def test_model_gradcheck_through_fused_relu_pairs(rng):
+    """float64 finite differences through a model whose Conv2D/Dense run the relu of the next layer."""
+    with B.float64_mode():
+        model = _relu_pairs_model()
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        x = rng.standard_normal((4, 9, 8, 2))
+        y = to_categorical(rng.integers(0, 3, 4), 3)
+        errors = gradcheck.check_model(model, x, y)
+    assert len(errors) == 14 and max(errors.values()) < 1e-6, errors

@@ -11,7 +11,7 @@
     last layer with a cross-entropy loss, the loss owns it (Trainer.configure_head).
 Shapes: any; x and y have the same shape.
 """
-from minicnn import backend, kernels
+from minicnn import activations, backend, kernels
 from minicnn.layers.base import Layer
 from minicnn.layers.core import Activation
 
@@ -34,6 +34,11 @@ class ReLU(Layer):
 
     def _plain(self):
         return self.max_value is None and self.negative_slope == 0 and self.threshold == 0
+
+    @property
+    def absorbed_activation(self):
+        """The relu a Conv2D or Dense before this layer may apply for it (base.fused_pairs), else None."""
+        return activations.get("relu") if self._plain() else None
 
     def forward(self, x, training=False):
         if self._plain():

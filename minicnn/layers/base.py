@@ -60,22 +60,33 @@ def window_geometry(size, k, s, padding):
     return out, max((out - 1) * s + k - size, 0) // 2
 
 
-def activate(layer, z):
+def activate(layer, z, act):
     """act(z + b) for a layer with a kernel, bias and activation (Conv2D, Dense), fused in place on z;
     a linear layer without bias has nothing to do (z is its output)."""
-    if layer.use_bias or layer.activation.name != "linear":
-        return kernels.bias_activation(z, layer.params.get("b"), layer.activation.name)
+    if layer.use_bias or act.name != "linear":
+        return kernels.bias_activation(z, layer.params.get("b"), act.name)
     return z
 
 
-def activation_backward(layer, dout, y):
+def activation_backward(layer, dout, y, act):
     """dz = dL/d(z + b) from dout = dL/dy (db into grads['b']); a linear layer without bias passes
     dout through untouched."""
-    if not layer.use_bias and layer.activation.name == "linear":
+    if not layer.use_bias and act.name == "linear":
         return dout
     dz = layer.workspace("dz", y.shape, y.dtype)
-    kernels.bias_activation_backward(dout, y, layer.activation.name, out=dz, db_out=layer.grads.get("b"))  # db: column sums
+    kernels.bias_activation_backward(dout, y, act.name, out=dz, db_out=layer.grads.get("b"))  # db: column sums
     return dz
+
+
+def fused_pairs(layers):
+    """Positions i where layers[i], a Conv2D or Dense without activation of its own, takes in the
+    plain relu of the Activation / ReLU layer at i + 1 (Sequential runs the pair as one layer: the
+    relu applied while the GEMM's output is hot, its derivative inside the layer's backward, one
+    pass over the activations fewer each way; TensorFlow's remapper fuses the same pairs). Nothing
+    changes in either layer: called alone, each computes what it always did."""
+    return [i for i in range(len(layers) - 1)
+            if getattr(layers[i], "takes_activation", False) and layers[i].activation.name == "linear"
+            and getattr(layers[i + 1], "absorbed_activation", None) is not None]
 
 
 def kernel_bias_config(layer):

@@ -23,6 +23,7 @@ class Conv2D(Layer):
     stride 1 the blocked forward does not even copy columns: kernel row i's columns are a strided
     view of the input, so Z = sum_i view_i @ Wm_i (cpu_conv's "implicit GEMM", same equations).
     """
+    takes_activation = True     # Sequential may run a following Activation('relu') inside it (base.fused_pairs)
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -71,22 +72,28 @@ class Conv2D(Layer):
             self.add_weight("b", (self.filters,), self.bias_initializer, rng, constraint=self.bias_constraint)
         self.geometry = self._geometry(input_shape)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, activation=None):
+        """y = act(conv(x) + b); `activation` (an activations object) replaces the layer's own linear
+        one when Sequential fuses the Activation layer that follows (base.fused_pairs)."""
         (KH, KW), F = self.kernel_size, self.filters
         OH, OW, _, _ = self.geometry
+        act = self.activation if activation is None else activation
         if kernels.conv_blocked(x.shape, (KH, KW, x.shape[3], F), OH, OW, training):
-            return self._forward_blocked(x)
-        return self._forward_whole(x)
+            y = self._forward_blocked(x, act)
+        else:
+            y = self._forward_whole(x, act)
+        self.cache["act"] = act
+        return y
 
-    def _forward_whole(self, x):
+    def _forward_whole(self, x, act):
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
         OH, OW, pt, pl = self.geometry
         cols = self.workspace("cols", (x.shape[0] * OH * OW, KH * KW * x.shape[3]), x.dtype)
         kernels.im2col(x, KH, KW, sh, sw, pt, pl, OH, OW, out=cols)
         z = kernels.matmul(cols, self.params["W"].reshape(-1, F))
-        y = activate(self, z)                                      # act(z + b), fused: y may be z itself
+        y = activate(self, z, act)                                 # act(z + b), fused: y may be z itself
         # what backward reads: the columns, and y (or z + b when the derivative needs the input)
-        self.cache = {"x_shape": x.shape, "cols": cols, **({"z": z} if self.activation.needs_input else {"y": y})}
+        self.cache = {"x_shape": x.shape, "cols": cols, **({"z": z} if act.needs_input else {"y": y})}
         return y.reshape(x.shape[0], OH, OW, F)
 
     def _window(self):
@@ -94,34 +101,36 @@ class Conv2D(Layer):
         OH, OW, pt, pl = self.geometry
         return (*self.kernel_size, *self.strides, pt, pl, OH, OW)
 
-    def _inside(self):
+    @staticmethod
+    def _inside(act):
         """The activation the blocked kernels apply themselves ('relu' or 'linear'); any other is
         applied by the layer on top of their linear output."""
-        return self.activation.name if self.activation.name in ("relu", "linear") else "linear"
+        return act.name if act.name in ("relu", "linear") else "linear"
 
-    def _forward_blocked(self, x):
+    def _forward_blocked(self, x, act):
         """act(im2col(x) @ Wm + b) band by band; relu and linear are applied inside the kernel."""
-        inside = self._inside()
+        inside = self._inside(act)
         out = kernels.conv2d_forward(x, self.params["W"], self.params.get("b"), inside, *self._window())
-        if inside == self.activation.name:
+        if inside == act.name:
             y = out
         else:                                                   # out is z + b: the activation on top
-            y = kernels.activation_forward(out, self.activation.name)
+            y = kernels.activation_forward(out, act.name)
         # no cols: the backward recomputes them band by band from x
-        self.cache = {"x": x, "cols": None, **({"z": out} if self.activation.needs_input else {"y": y})}
+        self.cache = {"x": x, "cols": None, **({"z": out} if act.needs_input else {"y": y})}
         return y
 
     def backward(self, dout):
-        saved = self.cache["z"] if self.activation.needs_input else self.cache["y"]
+        act = self.cache["act"]
+        saved = self.cache["z"] if act.needs_input else self.cache["y"]
         if self.cache["cols"] is None:
-            return self._backward_blocked(dout, saved)
-        return self._backward_whole(activation_backward(self, dout.reshape(saved.shape), saved))
+            return self._backward_blocked(dout, saved, act)
+        return self._backward_whole(activation_backward(self, dout.reshape(saved.shape), saved, act))
 
-    def _backward_blocked(self, dout, saved):
+    def _backward_blocked(self, dout, saved, act):
         """dz = dout * act'(y), then dWm, db and dx = col2im(dz @ Wm^T), band by band."""
-        inside = self._inside()
-        if inside != self.activation.name:
-            dout = kernels.activation_backward(dout, saved, self.activation.name)   # dz; the kernel adds db up
+        inside = self._inside(act)
+        if inside != act.name:
+            dout = kernels.activation_backward(dout, saved, act.name)   # dz; the kernel adds db up
         return kernels.conv2d_backward(dout, self.cache["x"], saved, self.params["W"], inside, *self._window(),
                                        self.grads["W"], self.grads.get("b"), self.input_grad)
 

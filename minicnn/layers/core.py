@@ -42,6 +42,8 @@ class Dense(Layer):
     Shapes: x (N, D), W (D, units), b (units,), y (N, units).
     """
 
+    takes_activation = True     # Sequential may run a following Activation('relu') inside it (base.fused_pairs)
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
@@ -69,16 +71,20 @@ class Dense(Layer):
         if self.use_bias:
             self.add_weight("b", (self.units,), self.bias_initializer, rng, constraint=self.bias_constraint)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, activation=None):
+        """y = act(x @ W + b); `activation` replaces the layer's own linear one when Sequential fuses
+        the Activation layer that follows (base.fused_pairs)."""
+        act = self.activation if activation is None else activation
         z = kernels.matmul(x, self.params["W"])
-        y = activate(self, z)                                      # act(z + b), fused: y may be z itself
+        y = activate(self, z, act)                                 # act(z + b), fused: y may be z itself
         # what backward reads: x, and y (or z + b, for an activation whose derivative needs its input)
-        self.cache = {"x": x, "z": z} if self.activation.needs_input else {"x": x, "y": y}
+        self.cache = {"x": x, "act": act, **({"z": z} if act.needs_input else {"y": y})}
         return y
 
     def backward(self, dout):
-        saved = self.cache["z"] if self.activation.needs_input else self.cache["y"]
-        dz = activation_backward(self, dout, saved)                # and db into grads['b']
+        act = self.cache["act"]
+        saved = self.cache["z"] if act.needs_input else self.cache["y"]
+        dz = activation_backward(self, dout, saved, act)           # and db into grads['b']
         x = self.cache["x"]
         with kernels.side_stream(x, dz):                    # GPU: overlaps with dx below
             kernels.matmul(x.T, dz, out=self.grads["W"])
@@ -113,6 +119,11 @@ class Activation(Layer):
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
+
+    @property
+    def absorbed_activation(self):
+        """The relu a Conv2D or Dense before this layer may apply for it (base.fused_pairs), else None."""
+        return self.activation if self.activation.name == "relu" else None
 
     def forward(self, x, training=False):
         y = kernels.activation_forward(x, self.activation.name)       # activations.py has the math
