@@ -63,3 +63,15 @@ def test_prepare_gpu_carry_names_the_missing_dataset_files(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "expected cifar10-jpeg.npz and install_cifar10.py" in result.stderr
     assert "nowhere" in result.stderr
+
+
+def test_conv_paths_times_both_forwards_and_refuses_unknown_layers():
+    script = [sys.executable, str(ROOT / "benchmarks" / "conv_paths.py")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(script + ["--layers", "t0c3,m2c4", "--rounds", "1"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| tutorial")]
+    assert len(rows) == 2 and rows[0].split(" | ")[3] == "no" and rows[1].split(" | ")[3] == "yes"
+    bad = subprocess.run(script + ["--layers", "nope"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "--layers takes names" in bad.stderr
