@@ -129,12 +129,14 @@ def test_gradcheck_without_bias(backend, f64, activation, rng):
 # ---- the CPU's blocked path (kernels/cpu_conv.py): the same equations on row blocks ---------------------
 @st.composite
 def conv_cases(draw):
-    """Kernel 1-5, stride 1-2, same/valid, odd sizes, and a tile size that cuts images into bands
-    (or takes several images per tile) and does not divide the batch."""
+    """Kernel 1-5, stride 1-2, same/valid, odd sizes, channels below and at whole vectors, and a
+    tile size that cuts images into bands (or takes several images per tile) and does not divide
+    the batch."""
     k, s = draw(st.integers(1, 5)), draw(st.integers(1, 2))
     padding = draw(st.sampled_from(["same", "valid"]))
     H, W = draw(st.integers(k, 11)), draw(st.integers(k, 11))
-    N, C, F = draw(st.integers(1, 5)), draw(st.integers(1, 6)), draw(st.integers(1, 40))
+    # C a multiple of the vector width (16, 32) takes the backward that adds dx in place (no dcols)
+    N, C, F = draw(st.integers(1, 5)), draw(st.sampled_from([1, 2, 3, 5, 6, 16, 32])), draw(st.integers(1, 40))
     return dict(N=N, H=H, W=W, C=C, F=F, k=k, s=s, padding=padding,
                 tile=draw(st.sampled_from([4096, 20_000, 1 << 20])), seed=draw(st.integers(0, 2**31)))
 
@@ -198,6 +200,34 @@ def test_implicit_forward_reads_the_input_in_place(shape, k, padding, F, rng):
     finally:
         cpu_conv.set_implicit("auto")
         cpu_conv.set_tile_bytes(None)
+
+
+@pytest.mark.parametrize("hw,C,F,k,s,padding", [((12, 13), 16, 8, 3, 1, "same"), ((14, 16), 32, 33, 5, 1, "valid"),
+                                                  ((21, 22), 16, 5, 3, 2, "same"), ((23, 24), 32, 17, 4, 2, "valid"),
+                                                  ((10, 11), 48, 3, 1, 1, "same")])
+def test_backward_adding_dx_in_place_equals_the_naive_loops(hw, C, F, k, s, padding, rng):
+    """Channels in whole vectors and output rows of 10+ pixels: the row-block backward adds each
+    kernel cell's share of dx in place (no dcols, no col2im); float64 against the naive loops, with
+    small tiles and with whole images, and against the dcols path."""
+    from minicnn.kernels import cpu_conv
+    x, Wt = rng.standard_normal((2,) + hw + (C,)), rng.standard_normal((k, k, C, F))
+    g = _geometry(dict(H=hw[0], W=hw[1], k=k, s=s, padding=padding))
+    assert cpu_conv.dx_in_place(C, g[-1])
+    y = cpu_conv.conv2d_forward(x, Wt, None, "linear", *g)
+    dy = rng.standard_normal(y.shape)
+    want, _, _ = ref.conv2d_backward(x, Wt, dy, (s, s), padding)
+    results = []
+    try:
+        for tile, in_place in ((4096, True), (1 << 20, True), (4096, False)):
+            cpu_conv.set_tile_bytes(tile)
+            cpu_conv._DX_IN_PLACE["on"] = in_place
+            dW = np.empty_like(Wt)
+            results.append(cpu_conv.conv2d_backward(dy, x, y, Wt, "linear", *g, dW, None, True))
+    finally:
+        cpu_conv.set_tile_bytes(None)
+        cpu_conv._DX_IN_PLACE["on"] = True
+    for dx in results:
+        np.testing.assert_allclose(dx, want, rtol=1e-11, atol=1e-11)
 
 
 def test_implicit_rule_and_setting():
