@@ -34,7 +34,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from minicnn.kernels.cpu_gemm import MR, NR, VW, _strip, gemm, gemm_at, gemm_packed, pack_strips
+from minicnn.kernels.cpu_gemm import MR, NR, VW, _strip, gemm_at, gemm_packed, pack_strips
 
 
 # ---- im2col / col2im over a range of image rows ----------------------------------------------------
@@ -174,17 +174,19 @@ def _nb_conv_forward(x, Wp, b, relu, KH, KW, sh, sw, pt, pl, OH, OW, band, cols,
 
 @njit(parallel=True, cache=True)
 def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad, in_place,
-                      cols, dz, dcols, dWT_part, db_part, dx):
+                      cols, dz, dcols, dW_part, db_part, dx):
     """Per thread, for its images, tile by tile: dz = dy * act'(y) (db summed), cols = im2col,
-    dWm^T += dz^T @ cols, and when input_grad: dcols = dz @ Wm^T, col2im into dx.
-    dy, y (N*OH*OW, F); WTp: Wm^T (F, Kp) packed by pack_strips; dWT_part (T, F, Kp).
-    (dWm^T rather than dWm: the big operand, cols, is then read along its rows.)"""
+    dWm += cols^T @ dz, and when input_grad: dcols = dz @ Wm^T, col2im into dx (or dx in place).
+    dy, y (N*OH*OW, F); WTp: Wm^T (F, Kp) packed by pack_strips; dW_part (T, Kp, Fp).
+    (cols^T is read without a copy: a micro-kernel's MR rows of it are MR neighbouring columns of
+    cols, one short run of each row; dz, the tile's small operand, stays in L1 for all of them.
+    Measured 1.03-1.45x the backward of dWm^T = dz^T @ cols on the zoo's layers.)"""
     N = x.shape[0]
     T, Kp, Fp = cols.shape[0], cols.shape[2], dz.shape[2]
     F = WTp.shape[1]
     per_thread = (N + T - 1) // T
     for t in prange(T):
-        dWT_part[t].reshape(-1)[:] = 0
+        dW_part[t].reshape(-1)[:] = 0
         db_sum = np.zeros(F)                              # float64: a sum over N*OH*OW rows
         n0, n1 = min(N, t * per_thread), min(N, (t + 1) * per_thread)
         if input_grad:
@@ -201,7 +203,11 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
                     dz_r[f] = g
                     db_sum[f] += g
             im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
-            gemm(dz[t], 0, 1, Fp, cols[t], 0, Kp, dWT_part[t], 0, Kp, F, Kp, rows, True)    # dWm^T += dz^T @ cols
+            size, pc, pd, pw = x.itemsize, np.int64(cols[t].ctypes.data), np.int64(dz[t].ctypes.data), \
+                np.int64(dW_part[t].ctypes.data)
+            for n0 in range(0, Fp, NR):                   # dWm += cols^T @ dz, NR (or VW) columns at a time
+                _strip(x.dtype, size, Kp, n0 + NR <= Fp, pc, MR * size, 1, Kp, pd + n0 * size, Fp, pw + n0 * size,
+                       Fp, rows, True)
             if input_grad and in_place:                 # dx += dz @ Wm^T straight into dx: no dcols
                 _dx_in_place(dz[t], q0, q1, WTp, KH, KW, sh, sw, pt, pl, OH, OW, dx)
             elif input_grad:
@@ -462,7 +468,7 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     T = numba.get_num_threads()
     band = balanced_band(-(-x.shape[0] // T) * OH, band, 1)      # each thread: its images' rows
     WTp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F).T)
-    dWT_part, db_part = scratch("dW", (T, F, Kp), x.dtype), scratch("db", (T, F), np.float64)
+    dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
     dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     relu = activation == "relu"
     dy = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1, F)
@@ -470,12 +476,12 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
                       KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad,
                       dx_in_place(x.shape[3], OW),
                       scratch("cols", (T, rows, Kp), x.dtype), scratch("dz", (T, rows, Fp), x.dtype),
-                      scratch("dcols", (T, rows, Kp), x.dtype), dWT_part, db_part, dx)
-    dWT, db = dWT_part[0, :, :K].copy(), db_part[0].copy()
+                      scratch("dcols", (T, rows, Kp), x.dtype), dW_part, db_part, dx)
+    dW, db = dW_part[0, :K, :F].copy(), db_part[0].copy()
     for t in range(1, T):                                   # the threads' sums, in a fixed order
-        dWT += dWT_part[t, :, :K]
+        dW += dW_part[t, :K, :F]
         db += db_part[t]
-    dW_out.reshape(K, F)[...] = dWT.T
+    dW_out.reshape(K, F)[...] = dW
     if db_out is not None:
         db_out[...] = db
     return dx if input_grad else None
