@@ -64,13 +64,12 @@ def profile_step(trainer, batch_size, repeats=20, rounds=5):
     `repeats` x `rounds` times inside a CUDA graph of its own (so launch gaps drop out) and timed
     with events. Returns {family: ms per step}; what the step's graph takes beyond their sum is
     CuPy's own elementwise kernels (logits, dropout backward, constraints) and launch gaps."""
-    import sys as _sys
     import cupy
     from minicnn.kernels import cublas, gpu
     records, originals = [], {}
     # a kernel is called through the gpu package (kernels/__init__.py) and, inside its family module
     # (e.g. conv2d_forward -> im2col in gpu/conv.py), through that module's globals: wrap every binding
-    modules = [gpu, cublas] + [m for k, m in list(_sys.modules.items()) if k.startswith("minicnn.kernels.gpu.")]
+    modules = [gpu, cublas] + [m for k, m in list(sys.modules.items()) if k.startswith("minicnn.kernels.gpu.")]
 
     def wrap(name):
         fn = getattr(cublas if name == "gemm" else gpu, name)

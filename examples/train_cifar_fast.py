@@ -152,6 +152,11 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
+
+    def record(complete, **summary):
+        write_json(out / "run.json", {"recipe": "fast_cifar10", "args": {**vars(args), "widths": list(args.widths)},
+                                      "backend": backend.name, "gemm_precision": args.precision, "runs": results,
+                                      "complete": complete, **summary})
     for i in range(args.runs):
         r = one_run(entry, args, args.seed + i, data, save=out / f"model-run{i + 1}.npz" if args.save_models else None)
         results.append(r)
@@ -159,9 +164,7 @@ def main(argv=None):
         print(f"run {i + 1}/{args.runs}: test accuracy {r['test_accuracy']:.4f}{tta}; training {r['train_seconds']:.2f} s",
               flush=True)
         if i + 1 < args.runs:                      # the runs so far survive an interrupted series
-            write_json(out / "run.json", {"recipe": "fast_cifar10", "args": {**vars(args), "widths": list(args.widths)},
-                                          "backend": backend.name, "gemm_precision": args.precision,
-                                          "runs": results, "complete": False})
+            record(False)
     keys = ["test_accuracy", "train_seconds"] + ([] if args.no_tta else ["test_accuracy_tta"])
     table = summarize_runs(results, keys)
     for k in keys:
@@ -173,9 +176,7 @@ def main(argv=None):
           f"{len(results)} | {table['test_accuracy']['mean']:.4f} +- {table['test_accuracy']['std']:.4f} | "
           + (f"{tta['mean']:.4f} +- {tta['std']:.4f}" if tta else "-")
           + f" | {table['train_seconds']['mean']:.2f} +- {table['train_seconds']['std']:.2f} |")
-    write_json(out / "run.json", {"recipe": "fast_cifar10", "args": {**vars(args), "widths": list(args.widths)},
-                                  "backend": backend.name, "gemm_precision": args.precision, "runs": results,
-                                  "complete": True, "summary": table, "environment": environment_info()})
+    record(True, summary=table, environment=environment_info())
     print(f"wrote {out / 'run.json'}")
     return 0
 

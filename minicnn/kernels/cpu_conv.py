@@ -259,8 +259,9 @@ def _dx_in_place(dz, q0, q1, WTp, KH, KW, sh, sw, pt, pl, OH, OW, dx):
 # of output rows is one matrix. The forward is KH GEMMs on those views, accumulated:
 #   Z_band = sum_i cols_i @ Wm[i*KW*C:(i+1)*KW*C]
 # No im2col: the GEMM reads the input where it lies. It pays where the junk share (KW-1)/Wp is
-# small (implicit_pays); the backward stays on im2col row blocks, which measured as fast or faster
-# for the weight gradient and for dx (the note of the CPU engine issue has the figures).
+# small (implicit_pays); the backward stays on im2col row blocks (dx added in place where
+# dx_in_place), which measured as fast or faster for the weight gradient and for dx than the same
+# views there (the note of the CPU engine issue has the figures).
 @njit(parallel=True, cache=True)
 def _nb_pad(x, pt, pl, Hp, Wp, xp):
     """xp[n, hp, wp, :] = x[n, hp - pt, wp - pl, :] where that lies inside x, else 0 (xp flat,
@@ -311,7 +312,7 @@ def _nb_implicit_forward(xp, Hp, Wp, C, strips, b, relu, KH, KW, OH, OW, band, z
                         out[f] = v if (v > 0 or not relu) else 0
 
 
-_DX_IN_PLACE = {"on": True}     # an A/B switch for benchmarks (the rule below decides when on)
+_DX_IN_PLACE = {"on": True}     # off: the dcols path everywhere (for tests and A/B measurements)
 
 
 def dx_in_place(C, OW):
@@ -321,6 +322,8 @@ def dx_in_place(C, OW):
     outputs with 32 channels, 1.02x at 16x16 and at 8x8 with 128, 0.96x at 8x8 with 32 and 0.87x at
     4x4, where each small GEMM covers only a few pixels."""
     return _DX_IN_PLACE["on"] and C % VW == 0 and OW >= 10
+
+
 _IMPLICIT = {"mode": os.environ.get("MINICNN_IMPLICIT", "auto")}
 
 
@@ -360,7 +363,7 @@ def _implicit_band(Wp, C, Fp, itemsize, rows):
 
 
 def _implicit_forward(x, W, b, relu, KH, KW, pt, pl, OH, OW):
-    N, H, Wd, C = x.shape
+    N, C = x.shape[0], x.shape[3]
     F = W.shape[3]
     K, Fp = KH * KW * C, _round_up(F, VW)
     Hp, Wp = OH + KH - 1, OW + KW - 1
@@ -471,12 +474,13 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
     dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     relu = activation == "relu"
+    in_place = dx_in_place(x.shape[3], OW)
     dy = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1, F)
     _nb_conv_backward(dy, np.ascontiguousarray(y).reshape(-1, F) if relu else dy, relu, x, WTp,
-                      KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad,
-                      dx_in_place(x.shape[3], OW),
+                      KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad, in_place,
                       scratch("cols", (T, rows, Kp), x.dtype), scratch("dz", (T, rows, Fp), x.dtype),
-                      scratch("dcols", (T, rows, Kp), x.dtype), dW_part, db_part, dx)
+                      scratch("dcols", (T, rows, Kp) if input_grad and not in_place else (T, 1, 1), x.dtype),
+                      dW_part, db_part, dx)
     dW, db = dW_part[0, :K, :F].copy(), db_part[0].copy()
     for t in range(1, T):                                   # the threads' sums, in a fixed order
         dW += dW_part[t, :K, :F]
