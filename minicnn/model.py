@@ -1,4 +1,4 @@
-"""Sequential and Residual: containers of layers, themselves layers.
+"""Sequential and Residual: containers of layers, themselves layers (functional.py adds Model).
 
 A container holds its layers and runs them: build (shapes), forward and backward, the weights in
 Keras's order, config and summary. Keras's training methods (compile, fit, evaluate, predict,
@@ -7,7 +7,7 @@ they hand the work to ``model.trainer`` (training/trainer.py), where the trainin
 and callbacks live.
 """
 from minicnn import backend, kernels, layers, saving
-from minicnn.layers.base import Layer, fused_pairs, snake_case
+from minicnn.layers.base import KerasTensor, Layer, fused_pairs, snake_case
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
 from minicnn.training.methods import TrainingMethods
@@ -18,8 +18,8 @@ def _layers_from_config(config, custom_objects=None):
     out = []
     for spec in config["layers"]:
         name = spec["class_name"]
-        if name in ("Sequential", "Residual"):
-            out.append(globals()[name].from_config(spec["config"], custom_objects))
+        if name in CONTAINERS:
+            out.append(CONTAINERS[name].from_config(spec["config"], custom_objects))
             continue
         klass = custom[name] if name in custom else layers.get_class(name)
         out.append(klass.from_config(spec["config"]))
@@ -78,6 +78,8 @@ class Sequential(Layer, TrainingMethods):
         return self.layers[:1]
 
     def add(self, layer):
+        if isinstance(layer, KerasTensor) and isinstance(layer.layer, InputLayer):
+            layer = layer.layer                 # Sequential([Input(shape), ...]), as Keras 3 takes it
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}: {layer!r}")
         if isinstance(layer, InputLayer) and self._layers:
@@ -348,13 +350,4 @@ class Residual(Sequential):
         return {"shortcut": None if shortcut is None else Sequential.from_config(shortcut, custom_objects)}
 
 
-def load_model(filepath, custom_objects=None):
-    """Rebuild a model saved with model.save(): architecture, weights, compile settings, optimizer state.
-    A Keras model file (.keras, .h5: recognised by its content) is read through Keras (keras_io).
-
-    custom_objects: {class name: class} for user-defined layers, optimizers or schedules."""
-    if saving.keras_content(filepath):
-        return saving.keras_files["load_model"](filepath)
-    config, meta, arrays = saving.read_model(filepath)
-    model = Sequential.from_config(config["model"], custom_objects)
-    return saving.restore_model(model, config, meta, arrays, filepath, custom_objects)
+CONTAINERS = {"Sequential": Sequential, "Residual": Residual}     # functional.py adds Model
