@@ -9,7 +9,8 @@ __all__ = ["Sequential", "Model", "Residual", "load_model"]
 
 def load_model(filepath, custom_objects=None):
     """Rebuild a model saved with model.save(): architecture, weights, compile settings, optimizer state.
-    A Keras model file (.keras, .h5: recognised by its content) is read through Keras (keras_io).
+    A Keras model file (.keras, .h5: recognised by its content, written by Keras or by minicnn) is
+    read by keras_io with h5py alone (Keras need not be installed).
 
     custom_objects: {class name: class} for user-defined layers, optimizers or schedules."""
     if saving.keras_content(filepath):

@@ -69,7 +69,7 @@ def _require_built(model, what):
         raise ValueError(f"cannot {what} an unbuilt model: build it (or train it) first")
 
 
-# ---- Keras's file names: the file is Keras's format, written and read by keras_io ----------------------
+# ---- Keras's file names: the file is Keras's format, written and read by keras_io with h5py alone --------
 # A name ending in .keras, .h5 or .hdf5 means a Keras file, as in Keras: model.save writes a real
 # Keras model file, save_weights a Keras 3 .weights.h5; load_weights and load_model recognise a
 # file by its content (HDF5 or a .keras zip), whatever its name. keras_io registers its readers and
