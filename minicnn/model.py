@@ -146,7 +146,9 @@ class Sequential(Layer, TrainingMethods):
         return input_shape
 
     # ---- computing ----------------------------------------------------------------------------
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, keep_caches=True):
+        """The layers in turn. keep_caches=False (predict, evaluate: no backward follows) drops each
+        layer's cache as soon as it has run, so a chunk's activations do not all stay alive."""
         pairs = fused_pairs(self.layers)
         self._absorbed = {i + 1 for i in pairs}     # relu layers run inside the layer before them
         for i, layer in enumerate(self.layers):
@@ -154,6 +156,8 @@ class Sequential(Layer, TrainingMethods):
                 continue
             fused = {"activation": self.layers[i + 1].absorbed_activation} if i in pairs else {}
             x = layer.forward(x, training=training, **fused)
+            if not keep_caches:
+                layer.cache = None
         if self._fused:             # the softmax the loss owns (see compile): logits kept, probabilities out
             self.logits = x
             x = kernels.activation_forward(x, "softmax")
@@ -327,9 +331,9 @@ class Residual(Sequential):
                              f"{tuple(self.output_shape)} but {what} {side}; the two must match (give "
                              "shortcut=[Conv2D(filters, 1, strides=...)] to change the shape)")
 
-    def forward(self, x, training=False):
-        side = x if self.shortcut is None else self.shortcut.forward(x, training=training)
-        return super().forward(x, training=training) + side
+    def forward(self, x, training=False, keep_caches=True):
+        side = x if self.shortcut is None else self.shortcut.forward(x, training, keep_caches)
+        return super().forward(x, training, keep_caches) + side
 
     def backward(self, dout):
         through_branch = super().backward(dout)
