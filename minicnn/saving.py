@@ -196,7 +196,7 @@ def load_weights(model, filepath):
 
 
 def read_model(filepath):
-    """(config, meta, arrays) of a file written by save_model: what model.load_model rebuilds from."""
+    """(config, meta, arrays) of a file written by save_model: what models.load_model rebuilds from."""
     meta, arrays = _read(filepath)
     if meta["format"] != FORMAT_MODEL or "__config__" not in arrays:
         raise ValueError(f"{filepath} holds only weights; build the model and call model.load_weights() on it")

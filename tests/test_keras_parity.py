@@ -255,6 +255,57 @@ def test_residual_blocks_match_a_keras_functional_model():
     assert sum(type(layer).__name__ == "Add" for layer in kmodel.layers) == 2
 
 
+def _functional(seed=0):
+    """Two branches from the input, joined by Add and Concatenate, and a Dense shared by two calls."""
+    from minicnn.layers import Add, Concatenate
+    minicnn.backend.set_seed(seed)
+    inputs = Input(shape=(6, 6, 3))
+    a = Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    b = Conv2D(4, 1, activation="tanh")(inputs)
+    x = MaxPooling2D()(Concatenate()([Add()([a, b]), b]))
+    shared = Dense(6, activation="relu")
+    left, right = shared(Flatten()(x)), shared(Flatten()(Conv2D(8, 1)(x)))
+    return minicnn.Model(inputs, Dense(10, activation="softmax")(Concatenate()([left, right])))
+
+
+def test_functional_model_matches_keras(tmp_path):
+    """Predictions, loss and every gradient (the shared Dense's summed over its two calls)."""
+    model = _functional()
+    x, y = _batch((6, 6, 3), n=6)
+    kmodel = _assert_same_as_keras(model, x, y)
+    assert [type(l).__name__ for l in kmodel.layers] == [type(l).__name__ for l in model.layers]
+    back = keras_io.from_keras(kmodel)
+    assert type(back) is minicnn.Model and back.count_params() == model.count_params()
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+
+
+def test_functional_model_three_sgd_steps_match_keras():
+    model = _functional(seed=1)
+    model.compile(optimizer=optimizers.SGD(0.1, momentum=0.9), loss="categorical_crossentropy")
+    kmodel = keras_io.to_keras(model)
+    x, y = _batch((6, 6, 3), n=18, seed=2)
+    for step in range(3):
+        kmodel.train_on_batch(x[step * 6:step * 6 + 6], y[step * 6:step * 6 + 6])
+        model.train_on_batch(x[step * 6:step * 6 + 6], y[step * 6:step * 6 + 6])
+    for w, kw in zip(model.get_weights(), kmodel.get_weights()):
+        np.testing.assert_allclose(w, kw, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_functional_model_files_both_ways(suffix, tmp_path):
+    """minicnn writes a Keras file Keras loads; Keras writes one minicnn loads: same predictions."""
+    model = _functional(seed=2)
+    x, _ = _batch((6, 6, 3), n=4)
+    model.save(tmp_path / f"mine{suffix}")
+    theirs = keras.saving.load_model(str(tmp_path / f"mine{suffix}"), compile=False)
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), model.predict(x), atol=1e-6)
+    kmodel = keras_io.to_keras(_functional(seed=3), compile=False)
+    kmodel.save(str(tmp_path / f"keras{suffix}"))
+    loaded = minicnn.load_model(tmp_path / f"keras{suffix}")
+    assert type(loaded) is minicnn.Model
+    np.testing.assert_allclose(loaded.predict(x), kmodel.predict(x, verbose=0), atol=1e-6)
+
+
 # ---- the augmentation layers: the same transform gives Keras's images ------------------------------------
 # The random streams differ (Keras draws from TensorFlow's), so each test hands both sides the same
 # parameters: Keras's own transformation (its matrices built by its code) through transform_images.
