@@ -260,3 +260,24 @@ def test_missing_keras_augmentation_layers_name_the_closest():
         from minicnn.layers import RandomContrast  # noqa: F401
     with pytest.raises(ImportError, match="shear_range"):
         from minicnn.layers import RandomShear  # noqa: F401
+
+
+def test_augmentation_in_a_functional_model_as_keras_io_writes_it(tmp_path):
+    """keras-io's pattern: a Sequential of augmentation layers called on the Input of a Model."""
+    rng = np.random.default_rng(1)
+    x = rng.random((32, 12, 12, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 32)]
+    data_augmentation = minicnn.Sequential([RandomFlip("horizontal"), RandomRotation(0.1), RandomZoom(0.1)])
+    inputs = Input((12, 12, 3))
+    conv, dense = Conv2D(4, 3, activation="relu"), Dense(3, activation="softmax")
+    model = minicnn.Model(inputs, dense(Flatten()(conv(data_augmentation(inputs)))))
+    model.compile("adam", "categorical_crossentropy")
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert [layer.draws for layer in data_augmentation.layers] == [8, 8, 8]
+    plain = minicnn.Sequential([Input((12, 12, 3)), type(conv).from_config(conv.get_config()), Flatten(),
+                                type(dense).from_config(dense.get_config())])
+    plain.set_weights(model.get_weights())
+    np.testing.assert_allclose(model.predict(x), plain.predict(x), rtol=1e-6)
+    model.save(tmp_path / "f.npz")
+    np.testing.assert_array_equal(minicnn.load_model(tmp_path / "f.npz").predict(x), model.predict(x))

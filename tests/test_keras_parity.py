@@ -471,3 +471,15 @@ def test_augmentation_layers_go_to_keras_and_back(tmp_path):
     back = minicnn.load_model(tmp_path / "aug.keras")
     assert [type(layer).__name__ for layer in back.layers] == [type(layer).__name__ for layer in model.layers]
     np.testing.assert_allclose(back.predict(AUG_X), model.predict(AUG_X), atol=1e-6)
+
+
+def test_augmentation_in_a_functional_model_goes_to_keras_and_back():
+    """keras-io's pattern, a Sequential of augmentation layers called on the Input of a Model."""
+    inputs = Input((13, 17, 3))
+    augment = minicnn.Sequential([RandomFlip("horizontal", seed=1), RandomRotation(0.1, fill_mode="nearest", seed=2)])
+    model = minicnn.Model(inputs, Dense(3, activation="softmax")(Flatten()(Conv2D(4, 3)(augment(inputs)))))
+    model.compile("adam", "categorical_crossentropy")
+    kmodel = keras_io.to_keras(model)
+    assert [type(layer).__name__ for layer in kmodel.layers][1:3] == ["RandomFlip", "RandomRotation"]
+    np.testing.assert_allclose(kmodel.predict(AUG_X, verbose=0), model.predict(AUG_X), atol=1e-6)
+    np.testing.assert_array_equal(keras_io.from_keras(kmodel).predict(AUG_X), model.predict(AUG_X))
