@@ -2,7 +2,7 @@
 RandomCrop. x, y: (N, H, W, C) (RandomCrop's y: (N, height, width, C)).
 
 They change images in training only; at inference (evaluate, predict, validation) each is the
-identity, except RandomCrop, which cuts the centre. Randomness is keyed, as Dropout's: training
+identity, except RandomCrop, which keeps the centre. Randomness is keyed, as Dropout's: training
 call k of a layer with seed s draws all its numbers at once, one or two per image, from the
 counter-based stream (s, k) (kernels.reference.uniforms): the same seed gives the same images, bit
 for bit, on every run and backend, and a saved model continues the sequence (k is saved with it).
@@ -20,8 +20,8 @@ fill_mode: reflect (d c b a | a b c d | d c b a), wrap (a b c d | a b c d | a b 
 Backward: y is linear in x, y = S x with S holding the weights above, so dx = S^T dy: each output
 pixel hands w * dy back to every pixel it read (kernels.resample_backward, a scatter-add). A flip
 is its own transpose (dx = the same flips of dy); a crop puts dy back in its window, zeros elsewhere.
-The draws are made on the host once per call, so on the GPU a model with these layers trains with
-eager steps, not a CUDA graph (graph_safe below).
+The stream's counter is a host number (each call's key is made on the host), so on the GPU a model
+with these layers trains with eager steps: a CUDA graph would replay one draw (graph_safe below).
 """
 import numpy as np
 
@@ -48,21 +48,25 @@ def factor_range(value, layer, what, closed_low=True):
     return tuple(sorted(float(v) for v in numbers))
 
 
-def _json(value):
-    return list(value) if isinstance(value, tuple) else value
+def _json(factor):
+    """A factor as given, for the config (JSON: a pair becomes a list)."""
+    if factor is None:
+        return None
+    return [float(v) for v in factor] if isinstance(factor, (tuple, list)) else float(factor)
 
 
 class RandomLayer(Layer):
     """The base of the augmentation layers: keyed draws, training only, identity at inference.
     A subclass gives random_parameters(n, H, W) (a dict of (n,) arrays, Keras's units) and
     transform(x, params) (y, filling self.cache for backward)."""
-    graph_safe = False          # draws on the host: the GPU loop runs steps eagerly (training/graphed.py)
+    graph_safe = False          # keyed on the host: the GPU loop runs steps eagerly (training/graphed.py)
     preprocessing = True        # no weights, no dL/dx wanted: the layer after it skips its own (base.entry_count)
 
     def __init__(self, seed=None, data_format=None, **kwargs):
         super().__init__(**kwargs)
         if data_format not in (None, "channels_last"):
-            raise ValueError(f"minicnn images are NHWC: data_format must be 'channels_last', got {data_format!r}")
+            raise ValueError(f"{type(self).__name__}: minicnn images are NHWC, so data_format must be "
+                             f"'channels_last', got {data_format!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"{type(self).__name__} seed must be an int >= 0 or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
