@@ -14,7 +14,8 @@ import numpy as np
 from minicnn import Input, Model, backend, gradcheck, losses
 from minicnn.activations import Softmax
 from minicnn.layers import (Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
-                            Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, Rescaling)
+                            Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, RandomCrop,
+                            RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling)
 from minicnn.model import Residual
 
 
@@ -71,6 +72,14 @@ def main():
         graph = Model(inputs, Dense(4)(Flatten()(Concatenate()([Add()([a, b]), a]))))
         rows.append(("functional Model (fork, Add, Concatenate, shared layer)",
                      max(gradcheck.check_layer(graph, rng.standard_normal((2, 5, 5, 3))).values())))
+        # the augmentation layers: the transform their seed fixes for the step (training mode)
+        augmentations = [(f"RandomTranslation {mode}", RandomTranslation(0.5, 0.5, fill_mode=mode, seed=1))
+                         for mode in ("reflect", "wrap", "nearest", "constant")]
+        augmentations += [("RandomRotation (nearest)", RandomRotation(0.3, interpolation="nearest", seed=2)),
+                          ("RandomZoom", RandomZoom(0.4, seed=3)), ("RandomFlip", RandomFlip(seed=4)),
+                          ("RandomCrop", RandomCrop(4, 3, seed=5)), ("RandomCrop (resizing)", RandomCrop(7, 7))]
+        for name, layer in augmentations:
+            rows.append((name, max(gradcheck.check_layer(layer, rng.standard_normal((2, 6, 5, 2))).values())))
         z, labels = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
         onehot = np.eye(5)[labels]
         rows.append(("softmax + categorical cross-entropy (fused)",

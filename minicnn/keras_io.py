@@ -139,6 +139,19 @@ def save_keras_weights(model, path):
     atomic_write(path, write)
 
 
+# the augmentation layers: the same class names and the same arguments in Keras and minicnn
+_AFFINE = ("fill_mode", "interpolation", "seed", "fill_value")
+AUGMENTATION_ARGS = {"RandomFlip": ("mode", "seed"), "RandomCrop": ("height", "width", "seed"),
+                     "RandomTranslation": ("height_factor", "width_factor") + _AFFINE,
+                     "RandomRotation": ("factor",) + _AFFINE, "RandomZoom": ("height_factor", "width_factor") + _AFFINE}
+
+
+def _augmentation_twin(module, kind, config):
+    """The layer called `kind` of `module` (minicnn's or Keras's layers) with config's arguments."""
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in AUGMENTATION_ARGS[kind]}
+    return getattr(module, kind)(**args)
+
+
 # ---- building a minicnn model from a Keras model --------------------------------------------------
 def _convert_layer(layer):
     c = layer.get_config()
@@ -167,6 +180,8 @@ def _convert_layer(layer):
         return getattr(L, kind)(keepdims=c.get("keepdims", False))
     if kind == "Rescaling":
         return L.Rescaling(float(c["scale"]), float(c.get("offset", 0.0)))
+    if kind in AUGMENTATION_ARGS:
+        return _augmentation_twin(L, kind, c)
     if kind == "Dropout":
         return L.Dropout(c["rate"])
     if kind == "Flatten":
@@ -259,6 +274,8 @@ def _keras_layer(keras, layer):
         return getattr(keras.layers, type(layer).__name__)(keepdims=c["keepdims"])
     if isinstance(layer, L.Rescaling):
         return keras.layers.Rescaling(c["scale"], offset=c["offset"])
+    if name in AUGMENTATION_ARGS:
+        return _augmentation_twin(keras.layers, name, c)
     if isinstance(layer, L.Dropout):
         return keras.layers.Dropout(c["rate"])
     if isinstance(layer, L.Flatten):

@@ -7,7 +7,7 @@ they hand the work to ``model.trainer`` (training/trainer.py), where the trainin
 and callbacks live.
 """
 from minicnn import backend, kernels, layers, saving
-from minicnn.layers.base import KerasTensor, Layer, fused_pairs, snake_case
+from minicnn.layers.base import KerasTensor, Layer, entry_count, fused_pairs, snake_case
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
 from minicnn.training.methods import TrainingMethods
@@ -74,8 +74,8 @@ class Sequential(Layer, TrainingMethods):
             layer.input_grad = value
 
     def entry_layers(self):
-        """The layers that receive this container's input (their dL/dx is the container's)."""
-        return self.layers[:1]
+        """The layers that receive this container's input, through any augmentation (base.entry_count)."""
+        return self.layers[:entry_count(self.layers)]
 
     def add(self, layer):
         if isinstance(layer, KerasTensor) and isinstance(layer.layer, InputLayer):
@@ -111,7 +111,7 @@ class Sequential(Layer, TrainingMethods):
         return keys
 
     def _build_layer(self, layer, shape, index):
-        layer.input_grad = index > 0 or self._input_grad
+        layer.input_grad = index >= entry_count(self.layers) or self._input_grad
         if layer.built:
             if tuple(layer.input_shape) != tuple(shape):
                 raise ValueError(f"layer {layer.name!r} was built for input {layer.input_shape}, "
