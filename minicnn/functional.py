@@ -109,6 +109,7 @@ class Model(Sequential):
         for node in self._nodes:
             node.inputs = [p - 1 for p in node.inputs]            # position -1: the model's input
         self._layers = keras_layer_order(graph)
+        self._last_reader = {p: j for j, node in enumerate(self._nodes) for p in node.inputs}
         self._uses = {layer: 0 for layer in self._layers}
         for node in self._nodes:
             self._uses[node.layer] += 1
@@ -160,14 +161,21 @@ class Model(Sequential):
         node.layer.__dict__["_workspaces"] = node.context.setdefault("workspaces", {})
         return True
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, keep_caches=True):
+        """The nodes in order. keep_caches=False (predict, evaluate) drops each call's cache once it
+        has run, and each output once its last reader has (see Sequential.forward)."""
         outputs = []                                # outputs[i]: node i's output
-        for node in self._nodes:
+        for j, node in enumerate(self._nodes):
             args = [x if p < 0 else outputs[p] for p in node.inputs]
             shared = self._switch(node)
             outputs.append(node.layer.forward(args if node.many else args[0], training=training))
             if shared:
                 node.context["cache"] = node.layer.cache
+            if not keep_caches:
+                node.layer.cache = node.context["cache"] = None
+                for p in node.inputs:
+                    if p >= 0 and self._last_reader[p] == j:
+                        outputs[p] = None
         y = outputs[-1]
         if self._fused:             # the softmax the loss owns (see Sequential.forward)
             self.logits = y

@@ -126,6 +126,7 @@ def activation_from_config(spec):
 # Keras does with that value.
 _CHANNELS_LAST = ("data_format", "channels_last")
 _KERNEL_BIAS = ("activation", "use_bias", "kernel_initializer", "bias_initializer")
+_AFFINE = ("fill_mode", "interpolation", "seed", "fill_value")            # the geometric augmentation layers
 
 
 def _none(*keys):
@@ -157,6 +158,12 @@ LAYERS = {
         ("synchronized", False))),
     "Add": (L.Add, ()),
     "Concatenate": (L.Concatenate, ("axis",)),
+    "RandomFlip": (L.RandomFlip, (_CHANNELS_LAST, "seed", "mode")),
+    "RandomCrop": (L.RandomCrop, (_CHANNELS_LAST, "height", "width", "seed")),
+    "RandomTranslation": (L.RandomTranslation, (_CHANNELS_LAST, "height_factor", "width_factor", *_AFFINE)),
+    "RandomRotation": (L.RandomRotation, (_CHANNELS_LAST, "factor", "fill_mode", "fill_value", "interpolation",
+                                          "seed")),
+    "RandomZoom": (L.RandomZoom, (_CHANNELS_LAST, "height_factor", "width_factor", *_AFFINE)),
 }
 _LATER_KEYS = {"quantization_config": None, "renorm": False}   # read (must be so), never written
 _WITH_BUILD_CONFIG = {"Conv2D", "Dense", "BatchNormalization", "Rescaling", "Flatten", "Add", "Concatenate"}
@@ -189,8 +196,8 @@ def _from_keras(key, value):
     if key == "axis" and isinstance(value, list) and len(value) == 1:       # Keras 2's BatchNormalization
         return value[0]
     if key == "seed" and value is not None and not isinstance(value, int):
-        raise ValueError(f"seed {value!r} is not an int (minicnn keys its dropout masks by an int)")
-    return value
+        raise ValueError(f"seed {value!r} is not an int (minicnn keys its random draws by an int)")
+    return tuple(value) if isinstance(value, list) else value
 
 
 def layer_config(layer):

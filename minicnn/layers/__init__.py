@@ -6,6 +6,7 @@ old tutorials import them), minicnn.layers.core, minicnn.layers.pooling.
 """
 from minicnn import _keras_names
 from minicnn.layers.activations import LeakyReLU, ReLU, Softmax
+from minicnn.layers.augmentation import RandomCrop, RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from minicnn.layers.base import Layer
 from minicnn.layers.conv import Conv2D, Convolution2D
 from minicnn.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Rescaling
@@ -17,7 +18,8 @@ from minicnn.layers.pooling import (AveragePooling2D, AvgPool2D, GlobalAveragePo
 __all__ = ["Layer", "Conv2D", "Convolution2D", "Activation", "Dense", "Dropout", "Flatten", "Input",
            "InputLayer", "BatchNormalization", "AveragePooling2D", "AvgPool2D", "MaxPool2D", "MaxPooling2D",
            "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPooling2D", "GlobalMaxPool2D", "Rescaling",
-           "ReLU", "LeakyReLU", "Softmax", "Add", "Concatenate", "add", "concatenate"]
+           "ReLU", "LeakyReLU", "Softmax", "Add", "Concatenate", "add", "concatenate", "RandomFlip",
+           "RandomTranslation", "RandomRotation", "RandomZoom", "RandomCrop"]
 
 
 def get_class(class_name):

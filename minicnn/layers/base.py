@@ -94,6 +94,17 @@ def fused_pairs(layers):
             and getattr(layers[i + 1], "absorbed_activation", None) is not None]
 
 
+def entry_count(layers):
+    """How many of a stack's first layers stand where its input's gradient would be computed: the
+    leading preprocessing layers (augmentation: no weights, no dL/dx wanted) and the first layer
+    after them. They compute dL/dx only when the stack's own input needs it; the layers after them
+    always do."""
+    n = 0
+    while n < len(layers) and layers[n].preprocessing:
+        n += 1
+    return min(n + 1, len(layers))
+
+
 def kernel_bias_config(layer):
     """Config entries shared by the layers with a kernel, a bias and an activation (Conv2D, Dense)."""
     return {"activation": activations.serialize(layer.activation), "use_bias": layer.use_bias,
@@ -146,6 +157,7 @@ def symbolic(x):
 class Layer:
     """Base class. Subclass it, implement build/forward/backward, and gradcheck can test it."""
     input_grad = True       # False on the first layer: nobody needs dL/dx there
+    preprocessing = False   # True: no weights and no dL/dx (augmentation): the layers after it need none either
 
     def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, **kwargs):
         if kwargs:
