@@ -219,8 +219,8 @@ def layer_from_config(class_name, config):
     2's); a ValueError naming the layer for a class or a setting minicnn lacks."""
     where = f"Keras layer {config.get('name')!r} ({class_name})"
     if class_name in _MODELS:
-        raise ValueError(f"{where}: a model inside the model; minicnn reads Keras models whose layers are "
-                         "layers (call the inner model's layers in the outer one)")
+        raise ValueError(f"{where}: a functional model inside the model; minicnn reads Sequentials there "
+                         "(or call the inner model's layers in the outer one)")
     if class_name not in LAYERS:
         raise ValueError(f"{where} has no minicnn equivalent; minicnn has {', '.join(sorted(LAYERS))}")
     if class_name == "LeakyReLU" and "alpha" in config and "negative_slope" not in config:
@@ -403,27 +403,30 @@ def compile_arguments(config):
 class KerasLayer:
     """One layer of a model as Keras holds it: Keras's class name and layer name, the minicnn layer
     holding its weights (None for an InputLayer, or for the Add joining a Residual's two paths),
-    `key`, where its weights sit in a Keras 3 file (None: it has no group there), and its calls
-    (writing only: each the positions in the twin's graph of the tensors it read, and whether it
-    took a list)."""
+    `key`, where its weights sit in a Keras 3 file (None: it has no group there; a layer of a
+    Sequential nested in the model: "sequential/layers/conv2d"), `path`, its name and those of the
+    models holding it, outermost first (reading only), and its calls (writing only: each the
+    positions in the twin's graph of the tensors it read, and whether it took a list)."""
 
     def __init__(self, class_name, name, layer=None):
         self.class_name, self.name, self.layer = class_name, name, layer
         self.key = None
+        self.path = (name,)
         self.calls = []
 
     def weights(self):
         return self.layer.get_weights() if self.layer is not None else []
 
 
-def weight_keys(klayers):
-    """Set .key on KerasLayers in Keras's order: Keras 3 files key each layer's weights by its class
-    name in snake_case, made unique by position (conv2d, conv2d_1, ...)."""
-    counts = {}
-    for kl in klayers:
-        base = snake_case(kl.class_name)
-        kl.key = base if base not in counts else f"{base}_{counts[base]}"
+def weight_keys(class_names):
+    """Keras 3 files key each layer's weights by its class name in snake_case, made unique by
+    position (conv2d, conv2d_1, ...): the keys of a model's layers, in Keras's order."""
+    counts, keys = {}, []
+    for class_name in class_names:
+        base = snake_case(class_name)
+        keys.append(base if base not in counts else f"{base}_{counts[base]}")
         counts[base] = counts.get(base, 0) + 1
+    return keys
 
 
 class KerasTwin:
@@ -452,7 +455,9 @@ class KerasTwin:
         for position, (t, parents) in enumerate(self.graph[1:], 1):
             self._node[position] = len(t.layer.calls)
             t.layer.calls.append((parents, t.many))
-        weight_keys(self.layers[0 if self.functional else 1:])
+        keyed = self.layers[0 if self.functional else 1:]          # (a Sequential's InputLayer has no group)
+        for kl, key in zip(keyed, weight_keys([kl.class_name for kl in keyed])):
+            kl.key = key
 
     def _twin(self, layer):
         if layer not in self._twins:         # (a class without a Keras twin keeps its name: weight files work)
@@ -557,7 +562,7 @@ def model_from_config(spec):
     """(minicnn model, its KerasLayers in Keras's order, keyed) from Keras's serialized model: a
     .keras file's config.json, a legacy .h5's model_config, or serialize_keras_object(live model).
     Keras 3's and Keras 2's configs; a Sequential or a functional model with one input and one
-    output."""
+    output, whose layers may include Sequentials (keras.io's augmentation pipelines, blocks)."""
     class_name, config = spec["class_name"], spec["config"]
     if class_name == "Sequential":
         return _sequential_from_config(spec)
@@ -568,6 +573,29 @@ def model_from_config(spec):
 
 def _entry_name(entry):
     return entry.get("name") or entry["config"].get("name")
+
+
+def _from_entry(entry):
+    """The minicnn layer for one entry of a Keras model's layers, and the KerasLayers it holds:
+    itself, or, for a Sequential nested in the model, its layers."""
+    if entry["class_name"] == "Sequential":
+        return _sequential_from_config(entry)
+    layer = layer_from_config(entry["class_name"], entry["config"])
+    return layer, [KerasLayer(entry["class_name"], _entry_name(entry), layer)]
+
+
+def _keyed(level):
+    """The KerasLayers of one model's layers, given as [(entry, the KerasLayers it holds)] in
+    Keras's order, with their keys and paths; a nested Sequential's sit under its key and name."""
+    out = []
+    for (entry, held), key in zip(level, weight_keys([entry["class_name"] for entry, _ in level])):
+        for kl in held:
+            if entry["class_name"] == "Sequential":            # a layer of a nested model
+                kl.key, kl.path = f"{key}/layers/{kl.key}", (_entry_name(entry), *kl.path)
+            else:
+                kl.key = key
+        out += held
+    return out
 
 
 def _sequential_input_shape(spec, entries):
@@ -588,13 +616,11 @@ def _sequential_from_config(spec):
     first = entries.pop(0) if entries and entries[0]["class_name"] == "InputLayer" else None
     if shape is None:
         raise ValueError(f"Keras Sequential {config.get('name')!r} has no input shape (it was never built)")
-    klayers = [KerasLayer(e["class_name"], _entry_name(e), layer_from_config(e["class_name"], e["config"]))
-               for e in entries]
+    made = [_from_entry(e) for e in entries]
     inputs = [L.Input(shape=shape, name=_entry_name(first))] if first else []
-    model = Sequential(inputs + [kl.layer for kl in klayers], name=config.get("name"))
+    model = Sequential(inputs + [layer for layer, _ in made], name=config.get("name"))
     model.build(shape)
-    weight_keys(klayers)
-    return model, klayers
+    return model, _keyed([(e, held) for e, (_, held) in zip(entries, made)])
 
 
 def _refs(value, what):
@@ -642,8 +668,8 @@ def _functional_from_config(config):
             refs, many = _call_arguments(entry["inbound_nodes"][node_index])
             args = [tensor(*ref) for ref in refs]
             if name not in made:
-                made[name] = layer_from_config(entry["class_name"], entry["config"])
-            t = made[name](args if many else args[0])
+                made[name] = _from_entry(entry)
+            t = made[name][0](args if many else args[0])
             walking.discard((name, node_index))
         tensors[name, node_index] = t
         return t
@@ -653,6 +679,7 @@ def _functional_from_config(config):
     if inputs is None:
         raise ValueError("the Keras model's output does not depend on its input")
     model = Model(inputs, output, name=config.get("name"))
-    klayers = [KerasLayer(e["class_name"], _entry_name(e), made.get(_entry_name(e))) for e in config["layers"]]
-    weight_keys(klayers)
-    return model, klayers
+    unused = (None, [])                     # (the InputLayer, and a layer no call reaches)
+    level = [(e, made.get(_entry_name(e), unused)[1] or [KerasLayer(e["class_name"], _entry_name(e))])
+             for e in config["layers"]]
+    return model, _keyed(level)

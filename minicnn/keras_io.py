@@ -130,13 +130,46 @@ def _arrays(group, attr="weight_names"):
     return [np.asarray(group[name]) for name in _names(group, attr)]
 
 
+def _legacy_weights(root, klayers):
+    """{KerasLayer: arrays} from a legacy file's model_weights: a group per layer of the model with
+    its weights; a nested Sequential's group holds all its layers' trainable weights, then all their
+    other weights (Keras's legacy order), dealt out here to its layers."""
+    groups = {}
+    for kl in klayers:
+        if kl.layer is not None and kl.path[0] in root:
+            groups.setdefault(kl.path[0], []).append(kl)
+    found = {}
+    for name, members in groups.items():
+        arrays = _arrays(root[name])
+        if members[0].path == (name,):                         # a layer of the model itself
+            found[members[0]] = arrays
+            continue
+        trainable = [(kl, i) for kl in members for i in range(len(kl.layer.params) if kl.layer.trainable else 0)]
+        others = [(kl, i) for kl in members
+                  for i in range(len(kl.layer.params) if kl.layer.trainable else 0, len(kl.layer.weight_keys()))]
+        if len(arrays) != len(trainable) + len(others):
+            continue                                           # (_assign reports them)
+        dealt = {kl: [None] * len(kl.layer.weight_keys()) for kl in members}
+        for (kl, i), array in zip(trainable + others, arrays):
+            dealt[kl][i] = array
+        found.update(dealt)
+    return found
+
+
 # ---- weights files ------------------------------------------------------------------------------------
 def _read_keras3(h5):
-    """{key: [arrays in Keras's order]} from a Keras 3 .weights.h5 (or a .keras's model.weights.h5)."""
+    """{key: [arrays in Keras's order]} from a Keras 3 .weights.h5 (or a .keras's model.weights.h5):
+    each layer's group under layers/, and, for a model nested in the model, its layers' groups
+    under its own layers/ (keys "sequential/layers/conv2d")."""
     out = {}
-    for key, group in h5["layers"].items():
-        variables = group.get("vars", {})
-        out[key] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+
+    def walk(group, prefix):
+        for key, layer in group.items():
+            variables = layer.get("vars", {})
+            out[prefix + key] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+            if "layers" in layer:
+                walk(layer["layers"], f"{prefix}{key}/layers/")
+    walk(h5["layers"], "")
     return out
 
 
@@ -407,9 +440,8 @@ def _load_legacy(h5py, path):
             raise ValueError("a weights file without a model; build the model and call model.load_weights() on it")
         config = h5.attrs["model_config"]
         model, klayers = model_from_config(json.loads(config.decode() if isinstance(config, bytes) else config))
-        root = h5["model_weights"]
-        _assign([(kl.name, kl.layer, _arrays(root[kl.name]) if kl.name in root else None) for kl in klayers
-                 if kl.layer is not None], path)
+        found = _legacy_weights(h5["model_weights"], klayers)
+        _assign([("/".join(kl.path), kl.layer, found.get(kl)) for kl in klayers if kl.layer is not None], path)
         settings = h5.attrs.get("training_config")
         settings = json.loads(settings.decode() if isinstance(settings, bytes) else settings) if settings else None
         arrays = _arrays(h5["optimizer_weights"]) if "optimizer_weights" in h5 else []
@@ -455,7 +487,10 @@ def from_keras(kmodel):
     model, klayers = model_from_config(keras.saving.serialize_keras_object(kmodel))
     for kl in klayers:
         if kl.layer is not None and kl.layer.weight_keys():
-            kl.layer.set_weights([np.asarray(w) for w in kmodel.get_layer(kl.name).get_weights()])
+            klayer = kmodel
+            for name in kl.path:                   # (a layer of a nested Sequential: through it)
+                klayer = klayer.get_layer(name)
+            kl.layer.set_weights([np.asarray(w) for w in klayer.get_weights()])
     return model
 
 

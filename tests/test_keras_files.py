@@ -249,6 +249,29 @@ def test_minicnn_loads_what_keras_writes(kind, suffix, tmp_path, keras):
         _next_steps_match(model, keras.saving.load_model(tmp_path / f"k{suffix}"), x, y, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_sequentials_nested_in_a_keras_model_load(suffix, tmp_path, keras):
+    """keras.io's pattern: Sequentials (augmentation layers; a block with weights) called in a
+    functional model. Their layers' weights sit under the nested model (.keras: its own layers/
+    group; legacy .h5: its trainable weights first, then the others)."""
+    K = keras.layers
+    keras.utils.set_random_seed(0)
+    augment = keras.Sequential([K.RandomFlip("horizontal"), K.RandomRotation(0.1)], name="augment")
+    block = keras.Sequential([K.BatchNormalization(), K.Conv2D(3, 3, padding="same")], name="block")
+    inputs = keras.Input((8, 8, 3))
+    kmodel = keras.Model(inputs, K.Dense(2, activation="softmax")(K.Flatten()(block(augment(inputs)))))
+    kmodel.compile(optimizer="adam", loss="categorical_crossentropy")
+    x, y = _data((8, 8, 3), 2)
+    kmodel.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    kmodel.save(tmp_path / f"k{suffix}")
+    model = minicnn.load_model(tmp_path / f"k{suffix}")
+    assert [type(layer).__name__ for layer in model.layers[1].layers] == ["RandomFlip", "RandomRotation"]
+    for mine, theirs in zip(model.get_weights(), kmodel.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_allclose(model.predict(x), kmodel.predict(x, verbose=0), atol=1e-6)
+    assert model.optimizer.iterations == 2
+
+
 def test_a_keras_layer_minicnn_lacks_is_named(tmp_path, keras):
     kmodel = keras.Sequential([keras.Input((8, 3)), keras.layers.Conv1D(2, 3), keras.layers.Flatten()])
     kmodel.save(tmp_path / "k.keras")
