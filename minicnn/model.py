@@ -355,6 +355,4 @@ def load_model(filepath, custom_objects=None):
     custom_objects: {class name: class} for user-defined layers, optimizers or schedules."""
     if saving.keras_content(filepath):
         return saving.keras_files["load_model"](filepath)
-    config, meta, arrays = saving.read_model(filepath)
-    model = Sequential.from_config(config["model"], custom_objects)
-    return saving.restore_model(model, config, meta, arrays, filepath, custom_objects)
+    return saving.load_model(filepath, Sequential.from_config, custom_objects)

@@ -9,16 +9,20 @@ A model file (save / load_model) adds
     optimizer/iterations   and optimizer/<key>/<weight>/<slot> for every optimizer slot
 Weights are matched by structural key, as Keras 3 does, so layer auto-names do not matter.
 Every write goes to a temporary file in the same folder, is fsynced, then renamed over the
-target: a save interrupted at any point leaves the previous file intact.
+target: a save interrupted at any point leaves the previous file intact (atomic_write).
+Reading trusts nothing in a file: every member, header, table entry and config argument is checked
+before it is used, and every problem is a ValueError naming the file (see "reading" below).
 """
 import json
+import math
 import os
 import tempfile
 import zipfile
 
 import numpy as np
 
-from minicnn import backend, losses, optimizers
+from minicnn import backend, losses, npz, optimizers
+from minicnn.layers.base import weight_cap
 
 FORMAT_WEIGHTS, FORMAT_MODEL, VERSION = "minicnn-weights", "minicnn-model", 1
 
@@ -95,7 +99,7 @@ def keras_content(filepath):
         try:
             with zipfile.ZipFile(filepath) as z:
                 return "model.weights.h5" in z.namelist()
-        except zipfile.BadZipFile:
+        except npz.ZIP_ERRORS:
             return False                              # (a broken zip: the reader below says what is wrong)
     return False
 
@@ -136,28 +140,180 @@ def save_model(model, filepath):
     atomic_write(filepath, lambda f: np.savez(f, **arrays))
 
 
+# ---- reading: nothing from a file is used before it is checked -------------------------------------
+# npz.read_npz checks every member's .npy header before reading it; _check_table checks the
+# __minicnn__ table against the arrays; check_model_config checks a model file's architecture
+# (types and ranges of every argument) before any layer is made, and load_model builds it under
+# a cap of the weight values the file holds. Every failure is a ValueError naming the file.
+MAX_DIM = 2**24                 # the largest size a config may give: filters, units, a kernel or image side
+MAX_INPUT = 2**40               # the largest number of values in one example (input_shape)
+MAX_JSON_DEPTH = 100            # lists and objects inside each other in a JSON member
+
+
 def _read(filepath):
-    """Load every array of a minicnn file into memory, with clear errors for anything else."""
+    """(meta, arrays) of a minicnn file: the __minicnn__ table and {name: array} of the rest."""
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"no such weights/model file: {filepath}")
-    try:
-        with np.load(filepath, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise ValueError(f"{filepath} is not a readable minicnn weights/model file (truncated, corrupted, "
-                         f"or another format): {type(e).__name__}: {e}") from None
+    arrays = npz.read_npz(filepath, "minicnn weights/model file")
     if "__minicnn__" not in arrays:
         raise ValueError(f"{filepath} is a NumPy archive but not a minicnn weights/model file "
                          "(it has no __minicnn__ header)")
-    try:
-        meta = json.loads(arrays.pop("__minicnn__").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{filepath}: corrupted minicnn header: {e}") from None
+    meta = _json_member(arrays.pop("__minicnn__"), "__minicnn__", filepath)
+    _expect(isinstance(meta, dict), filepath, "the __minicnn__ header", "a JSON object", meta)
     if meta.get("format") not in (FORMAT_WEIGHTS, FORMAT_MODEL) or meta.get("version") != VERSION:
         raise ValueError(f"{filepath}: unsupported minicnn file format {meta.get('format')!r} "
                          f"version {meta.get('version')!r}")
+    _check_table(meta, arrays, filepath)
     return meta, arrays
+
+
+def _json_member(array, name, filepath):
+    """The JSON document stored as member `name` (UTF-8 bytes as a uint8 vector)."""
+    _expect(array.dtype == np.uint8 and array.ndim == 1, filepath, f"member {name!r}",
+            "a uint8 vector (JSON text)", f"{array.dtype} {array.shape}", show=str)
+    try:
+        document = json.loads(array.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{filepath}: member {name!r} is not valid JSON: {type(e).__name__}: {e}") from None
+    if _json_depth(document) > MAX_JSON_DEPTH:
+        raise ValueError(f"{filepath}: member {name!r} nests JSON more than {MAX_JSON_DEPTH} levels deep")
+    return document
+
+
+def _json_depth(document):
+    """How deeply lists and objects nest in a JSON document (counted without recursion)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def _expect(ok, filepath, where, expected, got, show=repr):
+    """ValueError("<file>: <where> must be <expected>, got <show(got)>") unless ok."""
+    if not ok:
+        got = show(got)
+        raise ValueError(f"{filepath}: {where} must be {expected}, got {got[:120]}{'...' if len(got) > 120 else ''}")
+
+
+def _is_int(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_shape(value):
+    """An example's shape: 1 to 3 sizes, at most MAX_INPUT values."""
+    return (isinstance(value, list) and 1 <= len(value) <= 3 and all(_is_int(d, 1, MAX_DIM) for d in value)
+            and math.prod(value) <= MAX_INPUT)
+
+
+def _weight_names(arrays):
+    return [name for name in arrays if name != "__config__" and not name.startswith("optimizer/")]
+
+
+def _check_table(meta, arrays, filepath):
+    """The __minicnn__ table against the arrays: the input shape is a shape, every weight it lists is
+    stored as a float array of the listed shape, and no stored weight is missing from it."""
+    _expect(_is_shape(meta.get("input_shape")), filepath, "the header's input_shape",
+            f"a list of 1 to 3 ints in [1, {MAX_DIM}]", meta.get("input_shape"))
+    _expect(isinstance(meta.get("layers"), list), filepath, "the header's layers", "a list", meta.get("layers"))
+    listed = {}
+    for row in meta["layers"]:
+        _expect(isinstance(row, dict) and isinstance(row.get("key"), str) and isinstance(row.get("class"), str)
+                and isinstance(row.get("weights"), dict), filepath, "each row of the header's layers",
+                "{'key': str, 'class': str, 'weights': {name: shape}}", row)
+        for k, shape in row["weights"].items():
+            _expect(isinstance(shape, list) and all(_is_int(d, 0, MAX_INPUT) for d in shape), filepath,
+                    f"the shape of {row['key']}/{k}", "a list of ints >= 0", shape)
+            listed[f"{row['key']}/{k}"] = tuple(shape)
+    stored = _weight_names(arrays)
+    for name in [n for n in listed if n not in arrays] + [n for n in stored if n not in listed]:
+        where = "listed in the header but not stored" if name in listed else "stored but not listed in the header"
+        raise ValueError(f"{filepath}: weight {name!r} is {where}")
+    for name in stored:
+        _expect(arrays[name].shape == listed[name] and arrays[name].dtype.kind == "f", filepath, f"member {name!r}",
+                f"a float array of shape {listed[name]} (the header's)", f"{arrays[name].dtype} {arrays[name].shape}",
+                show=str)
+
+
+# What each argument of a layer's config may be (any layer class: the names mean the same in all of
+# them). The layers' constructors check the rest (padding, activation, initializer names) and raise
+# for an argument they do not know; every number must be finite.
+def _sizes(value):
+    return _is_int(value, 1, MAX_DIM) or (isinstance(value, list) and len(value) == 2
+                                          and all(_is_int(v, 1, MAX_DIM) for v in value))
+
+
+ARG_RULES = {
+    "name": (lambda v: isinstance(v, str) and len(v) <= 256, "a string"),
+    "trainable": (lambda v: isinstance(v, bool), "true or false"),
+    "use_bias": (lambda v: isinstance(v, bool), "true or false"),
+    "keepdims": (lambda v: isinstance(v, bool), "true or false"),
+    "filters": (lambda v: _is_int(v, 1, MAX_DIM), f"an int in [1, {MAX_DIM}]"),
+    "units": (lambda v: _is_int(v, 1, MAX_DIM), f"an int in [1, {MAX_DIM}]"),
+    "kernel_size": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
+    "pool_size": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
+    "dilation_rate": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
+    "strides": (lambda v: v is None or _sizes(v), f"null, an int or 2 ints in [1, {MAX_DIM}]"),
+    "input_shape": (lambda v: v is None or _is_shape(v), f"a list of 1 to 3 ints in [1, {MAX_DIM}]"),
+    "shape": (_is_shape, f"a list of 1 to 3 ints in [1, {MAX_DIM}]"),
+    "noise_shape": (lambda v: v is None or (isinstance(v, list) and len(v) <= 4 and all(
+        d is None or _is_int(d, 1, MAX_DIM) for d in v)), f"null or a list of nulls and ints in [1, {MAX_DIM}]"),
+    "rate": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1, "a number in [0, 1)"),
+    "seed": (lambda v: v is None or _is_int(v, 0, 2**32 - 1), "null or an int in [0, 2**32)"),
+    "draws": (lambda v: _is_int(v, 0, 2**63 - 1), "an int in [0, 2**63)"),   # (extra_state: Dropout's counter)
+}
+
+
+def _check_args(args, filepath, where):
+    _expect(isinstance(args, dict), filepath, where, "a JSON object", args)
+    for key, value in args.items():
+        if key in ARG_RULES:
+            ok, expected = ARG_RULES[key]
+            _expect(ok(value), filepath, f"{where}: {key}", expected, value)
+        _expect(_finite(value), filepath, f"{where}: {key}", "finite numbers", value)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return np.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return all(_finite(v) for v in value) if isinstance(value, list) else True
+
+
+def _check_container(config, filepath, where):
+    """A Sequential's (or Residual's) config: its own arguments, then every layer's, nested ones too."""
+    _expect(isinstance(config, dict), filepath, where, "a JSON object", config)
+    _check_args({k: v for k, v in config.items() if k not in ("layers", "shortcut")}, filepath, where)
+    _expect(isinstance(config.get("layers"), list), filepath, f"{where}: layers", "a list", config.get("layers"))
+    for i, spec in enumerate(config["layers"]):
+        inner = f"{where}, layer {i}"
+        _expect(isinstance(spec, dict) and isinstance(spec.get("class_name"), str) and isinstance(spec.get("config"), dict),
+                filepath, inner, "{'class_name': str, 'config': {...}}", spec)
+        inner += f" ({spec['class_name']})"
+        if spec["class_name"] in ("Sequential", "Residual"):
+            _check_container(spec["config"], filepath, inner)
+        else:
+            _check_args(spec["config"], filepath, inner)
+    if config.get("shortcut") is not None:
+        _check_container(config["shortcut"], filepath, f"{where}, shortcut")
+
+
+def check_model_config(config, filepath):
+    """A model file's __config__, checked before any layer is made from it."""
+    _expect(isinstance(config, dict) and isinstance(config.get("model"), dict), filepath, "the __config__ member",
+            "{'model': {...}, 'extra_state': {...}, 'compile': ...}", config)
+    _check_container(config["model"], filepath, "the model")
+    _expect(isinstance(config.get("extra_state"), dict), filepath, "extra_state", "a JSON object", config.get("extra_state"))
+    for key, state in config["extra_state"].items():
+        _check_args(state, filepath, f"the extra state of {key}")
+    compile_config = config.get("compile")
+    _expect(compile_config is None or (isinstance(compile_config, dict) and isinstance(compile_config.get("metrics"), list)
+                                       and isinstance(compile_config.get("optimizer_built"), bool)),
+            filepath, "compile", "null or {'optimizer', 'loss', 'metrics': [...], 'optimizer_built': bool}", compile_config)
 
 
 def _check_structure(model, meta, filepath):
@@ -185,23 +341,51 @@ def _assign_weights(model, arrays):
             layer.set_weights([arrays[f"{key}/{k}"] for k in layer.weight_keys()])
 
 
+def _held_values(arrays):
+    """How many weight values the file holds: the most a model built from it may create."""
+    return sum(int(arrays[name].size) for name in _weight_names(arrays))
+
+
 def load_weights(model, filepath):
     if keras_content(filepath):
         return keras_files["load_weights"](model, filepath)
     meta, arrays = _read(filepath)
     if not model.built:
-        model.build(tuple(meta["input_shape"]))
+        with weight_cap(_held_values(arrays), filepath):      # (the file's input shape sizes the weights)
+            model.build(tuple(meta["input_shape"]))
     _check_structure(model, meta, filepath)
     _assign_weights(model, arrays)
 
 
 def read_model(filepath):
-    """(config, meta, arrays) of a file written by save_model: what model.load_model rebuilds from."""
+    """(config, meta, arrays) of a file written by save_model, the config checked (check_model_config)."""
     meta, arrays = _read(filepath)
     if meta["format"] != FORMAT_MODEL or "__config__" not in arrays:
         raise ValueError(f"{filepath} holds only weights; build the model and call model.load_weights() on it")
-    config = json.loads(arrays.pop("__config__").tobytes().decode("utf-8"))
+    config = _json_member(arrays.pop("__config__"), "__config__", filepath)
+    check_model_config(config, filepath)
     return config, meta, arrays
+
+
+# what a layer, optimizer or loss made from a checked config may still raise on a bad value
+REBUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+
+
+def load_model(filepath, rebuild, custom_objects=None):
+    """A model from a file written by save_model: read and checked (read_model), rebuilt by
+    rebuild(config, custom_objects) (Sequential.from_config) creating at most the weight values the
+    file holds (layers.base.weight_cap), then filled (restore_model). An error raised while
+    rebuilding from the file's config becomes a ValueError naming the file, the original chained."""
+    filepath = os.fspath(filepath)
+    config, meta, arrays = read_model(filepath)
+    try:
+        with weight_cap(_held_values(arrays), filepath):
+            model = rebuild(config["model"], custom_objects)
+            return restore_model(model, config, meta, arrays, filepath, custom_objects)
+    except REBUILD_ERRORS as e:
+        if isinstance(e, ValueError) and filepath in str(e):
+            raise
+        raise ValueError(f"{filepath}: cannot rebuild the model it describes: {type(e).__name__}: {e}") from e
 
 
 def restore_model(model, config, meta, arrays, filepath, custom_objects=None):
@@ -213,16 +397,31 @@ def restore_model(model, config, meta, arrays, filepath, custom_objects=None):
     _assign_weights(model, arrays)
     for key, layer in model.members():
         layer.set_extra_state(config["extra_state"].get(key, {}))
-    compile_config = config.get("compile")
-    if compile_config:
-        model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"], custom_objects),
-                      loss=losses.deserialize(compile_config["loss"]), metrics=compile_config["metrics"])
-        opt = model.optimizer
-        opt.iterations = int(arrays["optimizer/iterations"])
-        if compile_config.get("optimizer_built"):
-            model.trainer.track_optimizer_state()            # lookahead_state: the statistics' slow copies are slots
-            opt.build([(path, layer.params[k]) for path, layer, k in model.variables()])
-            for path, slots in opt.slots.items():
-                for slot, value in slots.items():
-                    value[...] = backend.xp.asarray(arrays[f"optimizer/{path}/{slot}"])
+    if config.get("compile"):
+        _restore_optimizer(model, config["compile"], arrays, filepath, custom_objects)
     return model
+
+
+def _restore_optimizer(model, compile_config, arrays, filepath, custom_objects):
+    """Compile the model as it was saved and give the optimizer its step count and slots."""
+    model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"], custom_objects),
+                  loss=losses.deserialize(compile_config["loss"]), metrics=compile_config["metrics"])
+    opt = model.optimizer
+    opt.iterations = int(_stored(arrays, "optimizer/iterations", (), "iu", filepath))
+    _expect(opt.iterations >= 0, filepath, "optimizer/iterations", "an int >= 0", opt.iterations)
+    if compile_config["optimizer_built"]:
+        model.trainer.track_optimizer_state()            # lookahead_state: the statistics' slow copies are slots
+        opt.build([(path, layer.params[k]) for path, layer, k in model.variables()])
+        for path, slots in opt.slots.items():
+            for slot, value in slots.items():
+                value[...] = backend.xp.asarray(_stored(arrays, f"optimizer/{path}/{slot}", value.shape, "f", filepath))
+
+
+def _stored(arrays, name, shape, kinds, filepath):
+    """The array stored as member `name`, which must exist with that shape and a dtype of those kinds."""
+    if name not in arrays:
+        raise ValueError(f"{filepath}: the optimizer state has no member {name!r}")
+    array = arrays[name]
+    _expect(array.shape == tuple(shape) and array.dtype.kind in kinds, filepath, f"member {name!r}",
+            f"of shape {tuple(shape)} and dtype kind {kinds!r}", f"{array.dtype} {array.shape}", show=str)
+    return array
