@@ -16,6 +16,7 @@ before it is used, and every problem is a ValueError naming the file (see "readi
 import json
 import math
 import os
+import stat
 import tempfile
 import zipfile
 
@@ -28,13 +29,22 @@ FORMAT_WEIGHTS, FORMAT_MODEL, VERSION = "minicnn-weights", "minicnn-model", 1
 
 
 def atomic_write(path, write):
-    """Call write(fileobj) on a temporary file, then atomically rename it to `path`."""
+    """Call write(fileobj) on a temporary file in the target's folder, then rename it over `path`.
+
+    The temporary file is fsynced before the rename, so `path` is at every moment the old file or
+    the new one, whole: after a crash, a full disk, a read-only folder (the old file stays and no
+    temporary file is left), or another process saving to the same path (each rename puts one
+    complete file in place). The file gets the permissions open(path, "w") gives: those of the file
+    it replaces, or for a new file 0666 less the umask (-rw-r--r-- under the usual umask 022), not
+    the -rw------- of a bare temporary file."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, mode)
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -51,6 +61,30 @@ def atomic_write(path, write):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _file_mode(path):
+    """The permission bits open(path, "w") would leave: the existing file's (read, write, execute; no
+    set-id bits), or 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask():
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status); elsewhere
+    set and restored at once (the only portable way, racy if another thread creates a file meanwhile)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _json_array(obj):
