@@ -11,6 +11,7 @@ minicnn's structural key too; legacy .h5 files are matched by position over laye
 h5py is needed (pip install h5py); Keras itself only for from_keras.
 """
 import io
+import math
 import os
 import zipfile
 
@@ -20,7 +21,7 @@ from minicnn import layers as L
 from minicnn import optimizers as O
 from minicnn.constraints import MaxNorm
 from minicnn.model import Residual, Sequential
-from minicnn import saving
+from minicnn import npz, saving
 from minicnn.saving import atomic_write
 
 
@@ -36,18 +37,34 @@ def _mismatch(path, rows):
     raise ValueError(f"{path} does not match the model; the layers that differ:\n" + "\n".join(rows))
 
 
-def _read_keras3(h5, path):
+# what h5py (and zipfile, for a .keras) raise on a damaged file: read_keras_weights turns each into
+# a ValueError naming the file
+H5_ERRORS = (OSError, KeyError, RuntimeError, AttributeError, TypeError, ValueError, IndexError) + npz.ZIP_ERRORS
+
+
+def _values(item, name, limit):
+    """A weight's values, once the item is known to be a numeric dataset of at most `limit` bytes
+    (an HDF5 dataset may declare any shape and read back its fill value: terabytes from a small file)."""
+    dtype, shape = getattr(item, "dtype", None), getattr(item, "shape", None)
+    if dtype is None or shape is None or dtype.kind not in "biuf":
+        raise ValueError(f"{name} is not a numeric dataset (dtype {dtype})")
+    if math.prod(shape) * dtype.itemsize > limit:
+        raise ValueError(f"{name} declares {dtype} {shape}, more bytes than the file can hold ({limit})")
+    return np.asarray(item)
+
+
+def _read_keras3(h5, path, limit):
     """{structural key: [arrays in creation order]} from a Keras 3 .weights.h5 (or a .keras's)."""
     if "layers" not in h5:
         raise ValueError(f"{path}: no /layers group; not a Keras 3 weights file")
     out = {}
     for key, group in h5["layers"].items():
         variables = group.get("vars", {})
-        out[key] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+        out[key] = [_values(variables[str(i)], f"layers/{key}/vars/{i}", limit) for i in range(len(variables))]
     return out
 
 
-def _read_legacy(h5, path):
+def _read_legacy(h5, path, limit):
     """[(layer name, [arrays])] in file order from a legacy HDF5 file (tf.keras save_weights / save)."""
     root = h5["model_weights"] if "model_weights" in h5 else h5
     if "layer_names" not in root.attrs:
@@ -57,29 +74,35 @@ def _read_legacy(h5, path):
         name = name.decode() if isinstance(name, bytes) else str(name)
         group = root[name]
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
-        layers.append((name, [np.asarray(group[n]) for n in names]))
+        layers.append((name, [_values(group[n], f"{name}/{n}", limit) for n in names]))
     return layers
 
 
 def read_keras_weights(path):
-    """('keras3', {key: arrays}) or ('legacy', [(name, arrays)]) from .weights.h5 / .keras / .h5."""
+    """('keras3', {key: arrays}) or ('legacy', [(name, arrays)]) from .weights.h5 / .keras / .h5.
+    Nothing in the file is trusted: a .keras's zip member is checked as npz checks one, each weight's
+    dtype and size before it is read, and any error from h5py becomes a ValueError naming the file."""
     h5py = _h5py()
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such Keras weights file: {path}")
+    limit = npz.MAX_EXPANSION * os.path.getsize(path)
     try:
         if zipfile.is_zipfile(path):                       # .keras: a zip holding model.weights.h5
             with zipfile.ZipFile(path) as z:
                 if "model.weights.h5" not in z.namelist():
                     raise ValueError(f"{path}: a zip without model.weights.h5; not a .keras file")
+                npz.check_member(z.getinfo("model.weights.h5"))
                 with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as h5:
-                    return "keras3", _read_keras3(h5, path)
+                    return "keras3", _read_keras3(h5, path, limit)
         with h5py.File(path, "r") as h5:
             if "layers" in h5:
-                return "keras3", _read_keras3(h5, path)
-            return "legacy", _read_legacy(h5, path)
-    except OSError as e:
-        raise ValueError(f"{path} is not a readable HDF5/.keras file: {e}") from None
+                return "keras3", _read_keras3(h5, path, limit)
+            return "legacy", _read_legacy(h5, path, limit)
+    except H5_ERRORS as e:
+        if isinstance(e, ValueError) and str(e).startswith(path):
+            raise
+        raise ValueError(f"{path} is not a readable HDF5/.keras file: {type(e).__name__}: {e}") from None
 
 
 def load_keras_weights(model, path):

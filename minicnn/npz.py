@@ -69,16 +69,23 @@ def _members(archive):
             raise Refused(f"member {name!r} appears {names.count(name)} times")
         if not name.endswith(".npy"):
             raise Refused(f"member {name!r} is not a .npy array")
-        if info.flag_bits & 0x1:
-            raise Refused(f"member {name!r} is encrypted")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise Refused(f"member {name!r} uses compression method {info.compress_type}; expected "
-                          f"{zipfile.ZIP_STORED} (stored) or {zipfile.ZIP_DEFLATED} (deflated)")
-        limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else MAX_EXPANSION * info.compress_size
-        if info.file_size > limit:
-            raise Refused(f"member {name!r} declares {info.file_size} bytes from {info.compress_size} "
-                          f"compressed (more than {limit}: a zip bomb, or a damaged size)")
+        check_member(info)
     return infos
+
+
+def check_member(info):
+    """Refuse a zip member that is encrypted, compressed other than stored or deflated, or that
+    declares more bytes than its compressed ones can give (more than MAX_EXPANSION times them)."""
+    name = info.filename
+    if info.flag_bits & 0x1:
+        raise Refused(f"member {name!r} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise Refused(f"member {name!r} uses compression method {info.compress_type}; expected "
+                      f"{zipfile.ZIP_STORED} (stored) or {zipfile.ZIP_DEFLATED} (deflated)")
+    limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else MAX_EXPANSION * info.compress_size
+    if info.file_size > limit:
+        raise Refused(f"member {name!r} declares {info.file_size} bytes from {info.compress_size} "
+                      f"compressed (more than {limit}: a zip bomb, or a damaged size)")
 
 
 def _read_member(archive, info):

@@ -3,7 +3,8 @@
 One small saved model (Conv2D, BatchNormalization, MaxPooling2D, Dropout, Dense, an Adam with its
 slots) and its weights file are mutated the ways a damaged or crafted file differs: flipped bytes,
 truncations, edits to the JSON members, edits to the .npy headers inside the zip, members renamed,
-removed, duplicated, added or deflated into zip bombs. Each case must load (and then predict) or
+removed, duplicated, added or deflated into zip bombs (1000 cases). A Keras .weights.h5 of the same
+model gets flipped bytes and truncations (200 cases). Each case must load (and then predict) or
 raise ValueError / OSError, quickly; anything else fails the test with the case's number and how
 it was made. Seeded: FUZZ_SEED=<n> pytest tests/test_fuzz_files.py runs another set of cases, and
 a failure message names the seed and case to rerun (_mutate(data, members, seed, case)).
@@ -225,6 +226,32 @@ def test_mutated_files_load_or_raise_clear_errors(saved, tmp_path):
     assert not failures, f"seed {SEED}: {len(failures)} of {CASES} cases failed:\n" + "\n".join(failures[:20])
     assert slowest[0] < SLOWEST_CASE_S, f"seed {SEED}: {slowest[1]} took {slowest[0]:.2f} s"
     assert outcomes["ValueError"] > CASES // 2 and outcomes["loaded"] > 0, outcomes
+
+
+KERAS_CASES = 200
+
+
+def test_mutated_keras_weights_files_load_or_raise_clear_errors(tmp_path):
+    """A Keras 3 .weights.h5 (read through h5py, keras_io) with bytes flipped or cut short: fewer
+    cases, the same rule."""
+    pytest.importorskip("h5py", reason="h5py (the keras extra) reads Keras weight files")
+    model = _model_built()
+    model.save_weights(tmp_path / "w.weights.h5")
+    data, failures = (tmp_path / "w.weights.h5").read_bytes(), []
+    for case in range(KERAS_CASES):
+        rng = np.random.default_rng([SEED, 10**6 + case])
+        mutated, how = (_flip_bytes if case % 2 else _truncate)(rng, data, None)
+        path = tmp_path / f"case{case}.weights.h5"
+        path.write_bytes(mutated)
+        try:
+            _model_built().load_weights(path)
+        except (ValueError, OSError) as e:
+            if str(path) not in str(e):
+                failures.append(f"case {case} ({how}): the error does not name the file: {e}")
+        except BaseException as e:                              # noqa: B036 (the point of the test)
+            failures.append(f"case {case} ({how}): {type(e).__name__}: {e}")
+        path.unlink()
+    assert not failures, f"seed {SEED}: {len(failures)} of {KERAS_CASES} cases failed:\n" + "\n".join(failures[:20])
 
 
 def _model_built():
