@@ -199,10 +199,16 @@ def test_a_missing_optimizer_slot_is_named(files):
         minicnn.load_model(path)
 
 
-def test_deeply_nested_json_is_refused(files):
+@pytest.mark.parametrize("text,message", [
+    (b"[" * 500 + b"]" * 500, r"member '__config__' nests JSON more than 100 levels deep"),
+    (b"[" * 100000 + b"]" * 100000, r"member '__config__' is not valid JSON: RecursionError"),
+    (b'{"model": ' + b"7" * 5000 + b"}", r"member '__config__' is not valid JSON: ValueError: Exceeds the limit"),
+    (b'{"model": \xff}', r"member '__config__' is not valid JSON: UnicodeDecodeError"),
+])
+def test_json_python_should_not_hold_is_refused(files, text, message):
     path = files[0]
-    _rewrite(path, "__config__", lambda raw: _npy(np.frombuffer(b"[" * 500 + b"]" * 500, np.uint8)))
-    with pytest.raises(ValueError, match=r"member '__config__' nests JSON more than 100 levels deep"):
+    _rewrite(path, "__config__", lambda raw: _npy(np.frombuffer(text, np.uint8)))
+    with pytest.raises(ValueError, match=message):
         minicnn.load_model(path)
 
 

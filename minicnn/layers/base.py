@@ -116,7 +116,7 @@ def _take_from_cap(layer, key, shape):
     if not all(isinstance(d, int) and d >= 0 for d in shape) or math.prod(shape) > cap["left"]:
         raise ValueError(f"{cap['source']}: layer {layer.name!r} would create weight {key!r} of shape "
                          f"{tuple(shape)}, more values than the file holds ({cap['left']} left for it): the "
-                         "architecture it describes does not match its weights")
+                         "architecture does not match the file's weights")
     cap["left"] -= math.prod(shape)
 
 
