@@ -14,7 +14,6 @@ Reading trusts nothing in a file: every member, header, table entry and config a
 before it is used, and every problem is a ValueError naming the file (see "reading" below).
 """
 import json
-import math
 import os
 import stat
 import tempfile
@@ -22,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from minicnn import backend, losses, npz, optimizers
+from minicnn import backend, file_checks, losses, npz, optimizers
 from minicnn.layers.base import weight_cap
 
 FORMAT_WEIGHTS, FORMAT_MODEL, VERSION = "minicnn-weights", "minicnn-model", 1
@@ -175,15 +174,10 @@ def save_model(model, filepath):
 
 
 # ---- reading: nothing from a file is used before it is checked -------------------------------------
-# npz.read_npz checks every member's .npy header before reading it; _check_table checks the
-# __minicnn__ table against the arrays; check_model_config checks a model file's architecture
-# (types and ranges of every argument) before any layer is made, and load_model builds it under
-# a cap of the weight values the file holds. Every failure is a ValueError naming the file.
-MAX_DIM = 2**24                 # the largest size a config may give: filters, units, a kernel or image side
-MAX_INPUT = 2**40               # the largest number of values in one example (input_shape)
-MAX_JSON_DEPTH = 100            # lists and objects inside each other in a JSON member
-
-
+# npz.read_npz checks every member's .npy header before reading it; file_checks.check_table checks
+# the __minicnn__ table against the arrays, file_checks.check_model_config a model file's
+# architecture (types and ranges of every argument) before any layer is made; load_model builds it
+# under a cap of the weight values the file holds. Every failure is a ValueError naming the file.
 def _read(filepath):
     """(meta, arrays) of a minicnn file: the __minicnn__ table and {name: array} of the rest."""
     filepath = os.fspath(filepath)
@@ -193,161 +187,13 @@ def _read(filepath):
     if "__minicnn__" not in arrays:
         raise ValueError(f"{filepath} is a NumPy archive but not a minicnn weights/model file "
                          "(it has no __minicnn__ header)")
-    meta = _json_member(arrays.pop("__minicnn__"), "__minicnn__", filepath)
-    _expect(isinstance(meta, dict), filepath, "the __minicnn__ header", "a JSON object", meta)
+    meta = file_checks.json_member(arrays.pop("__minicnn__"), "__minicnn__", filepath)
+    file_checks.expect(isinstance(meta, dict), filepath, "the __minicnn__ header", "a JSON object", meta)
     if meta.get("format") not in (FORMAT_WEIGHTS, FORMAT_MODEL) or meta.get("version") != VERSION:
         raise ValueError(f"{filepath}: unsupported minicnn file format {meta.get('format')!r} "
                          f"version {meta.get('version')!r}")
-    _check_table(meta, arrays, filepath)
+    file_checks.check_table(meta, arrays, filepath)
     return meta, arrays
-
-
-def _json_member(array, name, filepath):
-    """The JSON document stored as member `name` (UTF-8 bytes as a uint8 vector)."""
-    _expect(array.dtype == np.uint8 and array.ndim == 1, filepath, f"member {name!r}",
-            "a uint8 vector (JSON text)", f"{array.dtype} {array.shape}", show=str)
-    try:
-        document = json.loads(array.tobytes().decode("utf-8"))
-    except (ValueError, RecursionError) as e:          # (bad UTF-8 or JSON, an int of over 4300 digits)
-        raise ValueError(f"{filepath}: member {name!r} is not valid JSON: {type(e).__name__}: {e}") from None
-    if _json_depth(document) > MAX_JSON_DEPTH:
-        raise ValueError(f"{filepath}: member {name!r} nests JSON more than {MAX_JSON_DEPTH} levels deep")
-    return document
-
-
-def _json_depth(document):
-    """How deeply lists and objects nest in a JSON document (counted without recursion)."""
-    deepest, stack = 0, [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
-    return deepest
-
-
-def _expect(ok, filepath, where, expected, got, show=repr):
-    """ValueError("<file>: <where> must be <expected>, got <show(got)>") unless ok."""
-    if not ok:
-        got = show(got)
-        raise ValueError(f"{filepath}: {where} must be {expected}, got {got[:120]}{'...' if len(got) > 120 else ''}")
-
-
-def _is_int(value, low, high):
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _is_shape(value):
-    """An example's shape: 1 to 3 sizes, at most MAX_INPUT values."""
-    return (isinstance(value, list) and 1 <= len(value) <= 3 and all(_is_int(d, 1, MAX_DIM) for d in value)
-            and math.prod(value) <= MAX_INPUT)
-
-
-def _weight_names(arrays):
-    return [name for name in arrays if name != "__config__" and not name.startswith("optimizer/")]
-
-
-def _check_table(meta, arrays, filepath):
-    """The __minicnn__ table against the arrays: the input shape is a shape, every weight it lists is
-    stored as a float array of the listed shape, and no stored weight is missing from it."""
-    _expect(_is_shape(meta.get("input_shape")), filepath, "the header's input_shape",
-            f"a list of 1 to 3 ints in [1, {MAX_DIM}]", meta.get("input_shape"))
-    _expect(isinstance(meta.get("layers"), list), filepath, "the header's layers", "a list", meta.get("layers"))
-    listed = {}
-    for row in meta["layers"]:
-        _expect(isinstance(row, dict) and isinstance(row.get("key"), str) and isinstance(row.get("class"), str)
-                and isinstance(row.get("weights"), dict), filepath, "each row of the header's layers",
-                "{'key': str, 'class': str, 'weights': {name: shape}}", row)
-        for k, shape in row["weights"].items():
-            _expect(isinstance(shape, list) and all(_is_int(d, 0, MAX_INPUT) for d in shape), filepath,
-                    f"the shape of {row['key']}/{k}", "a list of ints >= 0", shape)
-            listed[f"{row['key']}/{k}"] = tuple(shape)
-    stored = _weight_names(arrays)
-    for name in [n for n in listed if n not in arrays] + [n for n in stored if n not in listed]:
-        where = "listed in the header but not stored" if name in listed else "stored but not listed in the header"
-        raise ValueError(f"{filepath}: weight {name!r} is {where}")
-    for name in stored:
-        _expect(arrays[name].shape == listed[name] and arrays[name].dtype.kind == "f", filepath, f"member {name!r}",
-                f"a float array of shape {listed[name]} (the header's)", f"{arrays[name].dtype} {arrays[name].shape}",
-                show=str)
-
-
-# What each argument of a layer's config may be (any layer class: the names mean the same in all of
-# them). The layers' constructors check the rest (padding, activation, initializer names) and raise
-# for an argument they do not know; every number must be finite.
-def _sizes(value):
-    return _is_int(value, 1, MAX_DIM) or (isinstance(value, list) and len(value) == 2
-                                          and all(_is_int(v, 1, MAX_DIM) for v in value))
-
-
-ARG_RULES = {
-    "name": (lambda v: isinstance(v, str) and len(v) <= 256, "a string"),
-    "trainable": (lambda v: isinstance(v, bool), "true or false"),
-    "use_bias": (lambda v: isinstance(v, bool), "true or false"),
-    "keepdims": (lambda v: isinstance(v, bool), "true or false"),
-    "filters": (lambda v: _is_int(v, 1, MAX_DIM), f"an int in [1, {MAX_DIM}]"),
-    "units": (lambda v: _is_int(v, 1, MAX_DIM), f"an int in [1, {MAX_DIM}]"),
-    "kernel_size": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
-    "pool_size": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
-    "dilation_rate": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
-    "strides": (lambda v: v is None or _sizes(v), f"null, an int or 2 ints in [1, {MAX_DIM}]"),
-    "input_shape": (lambda v: v is None or _is_shape(v), f"a list of 1 to 3 ints in [1, {MAX_DIM}]"),
-    "shape": (_is_shape, f"a list of 1 to 3 ints in [1, {MAX_DIM}]"),
-    "noise_shape": (lambda v: v is None or (isinstance(v, list) and len(v) <= 4 and all(
-        d is None or _is_int(d, 1, MAX_DIM) for d in v)), f"null or a list of nulls and ints in [1, {MAX_DIM}]"),
-    "rate": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1, "a number in [0, 1)"),
-    "seed": (lambda v: v is None or _is_int(v, 0, 2**32 - 1), "null or an int in [0, 2**32)"),
-    "draws": (lambda v: _is_int(v, 0, 2**63 - 1), "an int in [0, 2**63)"),   # (extra_state: Dropout's counter)
-}
-
-
-def _check_args(args, filepath, where):
-    _expect(isinstance(args, dict), filepath, where, "a JSON object", args)
-    for key, value in args.items():
-        if key in ARG_RULES:
-            ok, expected = ARG_RULES[key]
-            _expect(ok(value), filepath, f"{where}: {key}", expected, value)
-        _expect(_finite(value), filepath, f"{where}: {key}", "finite numbers", value)
-
-
-def _finite(value):
-    if isinstance(value, float):
-        return np.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    return all(_finite(v) for v in value) if isinstance(value, list) else True
-
-
-def _check_container(config, filepath, where):
-    """A Sequential's (or Residual's) config: its own arguments, then every layer's, nested ones too."""
-    _expect(isinstance(config, dict), filepath, where, "a JSON object", config)
-    _check_args({k: v for k, v in config.items() if k not in ("layers", "shortcut")}, filepath, where)
-    _expect(isinstance(config.get("layers"), list), filepath, f"{where}: layers", "a list", config.get("layers"))
-    for i, spec in enumerate(config["layers"]):
-        inner = f"{where}, layer {i}"
-        _expect(isinstance(spec, dict) and isinstance(spec.get("class_name"), str) and isinstance(spec.get("config"), dict),
-                filepath, inner, "{'class_name': str, 'config': {...}}", spec)
-        inner += f" ({spec['class_name']})"
-        if spec["class_name"] in ("Sequential", "Residual"):
-            _check_container(spec["config"], filepath, inner)
-        else:
-            _check_args(spec["config"], filepath, inner)
-    if config.get("shortcut") is not None:
-        _check_container(config["shortcut"], filepath, f"{where}, shortcut")
-
-
-def check_model_config(config, filepath):
-    """A model file's __config__, checked before any layer is made from it."""
-    _expect(isinstance(config, dict) and isinstance(config.get("model"), dict), filepath, "the __config__ member",
-            "{'model': {...}, 'extra_state': {...}, 'compile': ...}", config)
-    _check_container(config["model"], filepath, "the model")
-    _expect(isinstance(config.get("extra_state"), dict), filepath, "extra_state", "a JSON object", config.get("extra_state"))
-    for key, state in config["extra_state"].items():
-        _check_args(state, filepath, f"the extra state of {key}")
-    compile_config = config.get("compile")
-    _expect(compile_config is None or (isinstance(compile_config, dict) and isinstance(compile_config.get("metrics"), list)
-                                       and isinstance(compile_config.get("optimizer_built"), bool)),
-            filepath, "compile", "null or {'optimizer', 'loss', 'metrics': [...], 'optimizer_built': bool}", compile_config)
 
 
 def _check_structure(model, meta, filepath):
@@ -377,7 +223,7 @@ def _assign_weights(model, arrays):
 
 def _held_values(arrays):
     """How many weight values the file holds: the most a model built from it may create."""
-    return sum(int(arrays[name].size) for name in _weight_names(arrays))
+    return sum(int(arrays[name].size) for name in file_checks.weight_names(arrays))
 
 
 def load_weights(model, filepath):
@@ -396,8 +242,8 @@ def read_model(filepath):
     meta, arrays = _read(filepath)
     if meta["format"] != FORMAT_MODEL or "__config__" not in arrays:
         raise ValueError(f"{filepath} holds only weights; build the model and call model.load_weights() on it")
-    config = _json_member(arrays.pop("__config__"), "__config__", filepath)
-    check_model_config(config, filepath)
+    config = file_checks.json_member(arrays.pop("__config__"), "__config__", filepath)
+    file_checks.check_model_config(config, filepath)
     return config, meta, arrays
 
 
@@ -441,21 +287,12 @@ def _restore_optimizer(model, compile_config, arrays, filepath, custom_objects):
     model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"], custom_objects),
                   loss=losses.deserialize(compile_config["loss"]), metrics=compile_config["metrics"])
     opt = model.optimizer
-    opt.iterations = int(_stored(arrays, "optimizer/iterations", (), "iu", filepath))
-    _expect(opt.iterations >= 0, filepath, "optimizer/iterations", "an int >= 0", opt.iterations)
+    opt.iterations = int(file_checks.stored_array(arrays, "optimizer/iterations", (), "iu", filepath))
+    file_checks.expect(opt.iterations >= 0, filepath, "optimizer/iterations", "an int >= 0", opt.iterations)
     if compile_config["optimizer_built"]:
         model.trainer.track_optimizer_state()            # lookahead_state: the statistics' slow copies are slots
         opt.build([(path, layer.params[k]) for path, layer, k in model.variables()])
         for path, slots in opt.slots.items():
             for slot, value in slots.items():
-                value[...] = backend.xp.asarray(_stored(arrays, f"optimizer/{path}/{slot}", value.shape, "f", filepath))
-
-
-def _stored(arrays, name, shape, kinds, filepath):
-    """The array stored as member `name`, which must exist with that shape and a dtype of those kinds."""
-    if name not in arrays:
-        raise ValueError(f"{filepath}: the optimizer state has no member {name!r}")
-    array = arrays[name]
-    _expect(array.shape == tuple(shape) and array.dtype.kind in kinds, filepath, f"member {name!r}",
-            f"of shape {tuple(shape)} and dtype kind {kinds!r}", f"{array.dtype} {array.shape}", show=str)
-    return array
+                stored = file_checks.stored_array(arrays, f"optimizer/{path}/{slot}", value.shape, "f", filepath)
+                value[...] = backend.xp.asarray(stored)
