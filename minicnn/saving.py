@@ -288,7 +288,8 @@ def _restore_optimizer(model, compile_config, arrays, filepath, custom_objects):
                   loss=losses.deserialize(compile_config["loss"]), metrics=compile_config["metrics"])
     opt = model.optimizer
     opt.iterations = int(file_checks.stored_array(arrays, "optimizer/iterations", (), "iu", filepath))
-    file_checks.expect(opt.iterations >= 0, filepath, "optimizer/iterations", "an int >= 0", opt.iterations)
+    file_checks.expect(0 <= opt.iterations < 2**63, filepath, "optimizer/iterations", "an int in [0, 2**63)",
+                       opt.iterations)
     if compile_config["optimizer_built"]:
         model.trainer.track_optimizer_state()            # lookahead_state: the statistics' slow copies are slots
         opt.build([(path, layer.params[k]) for path, layer, k in model.variables()])
