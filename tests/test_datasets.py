@@ -1,5 +1,6 @@
 """Dataset loaders against small files in the canonical formats: good, tampered, truncated, missing."""
 import collections
+import gzip
 import io
 import os
 import pickle
@@ -114,6 +115,19 @@ def test_fashion_mnist_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion_mnist, "URL", "http://127.0.0.1:9/")
     with pytest.raises(DatasetError, match="could not download"):
         fashion_mnist.load_data(tmp_path)
+
+
+def test_fashion_mnist_gzip_bomb_and_wrapping_sizes_are_refused(tmp_path, monkeypatch):
+    """A .gz that inflates past any Fashion-MNIST file is refused after 64 MB, not read whole; an IDX
+    header whose sizes multiply past 2**64 is refused, not wrapped around to a size that fits."""
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "nothing")
+    write_fashion_folder(tmp_path / "fashion-mnist")
+    bomb = tmp_path / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(idx_bytes(np.zeros((1, 28, 28), np.uint8))[:16] + bytes(2**26 + 1), 1))
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte.gz holds more than 67108864 bytes"):
+        fashion_mnist.load_data(tmp_path, download_if_missing=False)
+    with pytest.raises(DatasetError, match=r"promises \(65536, 65536, 65536, 65536\) = 18446744073709551616 bytes"):
+        fashion_mnist.parse_idx(b"\x00\x00\x08\x04" + (65536).to_bytes(4, "big") * 4)
 
 
 def test_idx_parsing():
