@@ -11,10 +11,11 @@ import itertools
 
 import numpy as np
 
-from minicnn import backend, gradcheck, losses
+from minicnn import Input, Model, backend, gradcheck, losses
 from minicnn.activations import Softmax
-from minicnn.layers import (Activation, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                            GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, Rescaling)
+from minicnn.layers import (Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
+                            Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, RandomCrop,
+                            RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling)
 from minicnn.model import Residual
 
 
@@ -65,6 +66,20 @@ def main():
                          shortcut=[Conv2D(4, 1, strides=2)])
         rows.append(("Residual (projection shortcut)",
                      max(gradcheck.check_layer(block, rng.standard_normal((2, 6, 6, 3)) + 0.1).values())))
+        inputs = Input(shape=(5, 5, 3))                     # functional: a fork, Add, Concatenate, a shared Conv2D
+        shared = Conv2D(3, 3, padding="same", activation="tanh")
+        a, b = shared(inputs), shared(Conv2D(3, 1)(inputs))
+        graph = Model(inputs, Dense(4)(Flatten()(Concatenate()([Add()([a, b]), a]))))
+        rows.append(("functional Model (fork, Add, Concatenate, shared layer)",
+                     max(gradcheck.check_layer(graph, rng.standard_normal((2, 5, 5, 3))).values())))
+        # the augmentation layers: the transform their seed fixes for the step (training mode)
+        augmentations = [(f"RandomTranslation {mode}", RandomTranslation(0.5, 0.5, fill_mode=mode, seed=1))
+                         for mode in ("reflect", "wrap", "nearest", "constant")]
+        augmentations += [("RandomRotation (nearest)", RandomRotation(0.3, interpolation="nearest", seed=2)),
+                          ("RandomZoom", RandomZoom(0.4, seed=3)), ("RandomFlip", RandomFlip(seed=4)),
+                          ("RandomCrop", RandomCrop(4, 3, seed=5)), ("RandomCrop (resizing)", RandomCrop(7, 7))]
+        for name, layer in augmentations:
+            rows.append((name, max(gradcheck.check_layer(layer, rng.standard_normal((2, 6, 5, 2))).values())))
         z, labels = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
         onehot = np.eye(5)[labels]
         rows.append(("softmax + categorical cross-entropy (fused)",

@@ -11,9 +11,9 @@ from minicnn import (activations, backend, callbacks, constraints, gradcheck, in
 from minicnn.backend import set_backend
 from minicnn.kernels import set_kernels
 from minicnn.layers import Input
-from minicnn.model import Residual, Sequential, load_model
+from minicnn.models import Model, Residual, Sequential, load_model
 
-__all__ = ["__version__", "Sequential", "Residual", "Input", "load_model", "set_backend", "set_kernels",
+__all__ = ["__version__", "Sequential", "Model", "Residual", "Input", "load_model", "set_backend", "set_kernels",
            "activations", "backend", "callbacks", "constraints", "models", "gradcheck", "initializers", "keras_io",
            "layers",
            "losses", "optimizers", "utils", "datasets"]

@@ -9,6 +9,8 @@ name raises the usual AttributeError, with close matches when there are some.
 import difflib
 import types
 
+_GEOMETRIC = "the geometric augmentation layers RandomFlip, RandomTranslation, RandomRotation, RandomZoom, RandomCrop"
+
 # Keras names minicnn does not implement, by module, with what to use instead when there is something
 KERAS_ONLY = {
     "layers": {
@@ -18,19 +20,21 @@ KERAS_ONLY = {
         "AveragePooling1D": "AveragePooling2D", "GlobalAveragePooling1D": "GlobalAveragePooling2D",
         "GlobalMaxPooling1D": "GlobalMaxPooling2D", "Reshape": "Flatten", "Permute": None, "RepeatVector": None,
         "Lambda": "a Layer subclass with forward and backward (see minicnn/layers/base.py)",
-        "Add": "Residual (a skip connection around a stack)", "Concatenate": None, "Multiply": None,
-        "Average": None, "Maximum": None, "Embedding": None, "LSTM": None, "GRU": None, "SimpleRNN": None,
+        "Multiply": "Add", "Subtract": "Add", "Average": "Add", "Maximum": None, "Embedding": None, "LSTM": None, "GRU": None, "SimpleRNN": None,
         "Bidirectional": None, "TimeDistributed": None, "Attention": None, "MultiHeadAttention": None,
         "LayerNormalization": "BatchNormalization", "GroupNormalization": "BatchNormalization",
         "GaussianNoise": "Dropout", "GaussianDropout": "Dropout", "SpatialDropout2D": "Dropout(noise_shape=...)",
         "AlphaDropout": "Dropout", "PReLU": "LeakyReLU", "ELU": "LeakyReLU", "ThresholdedReLU": "ReLU(threshold=...)",
         "Normalization": "Rescaling", "Resizing": None, "CenterCrop": None,
-        "RandomFlip": "fit(augment=minicnn.augment.FlipTranslate())",
-        "RandomTranslation": "fit(augment=minicnn.augment.FlipTranslate())",
-        "RandomCrop": "fit(augment=minicnn.augment.FlipTranslate())", "RandomRotation": None, "RandomZoom": None,
+        # Keras 3's other image preprocessing layers: minicnn has the geometric ones only
+        **dict.fromkeys(["RandomContrast", "RandomBrightness", "RandomErasing", "RandomGrayscale", "RandomHue",
+                         "RandomSaturation", "RandomColorJitter", "RandomColorDegeneration", "RandomSharpness",
+                         "RandomPosterization", "RandomInvert", "RandomGaussianBlur", "RandomElasticTransform",
+                         "AutoContrast", "Equalization", "Solarization", "MixUp", "CutMix", "AugMix",
+                         "RandAugment"], _GEOMETRIC),
+        "RandomShear": "ImageDataGenerator(shear_range=...)", "RandomPerspective": _GEOMETRIC,
     },
-    "models": {"Model": "Sequential, and Residual for skip connections (the functional API is not implemented)",
-               "model_from_json": "load_model", "clone_model": "Sequential.from_config(model.get_config())",
+    "models": {"model_from_json": "load_model", "clone_model": "Sequential.from_config(model.get_config())",
                "save_model": "model.save(path)"},
     "optimizers": {"Adamax": "Adam", "Ftrl": "SGD", "AdamW": "Adam(weight_decay=...)", "Lion": "Adam",
                    "Adafactor": "Adam", "LossScaleOptimizer": None},

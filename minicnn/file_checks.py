@@ -7,8 +7,9 @@ expected and what came.
     check_table          the __minicnn__ table against the arrays: every weight it lists stored, of
                          the listed shape, as floats; nothing stored that it does not list
     check_model_config   the architecture, before a layer is made: every argument of every layer
-                         (nested Sequentials and Residuals too) of the right type and range
-                         (ARG_RULES), every number finite; the extra state; the compile settings
+                         (nested containers too) of the right type and range (ARG_RULES), every
+                         number finite, a functional Model's calls; the extra state; the compile
+                         settings
     stored_array         one optimizer array, present with the expected shape and dtype
 
 (The arrays themselves were checked by npz.read_npz; the sizes the architecture implies are capped
@@ -109,11 +110,14 @@ ARG_RULES = {
     "keepdims": (lambda v: isinstance(v, bool), "true or false"),
     "filters": (lambda v: _is_int(v, 1, MAX_DIM), f"an int in [1, {MAX_DIM}]"),
     "units": (lambda v: _is_int(v, 1, MAX_DIM), f"an int in [1, {MAX_DIM}]"),
+    "height": (lambda v: _is_int(v, 1, MAX_DIM), f"an int in [1, {MAX_DIM}]"),      # (RandomCrop)
+    "width": (lambda v: _is_int(v, 1, MAX_DIM), f"an int in [1, {MAX_DIM}]"),
     "kernel_size": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
     "pool_size": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
     "dilation_rate": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
     "strides": (lambda v: v is None or _sizes(v), f"null, an int or 2 ints in [1, {MAX_DIM}]"),
-    "input_shape": (lambda v: v is None or _is_shape(v), f"a list of 1 to 3 ints in [1, {MAX_DIM}]"),
+    "input_shape": (lambda v: v is None or _is_shape(v) or (isinstance(v, list) and v and all(map(_is_shape, v))),
+                    f"a list of 1 to 3 ints in [1, {MAX_DIM}] (a list of them for Add, Concatenate)"),
     "shape": (_is_shape, f"a list of 1 to 3 ints in [1, {MAX_DIM}]"),
     "noise_shape": (lambda v: v is None or (isinstance(v, list) and len(v) <= 4 and all(
         d is None or _is_int(d, 1, MAX_DIM) for d in v)), f"null or a list of nulls and ints in [1, {MAX_DIM}]"),
@@ -140,22 +144,39 @@ def _finite(value):
     return all(_finite(v) for v in value) if isinstance(value, list) else True
 
 
+CONTAINERS = ("Sequential", "Residual", "Model")     # the classes whose config lists layers
+
+
 def _check_container(config, filepath, where):
-    """A Sequential's (or Residual's) config: its own arguments, then every layer's, nested ones too."""
+    """A container's config (Sequential, Residual, functional Model): its own arguments, then every
+    layer's, nested containers too, and a Model's calls."""
     expect(isinstance(config, dict), filepath, where, "a JSON object", config)
-    _check_args({k: v for k, v in config.items() if k not in ("layers", "shortcut")}, filepath, where)
+    _check_args({k: v for k, v in config.items() if k not in ("layers", "shortcut", "nodes")}, filepath, where)
     expect(isinstance(config.get("layers"), list), filepath, f"{where}: layers", "a list", config.get("layers"))
     for i, spec in enumerate(config["layers"]):
         inner = f"{where}, layer {i}"
         expect(isinstance(spec, dict) and isinstance(spec.get("class_name"), str)
                and isinstance(spec.get("config"), dict), filepath, inner, "{'class_name': str, 'config': {...}}", spec)
         inner += f" ({spec['class_name']})"
-        if spec["class_name"] in ("Sequential", "Residual"):
+        if spec["class_name"] in CONTAINERS:
             _check_container(spec["config"], filepath, inner)
         else:
             _check_args(spec["config"], filepath, inner)
     if config.get("shortcut") is not None:
         _check_container(config["shortcut"], filepath, f"{where}, shortcut")
+    if "nodes" in config:
+        _check_nodes(config["nodes"], len(config["layers"]), filepath, where)
+
+
+def _check_nodes(nodes, n_layers, filepath, where):
+    """A functional Model's calls: [layer index, [positions of the nodes read, -1 the input], took a
+    list], each reading only the input and nodes before it."""
+    expect(isinstance(nodes, list) and nodes, filepath, f"{where}: nodes", "a list of calls", nodes)
+    for i, node in enumerate(nodes):
+        expect(isinstance(node, list) and len(node) == 3 and _is_int(node[0], 0, n_layers - 1)
+               and isinstance(node[1], list) and node[1] and all(_is_int(p, -1, i - 1) for p in node[1])
+               and isinstance(node[2], bool), filepath, f"{where}, node {i}",
+               f"[a layer index < {n_layers}, [positions before {i}, -1 for the input], true or false]", node)
 
 
 def check_model_config(config, filepath):

@@ -20,6 +20,7 @@ import numpy as np
 from minicnn import layers as L
 from minicnn import optimizers as O
 from minicnn.constraints import MaxNorm
+from minicnn.functional import Model
 from minicnn.model import Residual, Sequential
 from minicnn import npz, saving
 from minicnn.saving import atomic_write
@@ -161,6 +162,19 @@ def save_keras_weights(model, path):
     atomic_write(path, write)
 
 
+# the augmentation layers: the same class names and the same arguments in Keras and minicnn
+_AFFINE = ("fill_mode", "interpolation", "seed", "fill_value")
+AUGMENTATION_ARGS = {"RandomFlip": ("mode", "seed"), "RandomCrop": ("height", "width", "seed"),
+                     "RandomTranslation": ("height_factor", "width_factor") + _AFFINE,
+                     "RandomRotation": ("factor",) + _AFFINE, "RandomZoom": ("height_factor", "width_factor") + _AFFINE}
+
+
+def _augmentation_twin(module, kind, config):
+    """The layer called `kind` of `module` (minicnn's or Keras's layers) with config's arguments."""
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in AUGMENTATION_ARGS[kind]}
+    return getattr(module, kind)(**args)
+
+
 # ---- building a minicnn model from a Keras model --------------------------------------------------
 def _convert_layer(layer):
     c = layer.get_config()
@@ -189,10 +203,16 @@ def _convert_layer(layer):
         return getattr(L, kind)(keepdims=c.get("keepdims", False))
     if kind == "Rescaling":
         return L.Rescaling(float(c["scale"]), float(c.get("offset", 0.0)))
+    if kind in AUGMENTATION_ARGS:
+        return _augmentation_twin(L, kind, c)
     if kind == "Dropout":
         return L.Dropout(c["rate"])
     if kind == "Flatten":
         return L.Flatten()
+    if kind == "Add":
+        return L.Add()
+    if kind == "Concatenate":
+        return L.Concatenate(axis=c.get("axis", -1))
     if kind == "Activation":
         return L.Activation(c["activation"])
     if kind == "ReLU":
@@ -209,12 +229,43 @@ def _convert_layer(layer):
     raise ValueError(f"Keras layer {layer.name} ({kind}) has no minicnn equivalent")
 
 
+def _from_keras_graph(kmodel):
+    """A minicnn Model making the same calls as Keras functional model `kmodel`, and the (minicnn
+    layer, Keras layer) pairs. Walks back from the output through Keras's node records (each
+    tensor's _keras_history: the layer and call that made it); a shared Keras layer stays shared."""
+    if len(kmodel.inputs) != 1 or len(kmodel.outputs) != 1:
+        raise ValueError(f"Keras model {kmodel.name!r} has {len(kmodel.inputs)} inputs and {len(kmodel.outputs)} "
+                         "outputs; minicnn's functional models have one of each")
+    tensors, twins = {}, {}
+
+    def convert(kt):
+        if id(kt) not in tensors:
+            klayer, node_index, _ = kt._keras_history
+            node = klayer._inbound_nodes[node_index]
+            if node.is_input:
+                tensors[id(kt)] = L.Input(shape=tuple(kt.shape[1:]), name=klayer.name)
+            else:
+                args = [convert(t) for t in node.input_tensors]
+                if klayer not in twins:
+                    twins[klayer] = _convert_layer(klayer)
+                many = isinstance(twins[klayer], (L.Add, L.Concatenate))
+                tensors[id(kt)] = twins[klayer](args if many else args[0])
+        return tensors[id(kt)]
+
+    outputs = convert(kmodel.outputs[0])
+    return Model(convert(kmodel.inputs[0]), outputs, name=kmodel.name), [(m, k) for k, m in twins.items()]
+
+
 def from_keras(kmodel):
-    """A minicnn Sequential with the same layers, configuration and weights as Keras Sequential `kmodel`."""
-    shape = tuple(kmodel.input_shape[1:])
-    model = Sequential([_convert_layer(layer) for layer in kmodel.layers], name=kmodel.name)
-    model.build(shape)
-    for layer, klayer in zip(model.layers, kmodel.layers):
+    """A minicnn model with the same layers, configuration and weights as Keras model `kmodel`: a
+    Sequential for a keras.Sequential, a functional Model for a functional one."""
+    if isinstance(kmodel, _keras().Sequential):
+        model = Sequential([_convert_layer(layer) for layer in kmodel.layers], name=kmodel.name)
+        model.build(tuple(kmodel.input_shape[1:]))
+        pairs = zip(model.layers, kmodel.layers)
+    else:
+        model, pairs = _from_keras_graph(kmodel)
+    for layer, klayer in pairs:
         weights = [np.asarray(w) for w in klayer.get_weights()]
         if weights:
             layer.set_weights(weights)
@@ -246,10 +297,16 @@ def _keras_layer(keras, layer):
         return getattr(keras.layers, type(layer).__name__)(keepdims=c["keepdims"])
     if isinstance(layer, L.Rescaling):
         return keras.layers.Rescaling(c["scale"], offset=c["offset"])
+    if name in AUGMENTATION_ARGS:
+        return _augmentation_twin(keras.layers, name, c)
     if isinstance(layer, L.Dropout):
         return keras.layers.Dropout(c["rate"])
     if isinstance(layer, L.Flatten):
         return keras.layers.Flatten()
+    if isinstance(layer, L.Add):
+        return keras.layers.Add()
+    if isinstance(layer, L.Concatenate):
+        return keras.layers.Concatenate(axis=c["axis"])
     if isinstance(layer, L.Softmax):                   # (before Activation: a Softmax is one)
         return keras.layers.Softmax(axis=-1)
     if isinstance(layer, L.Activation):
@@ -305,6 +362,8 @@ def _keras_graph(keras, layers, x, pairs):
             branch = _keras_graph(keras, layer.layers, x, pairs)
             side = x if layer.shortcut is None else _keras_graph(keras, layer.shortcut.layers, x, pairs)
             x = keras.layers.Add()([branch, side])
+        elif isinstance(layer, Model):
+            x = _keras_calls(keras, layer, pairs)(x)
         elif isinstance(layer, Sequential):
             x = _keras_graph(keras, layer.layers, x, pairs)
         else:
@@ -314,16 +373,35 @@ def _keras_graph(keras, layers, x, pairs):
     return x
 
 
+def _keras_calls(keras, model, pairs):
+    """The Keras twin of functional Model `model`: the same calls on the Keras twins of its layers
+    (a shared layer's twin is called as often; a nested Sequential or Residual is unrolled)."""
+    inputs = keras.Input(shape=model.input_shape)
+    twins, outputs = {}, []
+    for node in model._nodes:
+        args = [inputs if p < 0 else outputs[p] for p in node.inputs]
+        if isinstance(node.layer, Sequential):
+            outputs.append(_keras_graph(keras, [node.layer], args[0], pairs))
+            continue
+        if node.layer not in twins:
+            twins[node.layer] = _keras_layer(keras, node.layer)
+            pairs.append((node.layer, twins[node.layer]))
+        outputs.append(twins[node.layer](args if node.many else args[0]))
+    return keras.Model(inputs, outputs[-1], name=model.name)
+
+
 def to_keras(model, compile=True, copy_weights=True):
     """A Keras model with the same layers (and, with copy_weights, the same weights) as minicnn
     `model`, compiled with the Keras equivalent of its optimizer (legacy decay as InverseTimeDecay,
-    which is what it meant). A Sequential for a plain stack; a functional Model when the stack
-    holds Residual blocks (each an Add of its branch and its shortcut)."""
+    which is what it meant). A Sequential for a plain stack; a functional Model for a functional
+    Model, or when the stack holds Residual blocks (each an Add of its branch and its shortcut)."""
     import keras
     if not model.built:
         model.build()
     pairs = []
-    if any(isinstance(layer, Sequential) for layer in model.layers):
+    if isinstance(model, Model):
+        kmodel = _keras_calls(keras, model, pairs)
+    elif any(isinstance(layer, Sequential) for layer in model.layers):
         inputs = keras.Input(shape=model.input_shape)
         kmodel = keras.Model(inputs, _keras_graph(keras, model.layers, inputs, pairs), name=model.name)
     else:

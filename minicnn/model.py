@@ -1,4 +1,4 @@
-"""Sequential and Residual: containers of layers, themselves layers.
+"""Sequential and Residual: containers of layers, themselves layers (functional.py adds Model).
 
 A container holds its layers and runs them: build (shapes), forward and backward, the weights in
 Keras's order, config and summary. Keras's training methods (compile, fit, evaluate, predict,
@@ -7,7 +7,7 @@ they hand the work to ``model.trainer`` (training/trainer.py), where the trainin
 and callbacks live.
 """
 from minicnn import backend, kernels, layers, saving
-from minicnn.layers.base import Layer, fused_pairs, snake_case
+from minicnn.layers.base import KerasTensor, Layer, entry_count, fused_pairs, snake_case
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
 from minicnn.training.methods import TrainingMethods
@@ -18,8 +18,8 @@ def _layers_from_config(config, custom_objects=None):
     out = []
     for spec in config["layers"]:
         name = spec["class_name"]
-        if name in ("Sequential", "Residual"):
-            out.append(globals()[name].from_config(spec["config"], custom_objects))
+        if name in CONTAINERS:
+            out.append(CONTAINERS[name].from_config(spec["config"], custom_objects))
             continue
         klass = custom[name] if name in custom else layers.get_class(name)
         out.append(klass.from_config(spec["config"]))
@@ -74,10 +74,12 @@ class Sequential(Layer, TrainingMethods):
             layer.input_grad = value
 
     def entry_layers(self):
-        """The layers that receive this container's input (their dL/dx is the container's)."""
-        return self.layers[:1]
+        """The layers that receive this container's input, through any augmentation (base.entry_count)."""
+        return self.layers[:entry_count(self.layers)]
 
     def add(self, layer):
+        if isinstance(layer, KerasTensor) and isinstance(layer.layer, InputLayer):
+            layer = layer.layer                 # Sequential([Input(shape), ...]), as Keras 3 takes it
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}: {layer!r}")
         if isinstance(layer, InputLayer) and self._layers:
@@ -109,7 +111,7 @@ class Sequential(Layer, TrainingMethods):
         return keys
 
     def _build_layer(self, layer, shape, index):
-        layer.input_grad = index > 0 or self._input_grad
+        layer.input_grad = index >= entry_count(self.layers) or self._input_grad
         if layer.built:
             if tuple(layer.input_shape) != tuple(shape):
                 raise ValueError(f"layer {layer.name!r} was built for input {layer.input_shape}, "
@@ -144,7 +146,9 @@ class Sequential(Layer, TrainingMethods):
         return input_shape
 
     # ---- computing ----------------------------------------------------------------------------
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, keep_caches=True):
+        """The layers in turn. keep_caches=False (predict, evaluate: no backward follows) drops each
+        layer's cache as soon as it has run, so a chunk's activations do not all stay alive."""
         pairs = fused_pairs(self.layers)
         self._absorbed = {i + 1 for i in pairs}     # relu layers run inside the layer before them
         for i, layer in enumerate(self.layers):
@@ -152,6 +156,8 @@ class Sequential(Layer, TrainingMethods):
                 continue
             fused = {"activation": self.layers[i + 1].absorbed_activation} if i in pairs else {}
             x = layer.forward(x, training=training, **fused)
+            if not keep_caches:
+                layer.cache = None
         if self._fused:             # the softmax the loss owns (see compile): logits kept, probabilities out
             self.logits = x
             x = kernels.activation_forward(x, "softmax")
@@ -325,9 +331,9 @@ class Residual(Sequential):
                              f"{tuple(self.output_shape)} but {what} {side}; the two must match (give "
                              "shortcut=[Conv2D(filters, 1, strides=...)] to change the shape)")
 
-    def forward(self, x, training=False):
-        side = x if self.shortcut is None else self.shortcut.forward(x, training=training)
-        return super().forward(x, training=training) + side
+    def forward(self, x, training=False, keep_caches=True):
+        side = x if self.shortcut is None else self.shortcut.forward(x, training, keep_caches)
+        return super().forward(x, training, keep_caches) + side
 
     def backward(self, dout):
         through_branch = super().backward(dout)
@@ -348,11 +354,4 @@ class Residual(Sequential):
         return {"shortcut": None if shortcut is None else Sequential.from_config(shortcut, custom_objects)}
 
 
-def load_model(filepath, custom_objects=None):
-    """Rebuild a model saved with model.save(): architecture, weights, compile settings, optimizer state.
-    A Keras model file (.keras, .h5: recognised by its content) is read through Keras (keras_io).
-
-    custom_objects: {class name: class} for user-defined layers, optimizers or schedules."""
-    if saving.keras_content(filepath):
-        return saving.keras_files["load_model"](filepath)
-    return saving.load_model(filepath, Sequential.from_config, custom_objects)
+CONTAINERS = {"Sequential": Sequential, "Residual": Residual}     # functional.py adds Model

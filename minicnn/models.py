@@ -1,9 +1,26 @@
 """minicnn.models, Keras's module path for models: `from keras.models import Sequential` ports
-as `from minicnn.models import Sequential`."""
-from minicnn import _keras_names
-from minicnn.model import Residual, Sequential, load_model
+as `from minicnn.models import Sequential`; and load_model, which rebuilds any of them from a file."""
+from minicnn import _keras_names, saving
+from minicnn.functional import Model
+from minicnn.model import Residual, Sequential
 
-__all__ = ["Sequential", "Residual", "load_model"]
+__all__ = ["Sequential", "Model", "Residual", "load_model"]
+
+
+def load_model(filepath, custom_objects=None):
+    """Rebuild a model saved with model.save(): architecture, weights, compile settings, optimizer state.
+    A Keras model file (.keras, .h5: recognised by its content) is read through Keras (keras_io).
+
+    custom_objects: {class name: class} for user-defined layers, optimizers or schedules."""
+    if saving.keras_content(filepath):
+        return saving.keras_files["load_model"](filepath)
+    return saving.load_model(filepath, _rebuild, custom_objects)
+
+
+def _rebuild(config, custom_objects=None):
+    """The model a file's config describes: a functional Model (its config lists the calls, "nodes")
+    or a Sequential."""
+    return (Model if "nodes" in config else Sequential).from_config(config, custom_objects)
 
 
 def __getattr__(name):

@@ -238,7 +238,8 @@ def load_weights(model, filepath):
 
 
 def read_model(filepath):
-    """(config, meta, arrays) of a file written by save_model, the config checked (check_model_config)."""
+    """(config, meta, arrays) of a file written by save_model, the config checked
+    (file_checks.check_model_config): what models.load_model rebuilds from."""
     meta, arrays = _read(filepath)
     if meta["format"] != FORMAT_MODEL or "__config__" not in arrays:
         raise ValueError(f"{filepath} holds only weights; build the model and call model.load_weights() on it")
@@ -253,9 +254,10 @@ REBUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, O
 
 def load_model(filepath, rebuild, custom_objects=None):
     """A model from a file written by save_model: read and checked (read_model), rebuilt by
-    rebuild(config, custom_objects) (Sequential.from_config) creating at most the weight values the
-    file holds (layers.base.weight_cap), then filled (restore_model). An error raised while
-    rebuilding from the file's config becomes a ValueError naming the file, the original chained."""
+    rebuild(config, custom_objects) (models._rebuild: a Sequential's or functional Model's
+    from_config) creating at most the weight values the file holds (layers.base.weight_cap), then
+    filled (restore_model). An error raised while rebuilding from the file's config becomes a
+    ValueError naming the file, the original chained."""
     filepath = os.fspath(filepath)
     config, meta, arrays = read_model(filepath)
     try:

@@ -284,3 +284,54 @@ def max_norm(w, max_value):
     w = np.asarray(w, dtype=float)
     norms = np.sqrt((w.reshape(-1, w.shape[-1]) ** 2).sum(axis=0))
     return w * np.minimum(norms, max_value) / (1e-7 + norms)
+
+
+def fill_index(i, size, fill_mode):
+    """An integer position outside [0, size) brought inside, one reflection or period at a time:
+    reflect mirrors about the edge (-1 -> 0, -2 -> 1, size -> size - 1), wrap adds or subtracts
+    size, nearest clips. (constant is handled by the caller.)"""
+    if fill_mode == "nearest":
+        return min(max(i, 0), size - 1)
+    while not 0 <= i < size:
+        if fill_mode == "reflect":
+            i = -1 - i if i < 0 else 2 * size - 1 - i
+        else:
+            i = i + size if i < 0 else i - size
+    return i
+
+
+def _resample_taps(r, c, interpolation):
+    """[(row, col, weight)] of one position: the closest pixel (halves rounded up), or the four
+    around it with the bilinear weights."""
+    if interpolation == "nearest":
+        return [(math.floor(r + 0.5), math.floor(c + 0.5), 1.0)]
+    r0, c0 = math.floor(r), math.floor(c)
+    fr, fc = r - r0, c - c0
+    return [(r0, c0, (1 - fr) * (1 - fc)), (r0, c0 + 1, (1 - fr) * fc), (r0 + 1, c0, fr * (1 - fc)),
+            (r0 + 1, c0 + 1, fr * fc)]
+
+
+def resample(x, rows, cols, fill_mode, fill_value, interpolation):
+    """Naive loops: out[n, i, j] = sum of weight * pixel over the taps of (rows, cols)[n, i, j];
+    a pixel outside the image is fill_value (constant) or fill_index's pixel."""
+    N, H, W, C = x.shape
+    out = np.zeros(rows.shape + (C,))
+    for n, i, j in np.ndindex(rows.shape):
+        for r, c, w in _resample_taps(rows[n, i, j], cols[n, i, j], interpolation):
+            if fill_mode == "constant" and not (0 <= r < H and 0 <= c < W):
+                out[n, i, j] += w * fill_value
+            else:
+                out[n, i, j] += w * x[n, fill_index(r, H, fill_mode), fill_index(c, W, fill_mode)]
+    return out
+
+
+def resample_backward(dy, rows, cols, x_shape, fill_mode, interpolation):
+    """Naive loops: every tap adds weight * dy[n, i, j] to the pixel it read (nothing for fill_value)."""
+    N, H, W, C = x_shape
+    dx = np.zeros(x_shape)
+    for n, i, j in np.ndindex(rows.shape):
+        for r, c, w in _resample_taps(rows[n, i, j], cols[n, i, j], interpolation):
+            if fill_mode == "constant" and not (0 <= r < H and 0 <= c < W):
+                continue
+            dx[n, fill_index(r, H, fill_mode), fill_index(c, W, fill_mode)] += w * dy[n, i, j]
+    return dx

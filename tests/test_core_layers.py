@@ -108,8 +108,8 @@ def test_dropout_noise_shape(rng):
 
 
 def test_input_layer():
-    inp = Input(shape=(32, 32, 3))
-    assert inp.input_shape == (32, 32, 3)
+    inp = Input(shape=(32, 32, 3))                            # a KerasTensor, as in Keras 3
+    assert inp.shape == (None, 32, 32, 3) and inp.layer.input_shape == (32, 32, 3)
     with pytest.raises(ValueError, match="shape"):
         Input(shape=(0, 3))
 

@@ -253,3 +253,233 @@ def test_residual_blocks_match_a_keras_functional_model():
     x, y = _batch((8, 8, 3), n=6)
     kmodel = _assert_same_as_keras(model, x, y)
     assert sum(type(layer).__name__ == "Add" for layer in kmodel.layers) == 2
+
+
+def _functional(seed=0):
+    """Two branches from the input, joined by Add and Concatenate, and a Dense shared by two calls."""
+    from minicnn.layers import Add, Concatenate
+    minicnn.backend.set_seed(seed)
+    inputs = Input(shape=(6, 6, 3))
+    a = Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    b = Conv2D(4, 1, activation="tanh")(inputs)
+    x = MaxPooling2D()(Concatenate()([Add()([a, b]), b]))
+    shared = Dense(6, activation="relu")
+    left, right = shared(Flatten()(x)), shared(Flatten()(Conv2D(8, 1)(x)))
+    return minicnn.Model(inputs, Dense(10, activation="softmax")(Concatenate()([left, right])))
+
+
+def test_functional_model_matches_keras(tmp_path):
+    """Predictions, loss and every gradient (the shared Dense's summed over its two calls)."""
+    model = _functional()
+    x, y = _batch((6, 6, 3), n=6)
+    kmodel = _assert_same_as_keras(model, x, y)
+    assert [type(l).__name__ for l in kmodel.layers] == [type(l).__name__ for l in model.layers]
+    back = keras_io.from_keras(kmodel)
+    assert type(back) is minicnn.Model and back.count_params() == model.count_params()
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+
+
+def test_functional_model_three_sgd_steps_match_keras():
+    model = _functional(seed=1)
+    model.compile(optimizer=optimizers.SGD(0.1, momentum=0.9), loss="categorical_crossentropy")
+    kmodel = keras_io.to_keras(model)
+    x, y = _batch((6, 6, 3), n=18, seed=2)
+    for step in range(3):
+        kmodel.train_on_batch(x[step * 6:step * 6 + 6], y[step * 6:step * 6 + 6])
+        model.train_on_batch(x[step * 6:step * 6 + 6], y[step * 6:step * 6 + 6])
+    for w, kw in zip(model.get_weights(), kmodel.get_weights()):
+        np.testing.assert_allclose(w, kw, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_functional_model_files_both_ways(suffix, tmp_path):
+    """minicnn writes a Keras file Keras loads; Keras writes one minicnn loads: same predictions."""
+    model = _functional(seed=2)
+    x, _ = _batch((6, 6, 3), n=4)
+    model.save(tmp_path / f"mine{suffix}")
+    theirs = keras.saving.load_model(str(tmp_path / f"mine{suffix}"), compile=False)
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), model.predict(x), atol=1e-6)
+    kmodel = keras_io.to_keras(_functional(seed=3), compile=False)
+    kmodel.save(str(tmp_path / f"keras{suffix}"))
+    loaded = minicnn.load_model(tmp_path / f"keras{suffix}")
+    assert type(loaded) is minicnn.Model
+    np.testing.assert_allclose(loaded.predict(x), kmodel.predict(x, verbose=0), atol=1e-6)
+
+
+# ---- the augmentation layers: the same transform gives Keras's images ------------------------------------
+# The random streams differ (Keras draws from TensorFlow's), so each test hands both sides the same
+# parameters: Keras's own transformation (its matrices built by its code) through transform_images.
+from minicnn.layers import RandomCrop, RandomFlip, RandomRotation, RandomTranslation, RandomZoom  # noqa: E402
+
+AUG_X = np.random.default_rng(5).random((6, 13, 17, 3), dtype=np.float32)
+AUG_TOL = 2e-6                  # float32: TensorFlow computes the positions in float32, minicnn in float64
+
+
+def _keras_rotation(klayer, angle):
+    n = len(angle)
+    zeros, ones = keras.ops.zeros([n]), keras.ops.ones([n])
+    matrix = klayer._compute_affine_matrix(center_x=0.5, center_y=0.5, angle=keras.ops.convert_to_tensor(angle),
+                                           translate_x=zeros, translate_y=zeros, scale=ones, shear_x=zeros,
+                                           shear_y=zeros, height=AUG_X.shape[1], width=AUG_X.shape[2])
+    return {"rotation_matrix": matrix}
+
+
+def _affine_cases(rng):
+    """(minicnn layer class, Keras layer class, constructor args, minicnn params, Keras transformation) for
+    random parameters: rotations up to 110 degrees, shifts up to 6 pixels, zooms 0.6 to 1.5."""
+    n, shape = len(AUG_X), AUG_X.shape
+    angle = rng.uniform(-110, 110, n).astype(np.float32)
+    shift = rng.uniform(-6, 6, (n, 2)).astype(np.float32)                   # Keras's order: width, height
+    zoom = rng.uniform(0.6, 1.5, (n, 2)).astype(np.float32)                 # height, width
+    return [(RandomRotation, keras.layers.RandomRotation, (0.4,), {"angle": angle.astype(np.float64)},
+             lambda k: _keras_rotation(k, angle)),
+            (RandomTranslation, keras.layers.RandomTranslation, (0.5, 0.5),
+             {"height_translate": shift[:, 1].astype(np.float64), "width_translate": shift[:, 0].astype(np.float64)},
+             lambda k: {"translations": shift, "input_shape": shape}),
+            (RandomZoom, keras.layers.RandomZoom, (0.5, 0.5),
+             {"height_zoom": zoom[:, 0].astype(np.float64), "width_zoom": zoom[:, 1].astype(np.float64)},
+             lambda k: {"height_zoom": zoom[:, :1], "width_zoom": zoom[:, 1:], "input_shape": shape})]
+
+
+@pytest.mark.parametrize("fill_mode", ["reflect", "constant", "nearest"])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_affine_augmentation_matches_keras(fill_mode, interpolation):
+    kwargs = dict(fill_mode=fill_mode, interpolation=interpolation, fill_value=0.25)
+    for mine, theirs, args, params, transformation in _affine_cases(np.random.default_rng(6)):
+        layer, klayer = mine(*args, **kwargs), theirs(*args, **kwargs)
+        layer.build(AUG_X.shape[1:])
+        expected = np.asarray(klayer.transform_images(AUG_X, transformation(klayer), training=True))
+        np.testing.assert_allclose(layer.transform(AUG_X, params), expected, rtol=0, atol=AUG_TOL,
+                                   err_msg=mine.__name__)
+        np.testing.assert_array_equal(layer(AUG_X, training=False), np.asarray(klayer(AUG_X, training=False)))
+
+
+def _numpy_backend_sampling(x, rows, cols, fill_mode, fill_value, order):
+    """Keras's NumPy backend's map_coordinates, written out (its module imports JAX): pad each image
+    with np.pad's mode for the fill mode, then scipy.ndimage.map_coordinates inside the padding."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    pad_mode = {"nearest": "edge", "reflect": "symmetric"}.get(fill_mode, fill_mode)
+    out = np.empty(rows.shape + x.shape[3:], dtype=np.float64)
+    for n in range(len(x)):
+        pads = [(max(-int(np.floor(c.min())) + 1, 0), max(int(np.ceil(c.max())) + 1 - size, 0))
+                for c, size in ((rows[n], x.shape[1]), (cols[n], x.shape[2]))]
+        extra = {"constant_values": fill_value} if fill_mode == "constant" else {}
+        padded = np.pad(x[n].astype(np.float64), pads + [(0, 0)], mode=pad_mode, **extra)
+        for ch in range(x.shape[3]):
+            out[n, ..., ch] = ndimage.map_coordinates(padded[..., ch], [rows[n] + pads[0][0], cols[n] + pads[1][0]],
+                                                      order=order, mode=fill_mode, cval=fill_value)
+    return out
+
+
+@pytest.mark.parametrize("fill_mode", ["reflect", "wrap", "constant", "nearest"])
+def test_fill_modes_are_keras_numpy_backend_rules(fill_mode):
+    """Every fill mode, wrap included, as Keras's NumPy (and JAX) backend computes it: the outside
+    pixels found one at a time (wrap: a b c d | a b c d), then interpolated."""
+    layer = RandomRotation(0.4, fill_mode=fill_mode, fill_value=0.25, seed=3)
+    layer.build(AUG_X.shape[1:])
+    y = layer(AUG_X, training=True)
+    rows, cols, _ = layer.cache
+    np.testing.assert_allclose(y, _numpy_backend_sampling(AUG_X, rows, cols, fill_mode, 0.25, 1), atol=AUG_TOL)
+
+
+def test_wrap_matches_tensorflow_on_whole_pixel_shifts():
+    """TensorFlow's wrap (the backend this Keras runs) agrees with a b c d | a b c d on whole-pixel
+    shifts of up to size - 2 pixels. Elsewhere it differs: its ImageProjectiveTransform wraps the
+    position (modulo size, counting periods of size - 1), not the pixels, so it never blends the last
+    pixel with the first and sends positions from 2 (size - 1) on to the edge; minicnn follows the
+    documented rule, as Keras's NumPy and JAX backends do (test above)."""
+    shift = np.array([[-15, 5], [9, -11], [3, 4], [-7, 0], [15, 11], [1, -1]], dtype=np.float32)  # width, height
+    klayer = keras.layers.RandomTranslation(0.99, 0.99, fill_mode="wrap")
+    expected = np.asarray(klayer.transform_images(AUG_X, {"translations": shift, "input_shape": AUG_X.shape}))
+    layer = RandomTranslation(0.99, 0.99, fill_mode="wrap")
+    layer.build(AUG_X.shape[1:])
+    mine = layer.transform(AUG_X, {"height_translate": shift[:, 1].astype(float),
+                                   "width_translate": shift[:, 0].astype(float)})
+    np.testing.assert_array_equal(mine, expected)
+    np.testing.assert_array_equal(mine[0], np.roll(AUG_X[0], (5, -15), axis=(0, 1)))
+
+
+@pytest.mark.parametrize("mode", ["horizontal", "vertical", "horizontal_and_vertical"])
+def test_random_flip_matches_keras(mode):
+    flips = np.array([True, False, True, True, False, False])
+    klayer = keras.layers.RandomFlip(mode)
+    expected = klayer.transform_images(AUG_X, {"flips": flips[:, None, None, None], "input_shape": AUG_X.shape})
+    layer = RandomFlip(mode)
+    layer.build(AUG_X.shape[1:])
+    np.testing.assert_array_equal(layer.transform(AUG_X, {"flips": flips}), np.asarray(expected))
+    np.testing.assert_array_equal(layer(AUG_X, training=False), np.asarray(klayer(AUG_X, training=False)))
+
+
+@pytest.mark.parametrize("shape,size", [((13, 17), (9, 11)), ((16, 16), (12, 12)), ((13, 17), (13, 9)),
+                                        ((5, 17), (8, 8)), ((20, 10), (7, 9))])
+def test_random_crop_matches_keras(shape, size):
+    """Training on larger images: Keras's window at the offsets drawn. Elsewhere Keras's documented
+    behaviour, keras.ops.image.resize(crop_to_aspect_ratio=True), which minicnn computes at
+    inference; Keras 3.15's layer itself returns the input uncropped there (keras-team/keras#21868)."""
+    x = np.random.default_rng(7).random((4,) + shape + (2,), dtype=np.float32)
+    layer, klayer = RandomCrop(*size, seed=1), keras.layers.RandomCrop(*size)
+    layer.build(x.shape[1:])
+    if shape[0] > size[0] and shape[1] > size[1]:
+        for _ in range(5):
+            y = layer(x, training=True)
+            top, left = layer.cache[1:3]
+            np.testing.assert_array_equal(y, np.asarray(klayer.transform_images(x, (top, left), training=True)))
+    expected = np.asarray(keras.ops.image.resize(x, size, crop_to_aspect_ratio=True))
+    np.testing.assert_allclose(layer(x, training=False), expected, rtol=0, atol=AUG_TOL)
+    assert np.asarray(klayer(x, training=False)).shape == x.shape             # Keras 3.15: not cropped
+
+
+def test_augmentation_parameters_lie_in_keras_ranges():
+    """Many draws of each layer's parameters, minicnn's and Keras's: both fill the same range."""
+    x = np.zeros((4000, 10, 20, 1), np.float32)
+    cases = [((RandomTranslation, keras.layers.RandomTranslation), ((-0.2, 0.3), 0.1),
+              lambda p: np.stack([p["width_translate"], p["height_translate"]], 1),
+              lambda t: np.asarray(t["translations"])),
+             ((RandomRotation, keras.layers.RandomRotation), ((-0.1, 0.25),), lambda p: p["angle"][:, None],
+              lambda t: np.asarray(t["angle"])[:, None]),
+             ((RandomZoom, keras.layers.RandomZoom), ((-0.4, 0.2), (0.1, 0.5)),
+              lambda p: np.stack([p["height_zoom"], p["width_zoom"]], 1),
+              lambda t: np.concatenate([np.asarray(t["height_zoom"]), np.asarray(t["width_zoom"])], 1))]
+    for (mine, theirs), args, ours_of, keras_of in cases:
+        ours = ours_of(mine(*args, seed=1).random_parameters(len(x), 10, 20))
+        keras_draws = keras_of(theirs(*args, seed=1).get_random_transformation(x, training=True))
+        low, high = keras_draws.min(axis=0), keras_draws.max(axis=0)
+        span = high - low
+        assert (ours.min(axis=0) >= low - 1e-3 * span).all() and (ours.max(axis=0) <= high + 1e-3 * span).all()
+        np.testing.assert_allclose(ours.min(axis=0), low, atol=2e-3 * span.max())
+        np.testing.assert_allclose(ours.max(axis=0), high, atol=2e-3 * span.max())
+    flips = np.asarray(keras.layers.RandomFlip(seed=1).get_random_transformation(x)["flips"]).mean()
+    assert abs(flips - 0.5) < 0.03 and abs(RandomFlip(seed=1).random_parameters(4000, 1, 1)["flips"].mean() - 0.5) < 0.03
+
+
+def test_augmentation_layers_go_to_keras_and_back(tmp_path):
+    from minicnn.model import Sequential
+    model = Sequential([Input((13, 17, 3)), RandomFlip("horizontal", seed=1),
+                        RandomTranslation((-0.1, 0.2), 0.1, fill_mode="constant", fill_value=0.5, seed=2),
+                        RandomRotation(0.1, interpolation="nearest", seed=3), RandomZoom(0.2, (-0.1, 0.1), seed=4),
+                        Conv2D(4, 3, activation="relu"), Flatten(), Dense(5, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    kmodel = keras_io.to_keras(model)
+    np.testing.assert_allclose(kmodel.predict(AUG_X, verbose=0), model.predict(AUG_X), atol=1e-6)
+    again = keras_io.from_keras(kmodel)
+    def configs(m):                         # (from_keras names layers afresh)
+        return [{k: v for k, v in layer.get_config().items() if k != "name"} for layer in m.layers]
+    assert configs(again) == configs(model)
+    crop = Sequential([Input((13, 17, 3)), RandomCrop(9, 11, seed=5)])
+    assert configs(keras_io.from_keras(keras_io.to_keras(crop))) == configs(crop)
+    model.save(tmp_path / "aug.keras")                          # a Keras model file, through Keras
+    back = minicnn.load_model(tmp_path / "aug.keras")
+    assert [type(layer).__name__ for layer in back.layers] == [type(layer).__name__ for layer in model.layers]
+    np.testing.assert_allclose(back.predict(AUG_X), model.predict(AUG_X), atol=1e-6)
+
+
+def test_augmentation_in_a_functional_model_goes_to_keras_and_back():
+    """keras-io's pattern, a Sequential of augmentation layers called on the Input of a Model."""
+    inputs = Input((13, 17, 3))
+    augment = minicnn.Sequential([RandomFlip("horizontal", seed=1), RandomRotation(0.1, fill_mode="nearest", seed=2)])
+    model = minicnn.Model(inputs, Dense(3, activation="softmax")(Flatten()(Conv2D(4, 3)(augment(inputs)))))
+    model.compile("adam", "categorical_crossentropy")
+    kmodel = keras_io.to_keras(model)
+    assert [type(layer).__name__ for layer in kmodel.layers][1:3] == ["RandomFlip", "RandomRotation"]
+    np.testing.assert_allclose(kmodel.predict(AUG_X, verbose=0), model.predict(AUG_X), atol=1e-6)
+    np.testing.assert_array_equal(keras_io.from_keras(kmodel).predict(AUG_X), model.predict(AUG_X))

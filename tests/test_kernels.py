@@ -276,6 +276,46 @@ def test_flip_crop(backend, N, H, W, C, pad, dtype, flips, seed):
     np.testing.assert_array_equal(backend.to_host(out), expected)
 
 
+@ON_EVERY_BACKEND
+@given(st.integers(1, 3), st.integers(1, 7), st.integers(1, 7), st.integers(1, 3), st.integers(1, 6),
+       st.integers(1, 6), st.sampled_from(reference.FILL_MODES), st.sampled_from(["bilinear", "nearest"]),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+@example(2, 5, 7, 3, 5, 7, "reflect", "bilinear", np.float32, 0)
+@example(2, 5, 7, 3, 5, 7, "wrap", "nearest", np.float32, 1)
+@example(2, 5, 7, 3, 4, 3, "constant", "bilinear", np.float64, 2)
+@example(1, 1, 1, 1, 2, 2, "reflect", "bilinear", np.float64, 3)
+def test_resample(backend, N, H, W, C, OH, OW, fill_mode, interpolation, dtype, seed):
+    """Images read at per-pixel positions (reference.resample: the augmentation layers' sampling),
+    forward and backward (the scatter-add), against the naive loops of tests/reference.py, for every
+    fill mode and both interpolations: positions far outside the image (several periods), on whole
+    pixels and on exact halves (nearest rounds them up)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    rows = rng.uniform(-2.5 * H, 3.5 * H, (N, OH, OW))
+    cols = rng.uniform(-2.5 * W, 3.5 * W, (N, OH, OW))
+    rows[:, 0], cols[:, :, 0] = np.round(rows[:, 0]), np.round(cols[:, :, 0]) + 0.5   # whole pixels, halves
+    dev, impl = backend.to_device, backend.impl
+    out = impl.resample(dev(x), dev(rows), dev(cols), fill_mode, 0.25, interpolation)
+    assert out.dtype == dtype and out.shape == (N, OH, OW, C)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(backend.to_host(out), ref.resample(x, rows, cols, fill_mode, 0.25, interpolation),
+                               rtol=tol, atol=tol)
+    dy = rng.standard_normal((N, OH, OW, C)).astype(dtype)
+    dx = impl.resample_backward(dev(dy), dev(rows), dev(cols), x.shape, fill_mode, interpolation)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_allclose(backend.to_host(dx), ref.resample_backward(dy, rows, cols, x.shape, fill_mode,
+                                                                          interpolation), rtol=tol, atol=10 * tol)
+
+
+def test_affine_positions_are_the_matrix_applied_to_each_pixel(rng):
+    """(r, c, 1) = M_n (i, j, 1) for every output pixel (i, j) of every image n."""
+    from minicnn import kernels
+    M = np.concatenate([rng.standard_normal((3, 2, 3)), np.tile([[[0.0, 0.0, 1.0]]], (3, 1, 1))], axis=1)
+    rows, cols = kernels.affine_positions(M, 4, 5)
+    for n, i, j in np.ndindex(3, 4, 5):
+        np.testing.assert_allclose([rows[n, i, j], cols[n, i, j], 1.0], M[n] @ [i, j, 1.0], rtol=1e-12)
+
+
 def test_gemm_precision_setting():
     """The GPU GEMM precision switch validates its value (no GPU needed to set it)."""
     from minicnn.kernels import cublas

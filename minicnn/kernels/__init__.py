@@ -127,6 +127,23 @@ def flip_crop(x, which, dy, dx, pad):
     return _impl().flip_crop(x, which, dy, dx, pad)
 
 
+def affine_positions(matrices, OH, OW):
+    """Where output pixel (i, j) of image n reads under the affine map M_n: (r, c, 1) = M_n (i, j, 1);
+    rows, cols (N, OH, OW) float64. Plain xp on every backend (reference.affine_positions)."""
+    return reference.affine_positions(matrices, OH, OW)
+
+
+def resample(x, rows, cols, fill_mode, fill_value, interpolation):
+    """Images x (N, H, W, C) read at the positions (rows, cols) (N, OH, OW), bilinear or nearest,
+    outside pixels by fill_mode (reference.resample; the GPU runs that plain-CuPy twin)."""
+    return _impl().resample(x, rows, cols, fill_mode, fill_value, interpolation)
+
+
+def resample_backward(dy, rows, cols, x_shape, fill_mode, interpolation):
+    """dx of resample: dy (N, OH, OW, C) handed back to the pixels each output read (scatter-add)."""
+    return _impl().resample_backward(dy, rows, cols, x_shape, fill_mode, interpolation)
+
+
 def activation_forward(x, name):
     """y = act(x) for an activation by name, any shape (a new array): an Activation layer's forward."""
     return _impl().activation_forward(x, name)

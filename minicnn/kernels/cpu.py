@@ -315,6 +315,109 @@ def flip_crop(x, which, dy, dx, pad):
     return out
 
 
+# ---- resampling (reference.resample / resample_backward): a pixel's taps computed once, in registers --
+_FILL_CODES = {"reflect": 0, "wrap": 1, "nearest": 2, "constant": 3}
+
+
+@njit(cache=True)
+def _fold(index, size, mode):
+    """reference.fold for one integer position (mode: a _FILL_CODES number)."""
+    if 0 <= index < size:                               # most taps: no division
+        return index
+    if mode == 0:
+        period = index % (2 * size)                     # Python's %: in [0, 2 size)
+        return 2 * size - 1 - period if period >= size else period
+    if mode == 1:
+        return index % size
+    return min(max(index, 0), size - 1)
+
+
+@njit(cache=True)
+def _tap(r, c, H, W, mode):
+    """(row, column, inside) of one tap: the pixel it reads, and False when constant mode reads
+    fill_value there instead."""
+    inside = mode != 3 or (0 <= r < H and 0 <= c < W)
+    return _fold(r, H, mode), _fold(c, W, mode), inside
+
+
+@njit(cache=True)
+def _taps(r, c, H, W, mode):
+    """The four bilinear taps around position (r, c): (row, column, inside) of each, and the weights
+    (1-fr)(1-fc), (1-fr) fc, fr (1-fc), fr fc, in reference.resample_taps's order."""
+    r0, c0 = math.floor(r), math.floor(c)
+    fr, fc = r - r0, c - c0
+    r0, c0 = int(r0), int(c0)
+    return (_tap(r0, c0, H, W, mode), _tap(r0, c0 + 1, H, W, mode), _tap(r0 + 1, c0, H, W, mode),
+            _tap(r0 + 1, c0 + 1, H, W, mode), ((1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc))
+
+
+@njit(parallel=True, cache=True)
+def _nb_resample(x, rows, cols, mode, fill_value, nearest, out):
+    N, H, W, C = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(N * OH):
+        n = p // OH
+        i = p - n * OH
+        for j in range(OW):
+            r, c = rows[n, i, j], cols[n, i, j]
+            if nearest:                                  # the closest pixel
+                t = _tap(int(math.floor(r + 0.5)), int(math.floor(c + 0.5)), H, W, mode)
+                for ch in range(C):
+                    out[n, i, j, ch] = x[n, t[0], t[1], ch] if t[2] else fill_value
+                continue
+            a, b, e, d, w = _taps(r, c, H, W, mode)
+            for ch in range(C):                          # summed in float64, in the reference's order
+                s = w[0] * (x[n, a[0], a[1], ch] if a[2] else fill_value)
+                s += w[1] * (x[n, b[0], b[1], ch] if b[2] else fill_value)
+                s += w[2] * (x[n, e[0], e[1], ch] if e[2] else fill_value)
+                s += w[3] * (x[n, d[0], d[1], ch] if d[2] else fill_value)
+                out[n, i, j, ch] = s
+
+
+@njit(parallel=True, cache=True)
+def _nb_resample_backward(dy, rows, cols, mode, nearest, dx):
+    N, H, W, C = dx.shape
+    OH, OW = dy.shape[1], dy.shape[2]
+    for n in prange(N):                                  # a thread per image: it alone writes dx[n]
+        dx[n] = 0
+        for i in range(OH):
+            for j in range(OW):
+                r, c = rows[n, i, j], cols[n, i, j]
+                if nearest:
+                    t = _tap(int(math.floor(r + 0.5)), int(math.floor(c + 0.5)), H, W, mode)
+                    if t[2]:
+                        for ch in range(C):
+                            dx[n, t[0], t[1], ch] += dy[n, i, j, ch]
+                    continue
+                a, b, e, d, w = _taps(r, c, H, W, mode)
+                for ch in range(C):                      # a tap that read fill_value gets nothing
+                    g = dy[n, i, j, ch]
+                    if a[2]:
+                        dx[n, a[0], a[1], ch] += w[0] * g
+                    if b[2]:
+                        dx[n, b[0], b[1], ch] += w[1] * g
+                    if e[2]:
+                        dx[n, e[0], e[1], ch] += w[2] * g
+                    if d[2]:
+                        dx[n, d[0], d[1], ch] += w[3] * g
+
+
+def resample(x, rows, cols, fill_mode, fill_value, interpolation):
+    x = np.ascontiguousarray(x)
+    out = np.empty(rows.shape + (x.shape[3],), dtype=x.dtype)
+    _nb_resample(x, np.ascontiguousarray(rows, dtype=np.float64), np.ascontiguousarray(cols, dtype=np.float64),
+                 _FILL_CODES[fill_mode], float(fill_value), interpolation == "nearest", out)
+    return out
+
+
+def resample_backward(dy, rows, cols, x_shape, fill_mode, interpolation):
+    dx = np.empty(x_shape, dtype=np.float64)             # summed in float64, as the reference
+    _nb_resample_backward(np.ascontiguousarray(dy), np.ascontiguousarray(rows, dtype=np.float64),
+                          np.ascontiguousarray(cols, dtype=np.float64), _FILL_CODES[fill_mode],
+                          interpolation == "nearest", dx)
+    return dx.astype(dy.dtype)
+
+
 # ---- GELU (reference.gelu / gelu_backward), one pass each, libm's erf ------------------------------
 @njit(parallel=True, cache=True)
 def _nb_gelu(z, y):

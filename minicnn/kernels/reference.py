@@ -215,6 +215,92 @@ def flip_crop(x, which, dy, dx, pad):
     return result
 
 
+# ---- resampling: images read at per-pixel positions (the augmentation layers, ImageDataGenerator) --
+# A geometric transform is written as an inverse map: output pixel (i, j) of image n reads the input
+# at the position (rows[n, i, j], cols[n, i, j]), in pixels, usually between pixels. Bilinear
+# interpolation mixes the (up to) four pixels around it; a pixel outside the image is read
+# through a fill mode, one pixel at a time (Keras 3's rules):
+#     reflect   d c b a | a b c d | d c b a      mirrored about the edge (the edge pixel repeated)
+#     wrap      a b c d | a b c d | a b c d      the image repeated
+#     nearest   a a a a | a b c d | d d d d      the edge pixel
+#     constant  k k k k | a b c d | k k k k      k = fill_value
+FILL_MODES = ("reflect", "wrap", "nearest", "constant")
+
+
+def affine_positions(matrices, OH, OW):
+    """Where each output pixel reads under per-image affine maps: (r, c, 1) = M_n (i, j, 1).
+    matrices (N, 3, 3) in (row, column) order, last row (0, 0, 1) -> rows, cols (N, OH, OW) float64."""
+    xp = backend.xp
+    M = xp.asarray(matrices, dtype=xp.float64)[:, :, :, None, None]        # (N, 3, 3, 1, 1)
+    i = xp.arange(OH, dtype=xp.float64)[:, None]
+    j = xp.arange(OW, dtype=xp.float64)[None, :]
+    return M[:, 0, 0] * i + M[:, 0, 1] * j + M[:, 0, 2], M[:, 1, 0] * i + M[:, 1, 1] * j + M[:, 1, 2]
+
+
+def fold(index, size, fill_mode):
+    """Integer pixel positions mapped into [0, size) by the fill mode (constant: clipped; the
+    caller puts fill_value where the position was outside)."""
+    xp = backend.xp
+    if fill_mode == "reflect":                        # period 2 size: 0..size-1, then size-1..0
+        period = xp.mod(index, 2 * size)
+        return xp.where(period >= size, 2 * size - 1 - period, period)
+    if fill_mode == "wrap":
+        return xp.mod(index, size)
+    return xp.clip(index, 0, size - 1)
+
+
+def resample_taps(rows, cols, interpolation):
+    """The pixels each output pixel reads and their weights, [(r, c, w), ...], arrays like rows.
+    nearest: one tap, the closest pixel floor(position + 1/2), weight 1. bilinear: four taps around
+    (r0, c0) = floor(position), with fr = rows - r0, fc = cols - c0 in [0, 1):
+        (r0, c0): (1-fr)(1-fc)   (r0, c0+1): (1-fr) fc   (r0+1, c0): fr (1-fc)   (r0+1, c0+1): fr fc"""
+    xp = backend.xp
+    if interpolation == "nearest":
+        return [(xp.floor(rows + 0.5).astype(xp.int64), xp.floor(cols + 0.5).astype(xp.int64), xp.ones_like(rows))]
+    r0, c0 = xp.floor(rows), xp.floor(cols)
+    fr, fc = rows - r0, cols - c0
+    r0, c0 = r0.astype(xp.int64), c0.astype(xp.int64)
+    return [(r0, c0, (1 - fr) * (1 - fc)), (r0, c0 + 1, (1 - fr) * fc),
+            (r0 + 1, c0, fr * (1 - fc)), (r0 + 1, c0 + 1, fr * fc)]
+
+
+def _inside(r, c, H, W):
+    return (r >= 0) & (r < H) & (c >= 0) & (c < W)
+
+
+def resample(x, rows, cols, fill_mode, fill_value, interpolation):
+    """out[n, i, j, :] = sum over the taps (r, c, w) of w * x[n, fold(r), fold(c), :] (constant
+    mode: w * fill_value for a tap outside the image).  x (N, H, W, C), rows and cols (N, OH, OW)
+    -> out (N, OH, OW, C), x's dtype, summed in float64."""
+    xp = backend.xp
+    N, H, W, C = x.shape
+    n = xp.arange(N)[:, None, None]
+    out = xp.zeros(rows.shape + (C,), dtype=xp.float64)
+    for r, c, w in resample_taps(rows, cols, interpolation):
+        value = x[n, fold(r, H, fill_mode), fold(c, W, fill_mode)]
+        if fill_mode == "constant":
+            value = xp.where(_inside(r, c, H, W)[..., None], value, fill_value)
+        out += w[..., None] * value
+    return out.astype(x.dtype)
+
+
+def resample_backward(dy, rows, cols, x_shape, fill_mode, interpolation):
+    """dx of resample: each tap hands w * dy[n, i, j, :] back to the pixel it read (a tap that read
+    fill_value hands nothing back).  dy (N, OH, OW, C) -> dx x_shape, dy's dtype, summed in float64."""
+    xp = backend.xp
+    N, H, W, C = x_shape
+    n = xp.arange(N)[:, None, None]
+    dx = xp.zeros(N * H * W * C, dtype=xp.float64)
+    channel = xp.arange(C)
+    for r, c, w in resample_taps(rows, cols, interpolation):
+        if fill_mode == "constant":
+            w = w * _inside(r, c, H, W)
+        pixel = (n * H + fold(r, H, fill_mode)) * W + fold(c, W, fill_mode)          # (N, OH, OW)
+        index = (pixel[..., None] * C + channel).ravel()                             # one per value of dy
+        dx += xp.bincount(index, weights=(w[..., None] * dy).ravel(), minlength=dx.size)
+    return dx.reshape(x_shape).astype(dy.dtype)
+
+
 # ---- dropout mask from a counter-based stream ----------------------------------------------------
 def _mix64(z):
     """SplitMix64's finalizer on uint64 (wrapping arithmetic)."""

@@ -3,8 +3,13 @@
     build(input_shape)        create self.params (name -> array) and zeroed self.grads, same keys;
                               non-trainable arrays (BatchNorm's moving statistics) go in self.state
     forward(x, training)      return y; keep what backward needs in self.cache
-    backward(dout)            fill self.grads, return dx (None when no layer below needs it)
+    backward(dout)            fill self.grads, return dx (None when no layer below needs it); never
+                              write into dout (at a fork, one gradient goes to several layers)
     compute_output_shape, count_params, get_config, get_weights / set_weights (Keras order)
+
+Calling a layer on an array runs it (building it first); calling it on a KerasTensor (what Input
+returns) records the call for the functional API and returns the output's KerasTensor (functional.py
+turns the recorded calls into a Model). Merge layers (Add, Concatenate) take a list of inputs.
 
 Shapes exclude the batch axis: input_shape (32, 32, 3) means x has shape (N, 32, 32, 3).
 Only optimizers change params, and they change them in place.
@@ -92,6 +97,17 @@ def fused_pairs(layers):
             and getattr(layers[i + 1], "absorbed_activation", None) is not None]
 
 
+def entry_count(layers):
+    """How many of a stack's first layers stand where its input's gradient would be computed: the
+    leading preprocessing layers (augmentation: no weights, no dL/dx wanted) and the first layer
+    after them. They compute dL/dx only when the stack's own input needs it; the layers after them
+    always do."""
+    n = 0
+    while n < len(layers) and layers[n].preprocessing:
+        n += 1
+    return min(n + 1, len(layers))
+
+
 # ---- a cap on the weights layers may create (load_model builds a file's architecture under it) ----------
 _weight_cap = contextvars.ContextVar("weight_cap", default=None)
 
@@ -139,9 +155,40 @@ def kernel_bias_from_config(config):
     return config
 
 
+class KerasTensor:
+    """A symbolic tensor of the functional API: the shape of what flows along one edge of a graph
+    (batch axis None, as in Keras) and the layer call that produces it. No data.
+
+        inputs = Input(shape=(32, 32, 3))        # KerasTensor made by an InputLayer
+        x = Conv2D(32, 3)(inputs)                # records Conv2D called on `inputs`
+    layer: the layer called; inputs: the KerasTensors it read (none for an Input's); many: the call
+    took a list (a merge layer's)."""
+
+    def __init__(self, shape, layer, inputs=(), many=False):
+        self.shape = (None,) + tuple(shape)
+        self.layer, self.inputs, self.many = layer, tuple(inputs), many
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, from {self.layer.name!r}>"
+
+
+def symbolic(x):
+    """True for a KerasTensor or a list of them (a functional-API call), False for arrays."""
+    items = x if isinstance(x, (list, tuple)) else [x]
+    kinds = {isinstance(t, KerasTensor) for t in items}
+    if len(kinds) > 1:
+        raise TypeError("a layer call takes arrays or KerasTensors (functional API), not a mix of both")
+    return kinds == {True}
+
+
 class Layer:
     """Base class. Subclass it, implement build/forward/backward, and gradcheck can test it."""
     input_grad = True       # False on the first layer: nobody needs dL/dx there
+    preprocessing = False   # True: no weights and no dL/dx (augmentation): the layers after it need none either
 
     def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, **kwargs):
         if kwargs:
@@ -202,9 +249,24 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, x, training=False):
+        """Run the layer on an array (a list of arrays for a merge layer), building it on the first
+        call; or, on KerasTensors, record the call (functional API) and return the output's."""
+        shape = [t.shape[1:] for t in x] if isinstance(x, (list, tuple)) else x.shape[1:]
+        if symbolic(x):
+            return self._call_symbolic(x, shape)
         if not self.built:
-            self.build(x.shape[1:])
+            self.build(shape)
         return self.forward(x, training=training)
+
+    def _call_symbolic(self, x, shape):
+        many = isinstance(x, (list, tuple))
+        shape = tuple(tuple(s) for s in shape) if many else tuple(shape)
+        if not self.built:
+            self.build(shape)
+        elif shape != tuple(self.input_shape):
+            raise ValueError(f"layer {self.name!r} was built for input {self.input_shape} and is now called "
+                             f"on {shape}; a layer called twice (shared) takes inputs of one shape")
+        return KerasTensor(self.output_shape, self, x if many else [x], many)
 
     # ---- weights --------------------------------------------------------------------------
     def weight_keys(self):

@@ -2,7 +2,7 @@
 import numpy as np
 
 from minicnn import activations, backend, constraints, initializers, kernels
-from minicnn.layers.base import Layer, activate, activation_backward, kernel_bias_config, kernel_bias_from_config
+from minicnn.layers.base import KerasTensor, Layer, activate, activation_backward, kernel_bias_config, kernel_bias_from_config
 
 
 class InputLayer(Layer):
@@ -31,8 +31,12 @@ class InputLayer(Layer):
 
 
 def Input(shape=None, name=None, **kwargs):
-    """Keras's ``Input(shape=...)``: put it first in a Sequential."""
-    return InputLayer(shape=shape, name=name, **kwargs)
+    """Keras's ``Input(shape=...)``: the KerasTensor an InputLayer produces. Start a functional model
+    from it (``x = Conv2D(32, 3)(inputs)``, then ``Model(inputs, outputs)``), or put it first in a
+    Sequential."""
+    layer = InputLayer(shape=shape, name=name, **kwargs)
+    layer.build(layer.input_shape)
+    return KerasTensor(layer.input_shape, layer)
 
 
 class Dense(Layer):

@@ -12,9 +12,10 @@ zooms zx, zy ~ U(1 - z, 1 + z); flips with probability 1/2. Keras's matrix then 
 by tx along the columns and by ty along the rows (its x/y swap for NHWC); minicnn keeps that, so
 the same parameters give Keras's images. The transform is Keras's matrix (rotation, then shift, shear and zoom, about the
 image centre): output pixel (i, j) reads input position M (i, j) + offset, bilinearly
-interpolated; outside the image fill_mode decides as scipy.ndimage does for Keras (nearest: the
-edge pixel; reflect: mirrored about the edge, d c b a | a b c d | d c b a; wrap: the position
-taken modulo size - 1, scipy's rule; constant: cval). Flips follow the
+interpolated (kernels.resample, the sampler the augmentation layers use); outside the image
+fill_mode decides as scipy.ndimage does for Keras (nearest: the edge pixel; reflect: mirrored
+about the edge, d c b a | a b c d | d c b a; wrap: the position taken modulo size - 1, scipy's
+rule; constant: cval). Flips follow the
 transform; then standardize: preprocessing_function, rescale, samplewise and featurewise
 centring / scaling (x -= mean; x /= std + 1e-6), in Keras's order.
 
@@ -26,6 +27,7 @@ import math
 
 import numpy as np
 
+from minicnn import backend, kernels
 from minicnn.training import data
 
 _FILL_MODES = ("nearest", "reflect", "wrap", "constant")
@@ -180,37 +182,24 @@ def transform_matrices(params, H, W):
     return M[:, [1, 0, 2]][:, :, [1, 0, 2]]
 
 
-def _fold(index, size, mode):
-    """Integer positions mapped into [0, size) by fill_mode (nearest, and constant and wrap whose
-    positions the caller has handled: clipped)."""
-    if mode == "reflect":                                    # d c b a | a b c d | d c b a
-        period = np.mod(index, 2 * size)
-        return np.where(period >= size, 2 * size - 1 - period, period)
-    return np.clip(index, 0, size - 1)                       # nearest (and constant, masked)
-
-
 def affine_sample(x, matrices, mode="nearest", cval=0.0):
-    """out[b, i, j] = x[b] read bilinearly at M_b (i, j, 1) (matrices (n, 3, 3)), x (n, H, W, C)."""
+    """out[b, i, j] = x[b] read bilinearly at M_b (i, j, 1) (matrices (n, 3, 3)), x (n, H, W, C), with
+    scipy's fill modes (Keras 2's). nearest and reflect are the shared sampler's (kernels.resample,
+    which the augmentation layers use too); scipy's other two differ from Keras 3's: wrap takes a
+    position outside [0, size - 1] modulo size - 1 first, and constant gives cval wherever the
+    position lies outside [0, size - 1] (no blending with the edge pixels)."""
+    xp = backend.xp
     n, H, W, C = x.shape
-    i, j = np.meshgrid(np.arange(H, dtype=np.float64), np.arange(W, dtype=np.float64), indexing="ij")
-    rows = matrices[:, 0, 0, None, None] * i + matrices[:, 0, 1, None, None] * j + matrices[:, 0, 2, None, None]
-    cols = matrices[:, 1, 0, None, None] * i + matrices[:, 1, 1, None, None] * j + matrices[:, 1, 2, None, None]
-    if mode == "wrap":       # scipy's (so Keras's) wrap: a position outside [0, size - 1] is taken mod (size - 1)
-        rows = np.where((rows < 0) | (rows > H - 1), np.mod(rows, max(H - 1, 1)), rows)
-        cols = np.where((cols < 0) | (cols > W - 1), np.mod(cols, max(W - 1, 1)), cols)
-    r0, c0 = np.floor(rows), np.floor(cols)
-    fr, fc = (rows - r0)[..., None], (cols - c0)[..., None]
-    r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
-    b = np.arange(n)[:, None, None]
-
-    def at(r, c):
-        return x[b, _fold(r, H, mode), _fold(c, W, mode)]
-    out = ((1 - fr) * ((1 - fc) * at(r0, c0) + fc * at(r0, c0 + 1))
-           + fr * ((1 - fc) * at(r0 + 1, c0) + fc * at(r0 + 1, c0 + 1)))
-    if mode == "constant":                                   # no interpolation beyond the edges (scipy's rule)
-        outside = (rows < 0) | (rows > H - 1) | (cols < 0) | (cols > W - 1)
-        out[outside] = cval
-    return out
+    x = backend.to_device(x)
+    rows, cols = kernels.affine_positions(backend.to_device(matrices), H, W)
+    outside = (rows < 0) | (rows > H - 1) | (cols < 0) | (cols > W - 1)
+    if mode == "wrap":
+        rows = xp.where((rows < 0) | (rows > H - 1), xp.mod(rows, max(H - 1, 1)), rows)
+        cols = xp.where((cols < 0) | (cols > W - 1), xp.mod(cols, max(W - 1, 1)), cols)
+    out = kernels.resample(x, rows, cols, "reflect" if mode == "reflect" else "nearest", 0.0, "bilinear")
+    if mode == "constant":
+        out = xp.where(outside[..., None], xp.asarray(cval, dtype=out.dtype), out)
+    return backend.to_host(out)
 
 
 class ImageBatches:

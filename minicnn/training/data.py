@@ -11,7 +11,7 @@ import numpy as np
 
 from minicnn import backend, kernels
 
-INFERENCE_BYTES = 4 << 20       # evaluate/predict: the largest activation of one chunk of images
+INFERENCE_BYTES = 8 << 20       # evaluate/predict: the largest activation of one chunk of images
 
 
 def first_non_finite(x):

@@ -120,7 +120,10 @@ class DeviceLoop:
             for layer in model.sublayers():
                 if hasattr(layer, "prepare_device"):
                     layer.prepare_device()
-        self.use_graph = bool(cuda_graph) and opt._on_device()
+        # a layer that draws its random numbers on the host (the augmentation layers) would be replayed
+        # with one draw forever: such a model runs eager steps
+        self.use_graph = (bool(cuda_graph) and opt._on_device()
+                          and all(getattr(layer, "graph_safe", True) for layer in model.sublayers()))
         self.graph = None
         self.seen = 0
         # Lookahead syncs every k updates: a host decision, so it runs here between steps (eagerly)

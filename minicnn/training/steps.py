@@ -116,7 +116,7 @@ def _evaluate_batches(model, batches):
     loss_sum = correct = 0.0
     seen = 0
     for xb, yb in batches:
-        out = model.forward(xb, training=False)
+        out = model.forward(xb, training=False, keep_caches=False)
         loss, _ = batch_loss(model, out, yb)
         loss_sum, correct, seen = loss_sum + loss * len(xb), correct + count_correct(out, yb), seen + len(xb)
     release_caches(model)
@@ -133,7 +133,7 @@ def predict_host(model, x, batch_size):
     out = np.empty((len(x),) + tuple(model.output_shape), dtype=backend.floatx())
     start = 0
     for xb, _ in data.inference_batches(model, x, None, batch_size):
-        out[start:start + len(xb)] = backend.to_host(model.forward(xb, training=False))
+        out[start:start + len(xb)] = backend.to_host(model.forward(xb, training=False, keep_caches=False))
         start += len(xb)
     release_caches(model)
     return out
@@ -174,7 +174,8 @@ def evaluate_source(model, source, n_steps):
 
 def predict_source(model, source, n_steps):
     """Outputs for n_steps batches of a source (x alone, or (x, y) whose y is ignored), stacked."""
-    outs = [backend.to_host(model.forward(checked_batch(model, batch, labels=False)[0], training=False))
+    outs = [backend.to_host(model.forward(checked_batch(model, batch, labels=False)[0], training=False,
+                                          keep_caches=False))
             for batch in source.batches(n_steps)]
     release_caches(model)
     if not outs:

@@ -24,6 +24,7 @@ One module per kernel family, each holding its kernels' CUDA C beside the Python
   losses.py        the fused softmax cross-entropy (loss, gradient, accuracy)
   optimizers.py    the multi-tensor Adam / RMSprop / SGD updates, Lookahead's sync, param_table
   data.py          batch gathering, the device cursor, flip_crop, the running loss statistics
+  (resample / resample_backward: reference.py's plain-CuPy twins, no CUDA kernel yet)
 The math families compile together into one RawModule per type; data.py's kernels into another.
 Importing this package does not import CuPy (the launchers do).
 """
@@ -39,6 +40,9 @@ from minicnn.kernels.gpu.optimizers import (adadelta_update, adagrad_update, ada
                                             sgd_update)
 from minicnn.kernels.gpu.pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from minicnn.kernels.gpu.regularizers import dropout_apply, dropout_forward, dropout_mask, dropout_train, max_norm
+# no CUDA twin yet: image resampling (the augmentation layers) runs its plain-CuPy reference on the
+# device (bincount in the backward reads a size from the device: eager steps only, never in a graph)
+from minicnn.kernels.reference import resample, resample_backward
 
 __all__ = [
     "_done_counters", "module_source",
@@ -52,4 +56,5 @@ __all__ = [
     "rmsprop_device", "rmsprop_update", "sgd_device", "sgd_update",
     "avgpool_backward", "avgpool_forward", "maxpool_backward", "maxpool_forward",
     "dropout_apply", "dropout_forward", "dropout_mask", "dropout_train", "max_norm",
+    "resample", "resample_backward",
 ]
