@@ -216,3 +216,31 @@ def test_unchanged_files_still_load(files):
     model = minicnn.load_model(files[0])
     assert model.optimizer.iterations == 1
     _load_weights(files[1])
+
+
+# ---- a functional Model's file: the same rules, and its calls checked ----------------------------------------
+@pytest.fixture
+def functional_file(tmp_path):
+    from test_functional import _two_branch
+    model = _two_branch()
+    model.compile("adam", "categorical_crossentropy")
+    model.save(tmp_path / "f.minicnn")
+    return tmp_path / "f.minicnn"
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d["model"]["nodes"][2].__setitem__(1, [5]), r"the model, node 2 must be \[a layer index < \d+, "
+                                                            r"\[positions before 2, -1 for the input\], true or false\]"),
+    (lambda d: d["model"]["nodes"][0].__setitem__(0, 99), r"the model, node 0 must be \[a layer index"),
+    (lambda d: d["model"].update(nodes=[]), r"the model: nodes must be a list of calls"),
+    (lambda d: d["model"]["layers"][1]["config"].update(filters=-4), r"the model, layer 1 \(Conv2D\): filters must be"),
+    (lambda d: d["model"]["layers"][0]["config"].update(shape=[6, 6, 3, 1]), r"layer 0 \(InputLayer\): shape must be"),
+])
+def test_functional_model_files_are_checked(functional_file, edit, message):
+    _edit_json(functional_file, "__config__", edit)
+    with pytest.raises(ValueError, match=message):
+        minicnn.load_model(functional_file)
+
+
+def test_functional_model_files_still_load(functional_file):
+    assert isinstance(minicnn.load_model(functional_file), minicnn.Model)
