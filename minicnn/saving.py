@@ -43,7 +43,7 @@ def atomic_write(path, write):
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            os.chmod(tmp, mode)
+            _chmod(tmp, mode)
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -69,6 +69,13 @@ def _file_mode(path):
         return stat.S_IMODE(os.stat(path).st_mode) & 0o777
     except OSError:
         return 0o666 & ~_umask()
+
+
+def _chmod(path, mode):
+    try:
+        os.chmod(path, mode)
+    except OSError:                         # a filesystem without Unix permissions (vfat, some network
+        pass                                # mounts) refuses chmod: its own rule applies, the save goes on
 
 
 def _umask():

@@ -1,5 +1,6 @@
 """Files minicnn writes get the permissions any program's new files get (0666 less the umask), and
 a file it replaces keeps its own: the atomic write's temporary file (mkstemp: 0600) does not show."""
+import errno
 import json
 import os
 import stat
@@ -68,3 +69,15 @@ def test_the_umask_is_read_without_changing_it(umask):
     assert minicnn.saving._umask() == 0o027
     assert os.umask(0o027) == 0o027          # still set
     np.testing.assert_equal(minicnn.saving._file_mode("/nonexistent/file"), 0o640)
+
+
+def test_a_filesystem_without_permissions_does_not_stop_a_save(tmp_path, monkeypatch):
+    """vfat and some network mounts refuse chmod (EPERM): the file is saved all the same."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+    monkeypatch.setattr(minicnn.saving.os, "chmod", refuse)
+    model = small_model()
+    model.save_weights(tmp_path / "w.weights.npz")
+    monkeypatch.undo()
+    small_model().load_weights(tmp_path / "w.weights.npz")
+    assert [p.name for p in tmp_path.iterdir()] == ["w.weights.npz"]
