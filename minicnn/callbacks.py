@@ -179,7 +179,8 @@ class ModelCheckpoint(_MonitorCallback):
     """Save the model (or only its weights) at the end of each epoch, or only on improvement.
 
     filepath may hold format fields: 'w.{epoch:02d}-{val_loss:.2f}.weights.npz' (epoch 1-based).
-    Saves are atomic: an interrupted save leaves the previous file intact.
+    Saves are atomic: an interrupted save leaves the previous file intact. A save that fails (a full
+    disk, a read-only folder: an OSError) is reported with a warning and training goes on.
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
@@ -212,13 +213,23 @@ class ModelCheckpoint(_MonitorCallback):
             if self.verbose:
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {value:.5f}, "
                       f"saving model to {path}", flush=True)
-            self.best = value
         elif self.verbose:
             print(f"\nEpoch {epoch + 1}: saving model to {path}", flush=True)
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
+        if self._save(path, epoch) and self.save_best_only:
+            self.best = value           # (after a failed save, the next epoch better than the file's is saved)
+
+    def _save(self, path, epoch):
+        """Save; on an OSError (a full disk, a read-only folder) warn and return False: training goes on."""
+        try:
+            if self.save_weights_only:
+                self.model.save_weights(path)
+            else:
+                self.model.save(path)
+            return True
+        except OSError as e:
+            warnings.warn(f"ModelCheckpoint could not save epoch {epoch + 1} to {path}: {type(e).__name__}: {e}; "
+                          "training goes on, and the file there before (if any) is intact", stacklevel=3)
+            return False
 
 
 class EarlyStopping(_MonitorCallback):

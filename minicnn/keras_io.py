@@ -24,6 +24,7 @@ content (saving.keras_content), whatever its name; every write is atomic (saving
 """
 import io
 import json
+import math
 import os
 import struct
 import time
@@ -33,7 +34,7 @@ import zlib
 
 import numpy as np
 
-from minicnn import backend, saving
+from minicnn import backend, npz, saving
 from minicnn import optimizers as O
 from minicnn.keras_config import (KERAS_VERSION, KerasTwin, compile_arguments, compile_config, legacy_config,
                                   model_from_config, optimizer_config_error)
@@ -43,7 +44,7 @@ _KERAS_WEIGHT = {"W": "kernel", "b": "bias"}           # minicnn weight key -> K
 _HEADER_LIMIT = 64512                                  # bytes an HDF5 attribute may hold (Keras splits longer lists)
 # what a damaged or foreign file makes the readers raise (turned into a ValueError naming the file)
 _UNREADABLE = (OSError, KeyError, TypeError, IndexError, AttributeError, RuntimeError, EOFError,
-               zipfile.BadZipFile, zlib.error, struct.error)
+               zipfile.BadZipFile, zlib.error, struct.error) + npz.ZIP_ERRORS
 
 
 def _h5py():
@@ -74,6 +75,28 @@ def _readable(path, read):
         raise ValueError(f"{path}: {e}") from None
     except _UNREADABLE as e:
         raise ValueError(f"{path} is not a Keras file minicnn can read ({type(e).__name__}: {e})") from None
+
+
+def _values(item, name, limit):
+    """A weight's values, once the item is known to be a numeric dataset of at most `limit` bytes
+    (an HDF5 dataset may declare any shape and read back its fill value: terabytes from a small file)."""
+    dtype, shape = getattr(item, "dtype", None), getattr(item, "shape", None)
+    if dtype is None or shape is None or dtype.kind not in "biuf":
+        raise ValueError(f"{name} is not a numeric dataset (dtype {dtype})")
+    if math.prod(shape) * dtype.itemsize > limit:
+        raise ValueError(f"{name} declares {dtype} {shape}, more bytes than the file can hold ({limit})")
+    return np.asarray(item)
+
+
+def _limit(path):
+    """The most bytes of weights a file of this size can give (npz's zip-bomb ratio)."""
+    return npz.MAX_EXPANSION * os.path.getsize(path)
+
+
+def _member(z, name):
+    """A .keras zip's member, checked first as npz checks one (no zip bomb, no odd compression)."""
+    npz.check_member(z.getinfo(name))
+    return z.read(name)
 
 
 def _mismatch(path, rows):
@@ -125,12 +148,12 @@ def _names(group, attr):
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _arrays(group, attr="weight_names"):
-    """The arrays a legacy HDF5 group lists, in its order."""
-    return [np.asarray(group[name]) for name in _names(group, attr)]
+def _arrays(group, limit, attr="weight_names"):
+    """The arrays a legacy HDF5 group lists, in its order (each at most `limit` bytes)."""
+    return [_values(group[name], f"{group.name}/{name}", limit) for name in _names(group, attr)]
 
 
-def _legacy_weights(root, klayers):
+def _legacy_weights(root, klayers, limit):
     """{KerasLayer: arrays} from a legacy file's model_weights: a group per layer of the model with
     its weights; a nested Sequential's group holds all its layers' trainable weights, then all their
     other weights (Keras's legacy order), dealt out here to its layers."""
@@ -140,7 +163,7 @@ def _legacy_weights(root, klayers):
             groups.setdefault(kl.path[0], []).append(kl)
     found = {}
     for name, members in groups.items():
-        arrays = _arrays(root[name])
+        arrays = _arrays(root[name], limit)
         if members[0].path == (name,):                         # a layer of the model itself
             found[members[0]] = arrays
             continue
@@ -157,7 +180,7 @@ def _legacy_weights(root, klayers):
 
 
 # ---- weights files ------------------------------------------------------------------------------------
-def _read_keras3(h5):
+def _read_keras3(h5, limit):
     """{key: [arrays in Keras's order]} from a Keras 3 .weights.h5 (or a .keras's model.weights.h5):
     each layer's group under layers/, and, for a model nested in the model, its layers' groups
     under its own layers/ (keys "sequential/layers/conv2d")."""
@@ -166,19 +189,20 @@ def _read_keras3(h5):
     def walk(group, prefix):
         for key, layer in group.items():
             variables = layer.get("vars", {})
-            out[prefix + key] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+            out[prefix + key] = [_values(variables[str(i)], f"layers/{prefix}{key}/vars/{i}", limit)
+                                 for i in range(len(variables))]
             if "layers" in layer:
                 walk(layer["layers"], f"{prefix}{key}/layers/")
     walk(h5["layers"], "")
     return out
 
 
-def _read_legacy(h5):
+def _read_legacy(h5, limit):
     """[(layer name, [arrays])] in file order from a legacy HDF5 file (tf.keras save_weights / save)."""
     root = h5["model_weights"] if "model_weights" in h5 else h5
     if not _has_names(root, "layer_names"):
         raise ValueError("neither a Keras 3 weights file nor a legacy HDF5 weights file")
-    return [(name, _arrays(root[name])) for name in _names(root, "layer_names")]
+    return [(name, _arrays(root[name], limit)) for name in _names(root, "layer_names")]
 
 
 def read_keras_weights(path):
@@ -188,17 +212,18 @@ def read_keras_weights(path):
         raise FileNotFoundError(f"no such Keras weights file: {path}")
 
     def read():
+        limit = _limit(path)
         if zipfile.is_zipfile(path):                       # .keras: a zip holding model.weights.h5
             with zipfile.ZipFile(path) as z:
                 if "model.weights.h5" not in z.namelist():
                     raise ValueError("a zip without model.weights.h5; not a .keras file")
-                data = z.read("model.weights.h5")
+                data = _member(z, "model.weights.h5")
             with h5py.File(io.BytesIO(data), "r") as h5:
-                return "keras3", _read_keras3(h5)
+                return "keras3", _read_keras3(h5, limit)
         with h5py.File(path, "r") as h5:
             if "layers" in h5:
-                return "keras3", _read_keras3(h5)
-            return "legacy", _read_legacy(h5)
+                return "keras3", _read_keras3(h5, limit)
+            return "legacy", _read_legacy(h5, limit)
     return _readable(path, read)
 
 
@@ -422,14 +447,15 @@ def _load_keras_zip(h5py, path):
         missing = [n for n in ("config.json", "model.weights.h5") if n not in z.namelist()]
         if missing:
             raise ValueError(f"a zip without {' or '.join(missing)}; not a .keras model file")
-        spec, weights = json.loads(z.read("config.json")), z.read("model.weights.h5")
+        spec, weights = json.loads(_member(z, "config.json")), _member(z, "model.weights.h5")
     model, klayers = model_from_config(spec)
+    limit = _limit(path)
     with h5py.File(io.BytesIO(weights), "r") as h5:
-        data = _read_keras3(h5)
+        data = _read_keras3(h5, limit)
         _assign([(f"{kl.key} ({kl.class_name})", kl.layer, data.get(kl.key)) for kl in klayers
                  if kl.layer is not None], path)
         variables = h5["optimizer/vars"] if "optimizer/vars" in h5 else {}
-        arrays = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+        arrays = [_values(variables[str(i)], f"optimizer/vars/{i}", limit) for i in range(len(variables))]
     _compile(model, klayers, spec.get("compile_config"), arrays, path)
     return model
 
@@ -440,11 +466,12 @@ def _load_legacy(h5py, path):
             raise ValueError("a weights file without a model; build the model and call model.load_weights() on it")
         config = h5.attrs["model_config"]
         model, klayers = model_from_config(json.loads(config.decode() if isinstance(config, bytes) else config))
-        found = _legacy_weights(h5["model_weights"], klayers)
+        limit = _limit(path)
+        found = _legacy_weights(h5["model_weights"], klayers, limit)
         _assign([("/".join(kl.path), kl.layer, found.get(kl)) for kl in klayers if kl.layer is not None], path)
         settings = h5.attrs.get("training_config")
         settings = json.loads(settings.decode() if isinstance(settings, bytes) else settings) if settings else None
-        arrays = _arrays(h5["optimizer_weights"]) if "optimizer_weights" in h5 else []
+        arrays = _arrays(h5["optimizer_weights"], limit) if "optimizer_weights" in h5 else []
     _compile(model, klayers, settings, arrays, path)
     return model
 

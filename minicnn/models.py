@@ -15,10 +15,13 @@ def load_model(filepath, custom_objects=None):
     custom_objects: {class name: class} for user-defined layers, optimizers or schedules."""
     if saving.keras_content(filepath):
         return saving.keras_files["load_model"](filepath)
-    config, meta, arrays = saving.read_model(filepath)
-    klass = Model if "nodes" in config["model"] else Sequential
-    model = klass.from_config(config["model"], custom_objects)
-    return saving.restore_model(model, config, meta, arrays, filepath, custom_objects)
+    return saving.load_model(filepath, _rebuild, custom_objects)
+
+
+def _rebuild(config, custom_objects=None):
+    """The model a file's config describes: a functional Model (its config lists the calls, "nodes")
+    or a Sequential."""
+    return (Model if "nodes" in config else Sequential).from_config(config, custom_objects)
 
 
 def __getattr__(name):

@@ -9,28 +9,41 @@ A model file (save / load_model) adds
     optimizer/iterations   and optimizer/<key>/<weight>/<slot> for every optimizer slot
 Weights are matched by structural key, as Keras 3 does, so layer auto-names do not matter.
 Every write goes to a temporary file in the same folder, is fsynced, then renamed over the
-target: a save interrupted at any point leaves the previous file intact.
+target: a save interrupted at any point leaves the previous file intact (atomic_write).
+Reading trusts nothing in a file: every member, header, table entry and config argument is checked
+before it is used, and every problem is a ValueError naming the file (see "reading" below).
 """
 import json
 import os
+import stat
 import tempfile
 import zipfile
 
 import numpy as np
 
-from minicnn import backend, losses, optimizers
+from minicnn import backend, file_checks, losses, npz, optimizers
+from minicnn.layers.base import weight_cap
 
 FORMAT_WEIGHTS, FORMAT_MODEL, VERSION = "minicnn-weights", "minicnn-model", 1
 
 
 def atomic_write(path, write):
-    """Call write(fileobj) on a temporary file, then atomically rename it to `path`."""
+    """Call write(fileobj) on a temporary file in the target's folder, then rename it over `path`.
+
+    The temporary file is fsynced before the rename, so `path` is at every moment the old file or
+    the new one, whole: after a crash, a full disk, a read-only folder (the old file stays and no
+    temporary file is left), or another process saving to the same path (each rename puts one
+    complete file in place). The file gets the permissions open(path, "w") gives: those of the file
+    it replaces, or for a new file 0666 less the umask (-rw-r--r-- under the usual umask 022), not
+    the -rw------- of a bare temporary file."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
+            _chmod(tmp, mode)
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -47,6 +60,37 @@ def atomic_write(path, write):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _file_mode(path):
+    """The permission bits open(path, "w") would leave: the existing file's (read, write, execute; no
+    set-id bits), or 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _chmod(path, mode):
+    try:
+        os.chmod(path, mode)
+    except OSError:                         # a filesystem without Unix permissions (vfat, some network
+        pass                                # mounts) refuses chmod: its own rule applies, the save goes on
+
+
+def _umask():
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status); elsewhere
+    set and restored at once (the only portable way, racy if another thread creates a file meanwhile)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _json_array(obj):
@@ -95,7 +139,7 @@ def keras_content(filepath):
         try:
             with zipfile.ZipFile(filepath) as z:
                 return "model.weights.h5" in z.namelist()
-        except zipfile.BadZipFile:
+        except npz.ZIP_ERRORS:
             return False                              # (a broken zip: the reader below says what is wrong)
     return False
 
@@ -136,27 +180,26 @@ def save_model(model, filepath):
     atomic_write(filepath, lambda f: np.savez(f, **arrays))
 
 
+# ---- reading: nothing from a file is used before it is checked -------------------------------------
+# npz.read_npz checks every member's .npy header before reading it; file_checks.check_table checks
+# the __minicnn__ table against the arrays, file_checks.check_model_config a model file's
+# architecture (types and ranges of every argument) before any layer is made; load_model builds it
+# under a cap of the weight values the file holds. Every failure is a ValueError naming the file.
 def _read(filepath):
-    """Load every array of a minicnn file into memory, with clear errors for anything else."""
+    """(meta, arrays) of a minicnn file: the __minicnn__ table and {name: array} of the rest."""
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"no such weights/model file: {filepath}")
-    try:
-        with np.load(filepath, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise ValueError(f"{filepath} is not a readable minicnn weights/model file (truncated, corrupted, "
-                         f"or another format): {type(e).__name__}: {e}") from None
+    arrays = npz.read_npz(filepath, "minicnn weights/model file")
     if "__minicnn__" not in arrays:
         raise ValueError(f"{filepath} is a NumPy archive but not a minicnn weights/model file "
                          "(it has no __minicnn__ header)")
-    try:
-        meta = json.loads(arrays.pop("__minicnn__").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{filepath}: corrupted minicnn header: {e}") from None
+    meta = file_checks.json_member(arrays.pop("__minicnn__"), "__minicnn__", filepath)
+    file_checks.expect(isinstance(meta, dict), filepath, "the __minicnn__ header", "a JSON object", meta)
     if meta.get("format") not in (FORMAT_WEIGHTS, FORMAT_MODEL) or meta.get("version") != VERSION:
         raise ValueError(f"{filepath}: unsupported minicnn file format {meta.get('format')!r} "
                          f"version {meta.get('version')!r}")
+    file_checks.check_table(meta, arrays, filepath)
     return meta, arrays
 
 
@@ -185,23 +228,53 @@ def _assign_weights(model, arrays):
             layer.set_weights([arrays[f"{key}/{k}"] for k in layer.weight_keys()])
 
 
+def _held_values(arrays):
+    """How many weight values the file holds: the most a model built from it may create."""
+    return sum(int(arrays[name].size) for name in file_checks.weight_names(arrays))
+
+
 def load_weights(model, filepath):
     if keras_content(filepath):
         return keras_files["load_weights"](model, filepath)
     meta, arrays = _read(filepath)
     if not model.built:
-        model.build(tuple(meta["input_shape"]))
+        with weight_cap(_held_values(arrays), filepath):      # (the file's input shape sizes the weights)
+            model.build(tuple(meta["input_shape"]))
     _check_structure(model, meta, filepath)
     _assign_weights(model, arrays)
 
 
 def read_model(filepath):
-    """(config, meta, arrays) of a file written by save_model: what models.load_model rebuilds from."""
+    """(config, meta, arrays) of a file written by save_model, the config checked
+    (file_checks.check_model_config): what models.load_model rebuilds from."""
     meta, arrays = _read(filepath)
     if meta["format"] != FORMAT_MODEL or "__config__" not in arrays:
         raise ValueError(f"{filepath} holds only weights; build the model and call model.load_weights() on it")
-    config = json.loads(arrays.pop("__config__").tobytes().decode("utf-8"))
+    config = file_checks.json_member(arrays.pop("__config__"), "__config__", filepath)
+    file_checks.check_model_config(config, filepath)
     return config, meta, arrays
+
+
+# what a layer, optimizer or loss made from a checked config may still raise on a bad value
+REBUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+
+
+def load_model(filepath, rebuild, custom_objects=None):
+    """A model from a file written by save_model: read and checked (read_model), rebuilt by
+    rebuild(config, custom_objects) (models._rebuild: a Sequential's or functional Model's
+    from_config) creating at most the weight values the file holds (layers.base.weight_cap), then
+    filled (restore_model). An error raised while rebuilding from the file's config becomes a
+    ValueError naming the file, the original chained."""
+    filepath = os.fspath(filepath)
+    config, meta, arrays = read_model(filepath)
+    try:
+        with weight_cap(_held_values(arrays), filepath):
+            model = rebuild(config["model"], custom_objects)
+            return restore_model(model, config, meta, arrays, filepath, custom_objects)
+    except REBUILD_ERRORS as e:
+        if isinstance(e, ValueError) and filepath in str(e):
+            raise
+        raise ValueError(f"{filepath}: cannot rebuild the model it describes: {type(e).__name__}: {e}") from e
 
 
 def restore_model(model, config, meta, arrays, filepath, custom_objects=None):
@@ -213,16 +286,23 @@ def restore_model(model, config, meta, arrays, filepath, custom_objects=None):
     _assign_weights(model, arrays)
     for key, layer in model.members():
         layer.set_extra_state(config["extra_state"].get(key, {}))
-    compile_config = config.get("compile")
-    if compile_config:
-        model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"], custom_objects),
-                      loss=losses.deserialize(compile_config["loss"]), metrics=compile_config["metrics"])
-        opt = model.optimizer
-        opt.iterations = int(arrays["optimizer/iterations"])
-        if compile_config.get("optimizer_built"):
-            model.trainer.track_optimizer_state()            # lookahead_state: the statistics' slow copies are slots
-            opt.build([(path, layer.params[k]) for path, layer, k in model.variables()])
-            for path, slots in opt.slots.items():
-                for slot, value in slots.items():
-                    value[...] = backend.xp.asarray(arrays[f"optimizer/{path}/{slot}"])
+    if config.get("compile"):
+        _restore_optimizer(model, config["compile"], arrays, filepath, custom_objects)
     return model
+
+
+def _restore_optimizer(model, compile_config, arrays, filepath, custom_objects):
+    """Compile the model as it was saved and give the optimizer its step count and slots."""
+    model.compile(optimizer=optimizers.deserialize(compile_config["optimizer"], custom_objects),
+                  loss=losses.deserialize(compile_config["loss"]), metrics=compile_config["metrics"])
+    opt = model.optimizer
+    opt.iterations = int(file_checks.stored_array(arrays, "optimizer/iterations", (), "iu", filepath))
+    file_checks.expect(0 <= opt.iterations < 2**63, filepath, "optimizer/iterations", "an int in [0, 2**63)",
+                       opt.iterations)
+    if compile_config["optimizer_built"]:
+        model.trainer.track_optimizer_state()            # lookahead_state: the statistics' slow copies are slots
+        opt.build([(path, layer.params[k]) for path, layer, k in model.variables()])
+        for path, slots in opt.slots.items():
+            for slot, value in slots.items():
+                stored = file_checks.stored_array(arrays, f"optimizer/{path}/{slot}", value.shape, "f", filepath)
+                value[...] = backend.xp.asarray(stored)

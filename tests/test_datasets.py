@@ -1,8 +1,10 @@
 """Dataset loaders against small files in the canonical formats: good, tampered, truncated, missing."""
 import collections
+import gzip
 import io
 import os
 import pickle
+import struct
 import tarfile
 
 import numpy as np
@@ -113,6 +115,19 @@ def test_fashion_mnist_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion_mnist, "URL", "http://127.0.0.1:9/")
     with pytest.raises(DatasetError, match="could not download"):
         fashion_mnist.load_data(tmp_path)
+
+
+def test_fashion_mnist_gzip_bomb_and_wrapping_sizes_are_refused(tmp_path, monkeypatch):
+    """A .gz that inflates past any Fashion-MNIST file is refused after 64 MB, not read whole; an IDX
+    header whose sizes multiply past 2**64 is refused, not wrapped around to a size that fits."""
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "nothing")
+    write_fashion_folder(tmp_path / "fashion-mnist")
+    bomb = tmp_path / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(idx_bytes(np.zeros((1, 28, 28), np.uint8))[:16] + bytes(2**26 + 1), 1))
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte.gz holds more than 67108864 bytes"):
+        fashion_mnist.load_data(tmp_path, download_if_missing=False)
+    with pytest.raises(DatasetError, match=r"promises \(65536, 65536, 65536, 65536\) = 18446744073709551616 bytes"):
+        fashion_mnist.parse_idx(b"\x00\x00\x08\x04" + (65536).to_bytes(4, "big") * 4)
 
 
 def test_idx_parsing():
@@ -433,6 +448,49 @@ def test_restricted_unpickler_allows_arrays_only():
                     b"c_codecs\nencode\n(Vx\nVrot13\ntR."):
         with pytest.raises(pickle.UnpicklingError, match="refusing"):
             pickles.RestrictedUnpickler(io.BytesIO(payload), encoding="bytes").load()
+
+
+# Pickles that would make Python's unpickler take memory without bound, or make bytes pass for
+# object pointers (a crash): each is refused by pickles.load before it is unpickled.
+HOSTILE_PICKLES = {
+    "memo index": (b"\x80\x02}r" + struct.pack("<I", 2**31) + b".", r"memo index 2147483648 at byte 3"),
+    "bytes longer than the file": (b"\x80\x04\x8e" + struct.pack("<Q", 2**40) + b"abc",
+                                   r"BINBYTES8 at byte 2 announces 1099511627776 bytes; 3 are left"),
+    "frame longer than the file": (b"\x80\x04\x95" + struct.pack("<Q", 2**40) + b"}.", r"a frame of 1099511627776 bytes"),
+    "void dtype given object flags": (pickle.dumps(np.zeros(1, "V8"), protocol=2), r"refusing dtype 'V8'"),
+    "object array": (pickle.dumps(np.array([1, "a"], dtype=object), protocol=4), r"refusing dtype 'O8'"),
+    "ndarray called": (b"\x80\x02cnumpy\nndarray\nJ\x00\xca\x9a;\x85U\x01O\x86R.", r"refusing to call numpy.ndarray"),
+    "a large empty array": (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\xca\x9a;\x85U\x01b\x87R.",
+                            r"refusing _reconstruct\(..., \(1000000000,\)"),
+    "no STOP": (b"\x80\x02}", r"no STOP before byte 3"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_PICKLES))
+def test_restricted_unpickler_bounds_memory_and_dtypes(tmp_path, name):
+    from minicnn.datasets import pickles
+    payload, message = HOSTILE_PICKLES[name]
+    (tmp_path / "p").write_bytes(payload)
+    with pytest.raises(pickle.UnpicklingError, match=message):
+        pickles.load(tmp_path / "p")
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_cifar_hostile_memory_pickle_is_a_dataset_error(tmp_path, dataset):
+    """A 9-byte batch whose memo index would have the unpickler fill 32 GB, and a batch that is an
+    array where a dict belongs: DatasetErrors naming the file, for CIFAR-10 and CIFAR-100 alike."""
+    if dataset == "cifar10":
+        write_cifar_folder(tmp_path, n_train_batch=4, n_test=4)
+        path, load = tmp_path / "cifar-10-batches-py" / "data_batch_1", lambda: cifar10.load_data(tmp_path, False)
+    else:
+        _write_cifar100_folder(tmp_path)
+        path, load = tmp_path / "cifar-100-python" / "train", lambda: cifar100.load_data(path=tmp_path, download_if_missing=False)
+    path.write_bytes(HOSTILE_PICKLES["memo index"][0])
+    with pytest.raises(DatasetError, match=rf"{path.name} is not a readable CIFAR-10\d? (batch|file) \(UnpicklingError: memo"):
+        load()
+    path.write_bytes(pickle.dumps(np.zeros((1, 3072), np.uint8), protocol=4))
+    with pytest.raises(DatasetError, match=rf"{path.name} is not a readable CIFAR-10\d? (batch|file) \(IndexError"):
+        load()
 
 
 def test_cifar100_broken_and_wrong_files(tmp_path):

@@ -5,8 +5,6 @@ load_data() returns Keras's arrays: (x_train, y_train), (x_test, y_test) with x 
 (md5 c58f30108f718f92721af3b95e74349a) in the data folder, downloaded there if missing and
 extracted to cifar-10-batches-py/; an existing extracted folder is used as it is.
 """
-import pickle
-
 import numpy as np
 
 from minicnn.datasets import pickles
@@ -34,7 +32,7 @@ def _read_batch(path):
         data = np.asarray(data, dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
             raise ValueError(f"data {data.shape} and {len(labels)} labels; expected (n, 3072) and n labels")
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError, TypeError) as e:
+    except pickles.READ_ERRORS as e:
         raise DatasetError(f"{path} is not a readable CIFAR-10 batch ({type(e).__name__}: {e}); delete the "
                            f"{path.parent} folder to extract or download it again") from None
     # planar rows: 1024 red, 1024 green, 1024 blue -> (n, 3, 32, 32) -> NHWC

@@ -12,8 +12,6 @@ in the data folder, downloaded there if missing and extracted to cifar-100-pytho
 extracted folder is used as it is. Its pickles are read with a restricted unpickler (pickles.py):
 they rebuild NumPy arrays and nothing else.
 """
-import pickle
-
 import numpy as np
 
 from minicnn.datasets import pickles
@@ -69,8 +67,7 @@ def _read_split(path, label_mode):
             raise ValueError(f"data {data.shape} and {len(labels)} labels; expected (n, 3072) and n labels")
         if len(labels) and (labels.min() < 0 or labels.max() >= classes):
             raise ValueError(f"{label_mode} labels outside 0..{classes - 1}")
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, IndexError, ValueError, TypeError,
-            AttributeError, OverflowError) as e:
+    except pickles.READ_ERRORS as e:
         raise DatasetError(f"{path} is not a readable CIFAR-100 file ({type(e).__name__}: {e}); delete the "
                            f"{path.parent} folder to extract or download it again") from None
     # planar rows: 1024 red, 1024 green, 1024 blue -> (n, 3, 32, 32) -> NHWC

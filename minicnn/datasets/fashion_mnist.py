@@ -6,6 +6,7 @@ as Keras does. The four canonical IDX files (gzipped or not) are looked for in
 (`apt-get install dataset-fashion-mnist`), and downloaded (md5-checked) if found nowhere.
 """
 import gzip
+import math
 import pathlib
 
 import numpy as np
@@ -18,6 +19,7 @@ FILES = {"train_images": ("train-images-idx3-ubyte", "8d4fb7e6c68d591d4c3dfef9ec
          "test_images": ("t10k-images-idx3-ubyte", "bef4ecab320f06d8554ea6380940ec79"),
          "test_labels": ("t10k-labels-idx1-ubyte", "bb300cfdad3c16e7a12a480ee83cd310")}
 SYSTEM_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
+MAX_FILE_BYTES = 2**26          # 64 MB: the training images are 47 MB
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                "Ankle boot"]
 
@@ -36,7 +38,7 @@ def parse_idx(raw, what="IDX data"):
     if len(raw) < header:
         raise DatasetError(f"{what}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    size = int(np.prod(shape))
+    size = math.prod(shape)                         # (Python ints: no int64 wrap-around)
     if len(raw) - header != size:
         raise DatasetError(f"{what}: IDX header promises {shape} = {size} bytes, the file holds "
                            f"{len(raw) - header} (truncated or corrupted)")
@@ -44,10 +46,16 @@ def parse_idx(raw, what="IDX data"):
 
 
 def _read(path):
+    """One IDX file's array, reading at most MAX_FILE_BYTES (gunzipped): a .gz that inflates past
+    that (a gzip bomb, or not Fashion-MNIST) is refused before it fills memory."""
     try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open(path) if path.suffix == ".gz" else open(path, "rb")) as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except (OSError, EOFError) as e:
         raise DatasetError(f"{path} could not be read ({type(e).__name__}: {e})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise DatasetError(f"{path} holds more than {MAX_FILE_BYTES} bytes (unzipped); the largest "
+                           "Fashion-MNIST file holds 47,040,016")
     return parse_idx(raw, str(path))
 
 

@@ -14,8 +14,11 @@ turns the recorded calls into a Model). Merge layers (Add, Concatenate) take a l
 Shapes exclude the batch axis: input_shape (32, 32, 3) means x has shape (N, 32, 32, 3).
 Only optimizers change params, and they change them in place.
 """
+import contextlib
+import contextvars
 import itertools
 import math
+import operator
 import re
 
 from minicnn import activations, backend, constraints, initializers, kernels
@@ -105,6 +108,34 @@ def entry_count(layers):
     return min(n + 1, len(layers))
 
 
+# ---- a cap on the weights layers may create (load_model builds a file's architecture under it) ----------
+_weight_cap = contextvars.ContextVar("weight_cap", default=None)
+
+
+@contextlib.contextmanager
+def weight_cap(values, source):
+    """Inside this block the layers built may create at most `values` weight values in all, and
+    add_weight refuses, before allocating, a weight past that. load_model builds the architecture
+    a file describes under the number of values the file holds, so a config asking for
+    filters=10**12 is a ValueError naming `source` (the file), not a terabyte allocation."""
+    token = _weight_cap.set({"left": values, "source": source})
+    try:
+        yield
+    finally:
+        _weight_cap.reset(token)
+
+
+def _take_from_cap(layer, key, shape):
+    cap = _weight_cap.get()
+    if cap is None:
+        return
+    if not all(isinstance(d, int) and d >= 0 for d in shape) or math.prod(shape) > cap["left"]:
+        raise ValueError(f"{cap['source']}: layer {layer.name!r} would create weight {key!r} of shape "
+                         f"{tuple(shape)}, more values than the file holds ({cap['left']} left for it): the "
+                         "architecture does not match the file's weights")
+    cap["left"] -= math.prod(shape)
+
+
 def kernel_bias_config(layer):
     """Config entries shared by the layers with a kernel, a bias and an activation (Conv2D, Dense)."""
     return {"activation": activations.serialize(layer.activation), "use_bias": layer.use_bias,
@@ -189,6 +220,8 @@ class Layer:
         return tuple(input_shape)
 
     def add_weight(self, key, shape, initializer, rng, trainable=True, constraint=None):
+        shape = tuple(operator.index(d) for d in shape)
+        _take_from_cap(self, key, shape)
         value = initializers.make(initializers.get(initializer), shape, rng)
         if trainable:
             self.params[key] = value
