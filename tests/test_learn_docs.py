@@ -94,7 +94,8 @@ def test_every_link_names_a_function_defined_in_its_file(chapter):
 
 
 def test_the_figures_exist_and_are_drawn_from_the_kernels():
-    shown = {name for chapter in CHAPTERS for name in re.findall(r"\(figures/([\w.-]+)\)", (LEARN / chapter).read_text())}
+    shown = {name for chapter in CHAPTERS
+             for name in re.findall(r"\(figures/([\w.-]+)\)", (LEARN / chapter).read_text())}
     figures = build.figures()
     assert shown == set(figures)
     for name in shown:

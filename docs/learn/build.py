@@ -26,7 +26,7 @@ ROOT = HERE.parents[1]
 if str(ROOT) not in sys.path:                  # run as a script from anywhere: this checkout's minicnn
     sys.path.insert(0, str(ROOT))
 
-from minicnn import backend, gradcheck, kernels, layers, losses, optimizers, plot  # noqa: E402
+from minicnn import backend, kernels, layers, losses, optimizers, plot  # noqa: E402
 from minicnn.activations import GELU, ReLU, Tanh  # noqa: E402
 from minicnn.kernels import reference  # noqa: E402
 from minicnn.layers.base import window_geometry  # noqa: E402
@@ -127,7 +127,8 @@ def conv_forward():
                  show("Z = cols @ Wm + b", Z),
                  show("y = Z.reshape(N, OH, OW, F): y[0, :, :, 0]", y[0, :, :, 0]),
                  show("y[0, :, :, 1]", y[0, :, :, 1]),
-                 f"Conv2D.forward(x) == (cols @ Wm + b).reshape(1, 3, 3, 2): {np.array_equal(y, Z.reshape(1, 3, 3, 2))}",
+                 "Conv2D.forward(x) == (cols @ Wm + b).reshape(1, 3, 3, 2): "
+                 f"{np.array_equal(y, Z.reshape(1, 3, 3, 2))}",
                  f"shapes: x {x.shape} -> cols {cols.shape};  cols {cols.shape} @ Wm {Wm.shape} -> Z {Z.shape}"
                  f" -> y {y.shape}")
 
@@ -333,7 +334,8 @@ def fast_vs_reference():
     first = next(r for r in range(len(cols)) if _sum32(cols[r] * Wm[:, 0]) != _sum32((cols[r] * Wm[:, 0])[::-1]))
     products = cols[first] * Wm[:, 0]
     show32 = np.format_float_positional
-    lines += ["", f"float32: output row {first}, filter 0: its {len(products)} products of cols @ Wm added in two orders",
+    lines += ["", f"float32: output row {first}, filter 0: its {len(products)} products of cols @ Wm "
+              "added in two orders",
               f"  first to last: {show32(_sum32(products))}", f"  last to first: {show32(_sum32(products[::-1]))}"]
     a, b_, c = np.float32(0.9), np.float32(0.2), np.float32(0.3)
     left, right = (a + b_) + c, a + (b_ + c)
