@@ -9,13 +9,17 @@ Every function returns the matplotlib Figure and, given `path`, also writes it a
     first_layer_filters the first Conv2D layer's kernels as small images
     feature_maps        what each Conv2D/pooling layer outputs for one image
     training_report     all of the last five for a trained model, as PNGs in one folder
+The learner views (docs/learn/), drawn from what minicnn's kernels compute on a small image:
+    im2col_layout       an image's patches and the rows of im2col's matrix they become
+    pool_argmax         max pooling's windows, the cell that wins each one, and the output
 """
 import io
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-from minicnn import backend
+from minicnn import backend, kernels
 from minicnn.layers import AveragePooling2D, Conv2D, MaxPooling2D
 from minicnn.saving import atomic_write
 
@@ -175,3 +179,76 @@ def training_report(model, history, x_test, y_test, class_names, folder, batch_s
     first_layer_filters(model, path=folder / "filters.png")
     feature_maps(model, x_test[0], path=folder / "feature_maps.png")
     return probs
+
+
+# ---- learner views: numbers in grids, from the kernels' real output ----------------------------------
+def _number_grid(ax, a, title, fill=None, digits=0):
+    """The values of a 2-D array written in a grid of cells; fill: {(row, col): colour}."""
+    a = np.asarray(a, dtype=float)
+    R, C = a.shape
+    for (r, c), colour in (fill or {}).items():
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, color=colour, alpha=0.35, lw=0, zorder=0))
+    for r in range(R):
+        for c in range(C):
+            ax.text(c, r, f"{a[r, c]:.{digits}f}", ha="center", va="center", fontsize=9)
+    ax.set_xlim(-0.5, C - 0.5)
+    ax.set_ylim(R - 0.5, -0.5)
+    ax.set_aspect("equal")
+    ax.set_xticks(range(C))
+    ax.set_yticks(range(R))
+    ax.set_xticks(np.arange(-0.5, C, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, R, 1), minor=True)
+    ax.grid(which="minor", color="0.6", lw=0.5)
+    ax.tick_params(which="both", length=0, labelsize=7)
+    ax.set_title(title, fontsize=9)
+
+
+_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple")
+
+
+def im2col_layout(image, KH, KW, strides=(1, 1), rows=(0, 4), path=None):
+    """A one-channel image (H, W), its im2col matrix (kernels.im2col, 'valid' windows), and, in one
+    colour each, the patches that become the given rows: row (oh*OW + ow) holds the window at
+    (oh*sh, ow*sw), read in (i, j) order."""
+    x = np.asarray(image, dtype=float)
+    (H, W), (sh, sw) = x.shape, strides
+    OH, OW = (H - KH) // sh + 1, (W - KW) // sw + 1
+    cols = backend.to_host(kernels.im2col(backend.to_device(x[None, :, :, None]), KH, KW, sh, sw, 0, 0, OH, OW))
+    fig = Figure(figsize=(3 + 0.45 * KH * KW + 0.45 * W, 0.45 * max(H, OH * OW) + 1))
+    grid = fig.add_gridspec(1, 2, width_ratios=(W, KH * KW))
+    left, right = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+    _number_grid(left, x, f"image x ({H}x{W})")
+    fill = {}
+    for k, r in enumerate(rows):
+        colour = _COLOURS[k % len(_COLOURS)]
+        oh, ow = divmod(r, OW)
+        left.add_patch(Rectangle((ow * sw - 0.5, oh * sh - 0.5), KW, KH, fill=False, ec=colour, lw=2.5))
+        fill.update({(r, c): colour for c in range(KH * KW)})
+    _number_grid(right, cols, f"cols = im2col(x)  ({OH * OW}x{KH * KW})", fill)
+    right.set_xticks(range(KH * KW), [f"({i},{j})" for i in range(KH) for j in range(KW)])
+    right.set_yticks(range(OH * OW), [f"{r}: ({r // OW},{r % OW})" for r in range(OH * OW)])
+    right.set_xlabel("(i, j) in the window")
+    right.set_ylabel("row: (oh, ow)")
+    return _finish(fig, path)
+
+
+def pool_argmax(image, pool=2, path=None):
+    """Max pooling of a one-channel image (H, W) with pool x pool windows, stride pool
+    (kernels.maxpool_forward): the windows, the cell that wins each (its arg, i*pool + j, is where
+    backward sends the window's gradient) and the output."""
+    x = np.asarray(image, dtype=float)
+    H, W = x.shape
+    OH, OW = H // pool, W // pool
+    y, arg = kernels.maxpool_forward(backend.to_device(x[None, :, :, None]), pool, pool, pool, pool, 0, 0, OH, OW)
+    y, arg = backend.to_host(y)[0, :, :, 0], backend.to_host(arg)[0, :, :, 0]
+    fig = Figure(figsize=(1 + 0.45 * (W + OW) + 2, 0.45 * H + 1))
+    grid = fig.add_gridspec(1, 2, width_ratios=(W, OW))
+    left, right = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+    winners = {(oh * pool + arg[oh, ow] // pool, ow * pool + arg[oh, ow] % pool): "tab:red"
+               for oh in range(OH) for ow in range(OW)}
+    _number_grid(left, x, f"x ({H}x{W}), winners shaded", winners)
+    for oh in range(OH):
+        for ow in range(OW):
+            left.add_patch(Rectangle((ow * pool - 0.5, oh * pool - 0.5), pool, pool, fill=False, ec="k", lw=2))
+    _number_grid(right, y, f"y ({OH}x{OW})", {(oh, ow): "tab:red" for oh in range(OH) for ow in range(OW)})
+    return _finish(fig, path)
