@@ -118,7 +118,7 @@ def main(argv=None):
     if not args.no_explain:
         explain.write_page(out / "explain.html", model, x_test, y_test, history=history.history,
                            dynamics=dynamics.record, class_names=cifar10.CLASS_NAMES, probs=probs,
-                           title=f"What {entry.name} computes (minicnn.explain)")
+                           title=f"What {entry.name} computes")
     write_json(out / "run.json", {
         "model": entry.name, "tutorial": entry.tutorial, "protocol": entry.protocol(), "args": vars(args),
         "epochs": epochs, "batch_size": batch_size, "train_samples": len(x_train),

@@ -22,6 +22,11 @@ from minicnn.explain.html import document, esc, img, num, section, table
 from minicnn.saving import atomic_write
 
 
+CONTENTS = [("architecture", "architecture"), ("feature-maps", "one image through the layers"),
+            ("dot-product", "one convolution by hand"), ("filters", "filters"), ("softmax", "softmax"),
+            ("dynamics", "training dynamics"), ("history", "history"), ("confusion", "confusion and mistakes")]
+
+
 def page(model, x_test, y_test, history=None, dynamics=None, image=0, class_names=None, probs=None, title=None):
     """The HTML text. x_test: float images as the model takes them (N, H, W, C); y_test: labels
     (ids or one-hot); history: {metric: [per epoch]}; dynamics: TrainingDynamics.record; probs:
@@ -39,7 +44,7 @@ def page(model, x_test, y_test, history=None, dynamics=None, image=0, class_name
                 _dot_product(model, outputs, x), _filters(model), _softmax(model, outputs, class_names,
                                                                                y_true[image], probs[image]),
                 _dynamics(dynamics), _history(history), _mistakes(x_test, y_true, probs, class_names)]
-    return document(title or f"What {model.name} computes", sections)
+    return document(title or f"What {model.name} computes", sections, CONTENTS)
 
 
 def write_page(path, model, x_test, y_test, **kwargs):

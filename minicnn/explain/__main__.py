@@ -32,7 +32,7 @@ def _read_json(path):
 
 
 def load_run(folder):
-    """(model, history, dynamics, dataset name) of a train_cifar.py run folder."""
+    """(model, history, dynamics, dataset name, data folder, model name) of a train_cifar.py run folder."""
     run = _read_json(folder / "run.json")
     if run is None:
         raise SystemExit(f"{folder} has no run.json: not a train_cifar.py run folder")
@@ -41,7 +41,8 @@ def load_run(folder):
     model.load_weights(folder / run["weights"])
     history = _read_json(folder / "history.json") or {}
     history.pop("epoch", None)
-    return model, history, _read_json(folder / "dynamics.json"), entry.dataset, (run.get("args") or {}).get("data_dir")
+    return (model, history, _read_json(folder / "dynamics.json"), entry.dataset,
+            (run.get("args") or {}).get("data_dir"), entry.name)
 
 
 def test_set(name, data_dir, model):
@@ -61,10 +62,11 @@ def main(argv=None):
     args = parse_args(argv)
     path = pathlib.Path(args.path)
     if path.is_dir():
-        model, history, dynamics, dataset, data_dir = load_run(path)
+        model, history, dynamics, dataset, data_dir, name = load_run(path)
         out = pathlib.Path(args.out or path / "explain.html")
     elif path.is_file():
         model, history, dynamics, dataset, data_dir = models.load_model(path), None, None, args.dataset, None
+        name = path.name
         out = pathlib.Path(args.out or path.with_name(path.name + ".explain.html"))
     else:
         print(f"error: {path} is neither a run folder nor a model file", file=sys.stderr)
@@ -77,7 +79,7 @@ def main(argv=None):
     if args.test_limit:
         x, y = x[:args.test_limit], y[:args.test_limit]
     explain.write_page(out, model, x, y, history=history, dynamics=dynamics, image=args.image,
-                       class_names=class_names, title=f"What {path.name} computes")
+                       class_names=class_names, title=f"What {name} computes")
     print(f"wrote {out}")
     return 0
 

@@ -44,7 +44,9 @@ def section(ident, title, body, note=None):
     return f'<section id="{ident}"><h2>{esc(title)}</h2>{intro}{body}</section>\n'
 
 
-def document(title, sections):
+def document(title, sections, contents=()):
+    """The page: title, a line of links to the sections ((anchor, label) pairs), the sections."""
+    links = " · ".join(f'<a href="#{ident}">{esc(label)}</a>' for ident, label in contents)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n<h1>{esc(title)}</h1>\n"
-            + "".join(sections) + "</body></html>\n")
+            + (f'<p class="note">{links}</p>\n' if links else "") + "".join(sections) + "</body></html>\n")
