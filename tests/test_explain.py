@@ -104,6 +104,11 @@ def test_a_functional_model_and_a_model_without_softmax():
     html = explain.page(model, x, y)
     assert "does not end in a softmax" in html and "No training dynamics" in html
     assert 'data-activation="relu"' in html
+    dynamics = TrainingDynamics(x, y)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[dynamics])
+    assert {name for name, row in dynamics.record["layers"].items() if "grad_norm" in row} == {
+        layer.name for layer in model.layers if layer.params}
+    assert "Training dynamics, per layer and epoch" in explain.page(model, x, y, dynamics=dynamics.record)
 
 
 @pytest.mark.parametrize("name", ["tutorial001_model_1", "tutorial003_lenet5", "fast_cifar10"])
@@ -209,3 +214,11 @@ def test_the_browser_checks_catch_what_they_look_for(tmp_path, page):
     checks = browser_checks(browser, planted, tmp_path)
     assert checks["broken"] == ["planted"] and any("planted" in e for e in checks["errors"])
     assert abs(checks["y"] - checks["fmap"]) > 1
+
+
+def test_cli_refuses_an_image_out_of_range(tmp_path, monkeypatch, capsys):
+    model, x, y, _, _ = trained(False)
+    model.save(str(tmp_path / "m.minicnn"))
+    monkeypatch.setattr(cli.DATASETS["mnist"], "load_data", lambda path=None: (None, (x * 255, y.argmax(-1))))
+    assert cli.main([str(tmp_path / "m.minicnn"), "--dataset", "mnist", "--image", "40"]) == 2
+    assert "image must be the index of a test image, in [0, 40), got 40" in capsys.readouterr().err

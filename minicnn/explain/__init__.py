@@ -33,7 +33,7 @@ def page(model, x_test, y_test, history=None, dynamics=None, image=0, class_name
     model.predict(x_test) when already computed."""
     x_test, y_true = np.asarray(x_test), numbers.labels(y_test)
     if not 0 <= image < len(x_test):
-        raise ValueError(f"--image must be in [0, {len(x_test)}), got {image}")
+        raise ValueError(f"image must be the index of a test image, in [0, {len(x_test)}), got {image}")
     if probs is None:
         probs = model.predict(x_test, batch_size=256)
     K = probs.shape[-1]
@@ -85,29 +85,21 @@ def _feature_maps(image, outputs, class_names):
 def _dot_product(model, outputs, x):
     found = numbers.first_conv(model, outputs, x)
     if found is None:
-        return section("dot-product", "One convolution output, by hand", "<p>The model has no Conv2D.</p>")
+        return section("dot-product", "One convolution output, by hand",
+                       "<p>The model has no Conv2D among its top-level layers.</p>")
     name, layer, x_in, y = found
     d = numbers.dot_product(layer, x_in, y)
     x_host = backend.to_host(x_in)[0]
-    pics = (img(figures.data_uri(figures.image(x_host if x_host.shape[-1] in (1, 3) else x_host.mean(-1),
-                                               "input: the receptive field", (d["top"], d["left"], d["KH"], d["KW"]))),
-                "receptive field")
-            + img(figures.data_uri(figures.image(d["fmap_channel"], f"{name} channel 0: the pixel",
-                                                 (d["oh"], d["ow"], 1, 1))), "feature map"))
-    patch = "".join(table([f"c={c}"] + [f"j={j}" for j in range(d["KW"])],
-                          [[f"i={i}"] + [num(d["patch"][i, j, c]) for j in range(d["KW"])] for i in range(d["KH"])])
-                    for c in range(d["C"]))
-    rows = [[f"({k // (d['KW'] * d['C'])}, {k // d['C'] % d['KW']}, {k % d['C']})", num(d["row"][k]),
-             num(d["kernel"][k]), num(d["products"][k], cls="dot-product")] for k in range(len(d["row"]))]
     H, W = x_host.shape[:2]
     outside = d["top"] < 0 or d["left"] < 0 or d["top"] + d["KH"] > H or d["left"] + d["KW"] > W
     padding = " (the part outside the image is the zero padding of 'same')" if outside else ""
+    rows = [[f"({k // (d['KW'] * d['C'])}, {k // d['C'] % d['KW']}, {k % d['C']})", num(d["row"][k]),
+             num(d["kernel"][k]), num(d["products"][k], cls="dot-product")] for k in range(len(d["row"]))]
     body = (f'<div id="dot-panel" data-activation="{esc(d["activation"])}">'
-            f'<div class="row">{pics}</div>'
+            f'<div class="row">{_dot_pictures(name, x_host, d)}</div>'
             f"<p>Output pixel (row {d['oh']}, column {d['ow']}) of channel 0 of <b>{esc(name)}</b>: the "
             f"{d['KH']}×{d['KW']}×{d['C']} window of its input whose top-left corner is at ({d['top']}, {d['left']})"
-            f"{padding}.</p><h3>The receptive field, channel by channel</h3>"
-            f'<div class="row">{patch}</div>'
+            f"{padding}.</p><h3>The receptive field, channel by channel</h3>{_patch_tables(d)}"
             f"<h3>im2col row {d['row_index']} × kernel column 0</h3>"
             "<p class=note>im2col lays this window out as one row (order: kernel row i, column j, "
             "channel c); W reshaped to (KH·KW·C, F) gives one column per filter. The convolution "
@@ -120,9 +112,27 @@ def _dot_product(model, outputs, x):
     return section("dot-product", "One convolution output, by hand", body)
 
 
+def _dot_pictures(name, x_host, d):
+    """The input with the receptive field boxed, the feature map with the pixel boxed."""
+    shown = x_host if x_host.shape[-1] in (1, 3) else x_host.mean(-1)
+    field = figures.image(shown, "input: the receptive field", (d["top"], d["left"], d["KH"], d["KW"]))
+    pixel = figures.image(d["fmap_channel"], f"{name} channel 0: the pixel", (d["oh"], d["ow"], 1, 1))
+    return img(figures.data_uri(field), "receptive field") + img(figures.data_uri(pixel), "feature map")
+
+
+def _patch_tables(d, max_channels=8):
+    """One KH x KW table of input values per channel (the first max_channels)."""
+    tables = [table([f"c={c}"] + [f"j={j}" for j in range(d["KW"])],
+                    [[f"i={i}"] + [num(d["patch"][i, j, c]) for j in range(d["KW"])] for i in range(d["KH"])])
+              for c in range(min(d["C"], max_channels))]
+    more = f'<p class="note">and {d["C"] - max_channels} channels more (all in the row below)</p>' \
+        if d["C"] > max_channels else ""
+    return f'<div class="row">{"".join(tables)}</div>{more}'
+
+
 def _filters(model):
     if not plot._conv_layers(model):
-        return section("filters", "First-layer filters", "<p>The model has no Conv2D.</p>")
+        return section("filters", "First-layer filters", "<p>The model has no Conv2D among its top-level layers.</p>")
     return section("filters", "First-layer filters", img(figures.data_uri(plot.first_layer_filters(model), 60),
                                                          "first-layer filters"),
                    "The first Conv2D's kernels, one image per filter (RGB when it reads 3 channels).")

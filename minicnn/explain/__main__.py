@@ -78,8 +78,12 @@ def main(argv=None):
         return 2
     if args.test_limit:
         x, y = x[:args.test_limit], y[:args.test_limit]
-    explain.write_page(out, model, x, y, history=history, dynamics=dynamics, image=args.image,
-                       class_names=class_names, title=f"What {name} computes")
+    try:
+        explain.write_page(out, model, x, y, history=history, dynamics=dynamics, image=args.image,
+                           class_names=class_names, title=f"What {name} computes")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {out}")
     return 0
 
