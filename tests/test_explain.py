@@ -7,7 +7,6 @@ import pathlib
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -53,6 +52,11 @@ def values(html, pattern):
     return [float(v) for v in re.findall(pattern, html)]
 
 
+def dot_numbers(page):
+    """b, z, act(z) and the feature-map value of the dot-product panel, exact (data-value)."""
+    return [values(page, rf'data-value="([^"]+)"[^>]*id="dot-{k}"')[0] for k in ("bias", "z", "act", "fmap")]
+
+
 def test_the_page_has_every_section_and_only_inline_images(page):
     for ident in SECTIONS:
         assert f'<section id="{ident}">' in page
@@ -66,7 +70,7 @@ def test_the_page_has_every_section_and_only_inline_images(page):
 def test_the_dot_product_gives_the_feature_map_value(page):
     products = values(page, r'data-value="([^"]+)" class="dot-product"')
     assert len(products) == 3 * 3 * 3
-    bias, z, act, fmap = (values(page, rf'data-value="([^"]+)"[^>]*id="dot-{k}"')[0] for k in ("bias", "z", "act", "fmap"))
+    bias, z, act, fmap = dot_numbers(page)
     assert abs(sum(products) + bias - z) < 1e-9
     assert 'data-activation="linear"' in page           # the Conv2D alone; its ReLU is the next layer
     assert abs(z - fmap) < 1e-4 and act == pytest.approx(fmap, abs=1e-4)
@@ -118,7 +122,7 @@ def test_zoo_models(name):
     x = np.random.default_rng(0).random((4,) + tuple(model.input_shape), dtype=np.float32)
     page = explain.page(model, x, np.arange(4), image=1)
     products = values(page, r'data-value="([^"]+)" class="dot-product"')
-    bias, z, act, fmap = (values(page, rf'data-value="([^"]+)"[^>]*id="dot-{k}"')[0] for k in ("bias", "z", "act", "fmap"))
+    bias, z, act, fmap = dot_numbers(page)
     assert abs(sum(products) + bias - z) < 1e-9 and act == pytest.approx(fmap, abs=1e-4)
     assert len(products) == np.prod(model.layers[0].params["W"].shape[:3])
 

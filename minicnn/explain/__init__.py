@@ -73,7 +73,8 @@ def _feature_maps(image, outputs, class_names):
             fig, what = figures.channels(out), f"first {min(16, out.shape[-1])} of {out.shape[-1]} channels"
         else:
             names = class_names if out.shape[-1] == len(class_names) and k == len(outputs) - 1 else None
-            fig, what = figures.vector(out, names), f"{out.size} values" + (", first 256 shown" if out.size > 256 else "")
+            fig = figures.vector(out, names)
+            what = f"{out.size} values" + (", first 256 shown" if out.size > 256 else "")
         if k == len(outputs) - 1 and isinstance(getattr(layer, "activation", None), SoftmaxInTheLoss):
             what += ": the logits (the loss applies the softmax, see below)"
         parts.append(f'<div class="fmap"><h3>{esc(name)} ({esc(type(layer).__name__)}): {what}</h3>'
@@ -148,7 +149,8 @@ def _softmax(model, outputs, class_names, true, probs):
              num(s["exp"][k], 6), num(s["p"][k], 6, cls="softmax-p"), num(probs[k], 6)]
             for k in range(len(z))]
     body = (f"<p>Predicted <b>{esc(class_names[pred])}</b>, true class <b>{esc(class_names[true])}</b>. "
-            f"{esc(how[0].upper() + how[1:])}.</p><p class=formula>p_i = exp(z_i − max z) / Σ_j exp(z_j − max z);  max z = "
+            f"{esc(how[0].upper() + how[1:])}.</p>"
+            "<p class=formula>p_i = exp(z_i − max z) / Σ_j exp(z_j − max z);  max z = "
             f"{num(s['max'])},  Σ_j exp(z_j − max z) = {num(s['sum'], 6, ident='softmax-sum')}</p>"
             + table(["class", "z_i", "z_i − max", "exp(z_i − max)", "p_i", "model.predict"], rows))
     return section("softmax", "The prediction: softmax, step by step", body,
