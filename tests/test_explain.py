@@ -187,9 +187,9 @@ def browser_checks(browser, page, folder):
     which --dump-dom prints."""
     path = folder / "page.html"
     path.write_text(page.replace("<head>", "<head>" + CHECKS, 1), encoding="utf-8")
-    result = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
-                             f"--user-data-dir={folder / 'profile'}", "--virtual-time-budget=10000",
-                             "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120,
+    flags = ["--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage", "--no-first-run",
+             f"--user-data-dir={folder / 'profile'}", "--virtual-time-budget=10000", "--dump-dom"]
+    result = subprocess.run([browser, *flags, path.as_uri()], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "HOME": str(folder)})
     found = re.search(r'<pre id="browser-checks">(.*?)</pre>', result.stdout, re.S)
     assert found, f"no checks in Chromium's DOM (exit {result.returncode}): {result.stderr[-2000:]}"
