@@ -8,8 +8,10 @@
     python examples/train_cifar.py --limit 2000 --epochs 1      # a quick look
 
 Writes into --out: history.json/.csv, best (or final) weights, run.json (versions, backend,
-timings, metrics) and PNGs: training images, accuracy/loss curves, test predictions, confusion
-matrix, first-layer filters, feature maps.
+timings, metrics), PNGs: training images, accuracy/loss curves, test predictions, confusion
+matrix, first-layer filters, feature maps; and explain.html (minicnn.explain: the model's
+arithmetic, one test image through every layer) with dynamics.json (callbacks.TrainingDynamics:
+per-layer statistics each epoch), both left out with --no-explain.
 """
 import argparse
 import pathlib
@@ -19,8 +21,8 @@ import time
 import numpy as np
 
 import minicnn
-from minicnn import backend, plot, zoo
-from minicnn.callbacks import EpochTimer, ModelCheckpoint
+from minicnn import backend, explain, plot, zoo
+from minicnn.callbacks import EpochTimer, ModelCheckpoint, TrainingDynamics
 from minicnn.datasets import cifar10
 from minicnn.datasets.fetch import DatasetError
 from minicnn.utils import environment_info, to_categorical, write_history, write_json
@@ -38,6 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="train on the first N training images only")
     p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    p.add_argument("--no-explain", action="store_true",
+                   help="no explain.html at the end and no per-layer statistics (dynamics.json) during training")
     p.add_argument("--list-models", action="store_true", help="print the zoo table and exit")
     return p.parse_args(argv)
 
@@ -92,6 +96,9 @@ def main(argv=None):
     weights = out / ("best.weights.npz" if entry.checkpoint else "final.weights.npz")
     timer = EpochTimer()
     callbacks = [timer]
+    if not args.no_explain:              # per-layer statistics each epoch, on 64 validation images
+        dynamics = TrainingDynamics(x_valid, y_valid, path=out / "dynamics.json")
+        callbacks.append(dynamics)
     if entry.checkpoint:
         callbacks.append(ModelCheckpoint(str(weights), monitor="val_loss", verbose=1, save_best_only=True,
                                          save_weights_only=True))
@@ -107,12 +114,17 @@ def main(argv=None):
     test_loss, test_acc = model.evaluate(x_test, y_test, verbose=0)
     print(f"\nTest accuracy: {test_acc:.4f}  (test loss {test_loss:.4f}, {'best-val_loss' if entry.checkpoint else 'last-epoch'} weights)")
 
-    plot.training_report(model, history, x_test, y_test, cifar10.CLASS_NAMES, out)
+    probs = plot.training_report(model, history, x_test, y_test, cifar10.CLASS_NAMES, out)
+    if not args.no_explain:
+        explain.write_page(out / "explain.html", model, x_test, y_test, history=history.history,
+                           dynamics=dynamics.record, class_names=cifar10.CLASS_NAMES, probs=probs,
+                           title=f"What {entry.name} computes")
     write_json(out / "run.json", {
         "model": entry.name, "tutorial": entry.tutorial, "protocol": entry.protocol(), "args": vars(args),
         "epochs": epochs, "batch_size": batch_size, "train_samples": len(x_train),
         "validation_samples": len(x_valid), "epoch_seconds": timer.times, "train_seconds": train_seconds,
         "test_accuracy": test_acc, "test_loss": test_loss, "weights": weights.name,
+        "explain": None if args.no_explain else "explain.html",
         "best_epoch": int(np.argmin(history.history["val_loss"])) + 1 if history.history else None,
         "stopped": model.stop_reason, "environment": environment_info()})
     print(f"wrote {sorted(p.name for p in out.iterdir())} to {out}")

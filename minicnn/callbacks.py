@@ -1,5 +1,6 @@
 """Callbacks called by fit(): History, ProgbarLogger, ModelCheckpoint, EarlyStopping, TerminateOnNaN,
-ReduceLROnPlateau, LearningRateScheduler, CSVLogger, LambdaCallback, and minicnn's FreezeAfter, EpochTimer.
+ReduceLROnPlateau, LearningRateScheduler, CSVLogger, LambdaCallback, and minicnn's FreezeAfter, EpochTimer,
+TrainingDynamics (per-layer activation statistics, gradient norms and update ratios, for minicnn.explain).
 
 Hooks: on_train_begin/end(logs), on_epoch_begin(epoch), on_epoch_end(epoch, logs),
 on_train_batch_end(step, logs). `logs` at batch end is a callable returning the running
@@ -9,6 +10,7 @@ import collections.abc
 import csv
 import inspect
 import io
+import json
 import math
 import os
 import sys
@@ -565,6 +567,105 @@ class EpochTimer(Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self._start)
 
+
+def layer_outputs(model, x):
+    """[(name, layer, output)] for the batch x in inference mode: each layer of a Sequential run on
+    its own, in turn (a Conv2D and the ReLU after it give two outputs; the head gives its logits when
+    the loss owns its softmax), or each layer call of a functional Model in the graph's order."""
+    if not hasattr(model, "_nodes"):
+        out = []
+        for layer in model.layers:
+            x = layer.forward(x, training=False)
+            out.append((layer.name, layer, x))
+        return out
+    values, out, calls = [], [], {}
+    for node in model._nodes:
+        args = [x if p < 0 else values[p] for p in node.inputs]
+        values.append(node.layer.forward(args if node.many else args[0], training=False))
+        calls[node.layer] = calls.get(node.layer, 0) + 1
+        name = node.layer.name + (f" (call {calls[node.layer]})" if calls[node.layer] > 1 else "")
+        out.append((name, node.layer, values[-1]))
+    return out
+
+
+def _weights_and_grads(layer):
+    """[(w, dw)] of every trainable array in a layer, or in every layer inside a container."""
+    inner = layer.sublayers() if hasattr(layer, "sublayers") else [layer]
+    return [(sub.params[k], sub.grads[k]) for sub in inner for k in sub.params if k in sub.grads]
+
+
+def _norm(arrays):
+    return math.sqrt(sum(float((a.astype("float64") ** 2).sum()) for a in arrays))
+
+
+class TrainingDynamics(Callback):
+    """minicnn's own, for minicnn.explain: what training does inside the network, per layer and epoch.
+
+        activation_mean, activation_std, zero_fraction   of each layer's output on a fixed probe
+                                                         batch (the first `probe_size` of x)
+        grad_norm      ||dL/dW|| over the layer's weights, from one backward pass on the probe
+                       batch (computed and put back: the optimizer never sees it)
+        update_ratio   ||W_end - W_start|| / ||W_start|| over the epoch (how far the weights moved)
+
+    The probe runs in inference mode (no Dropout masks drawn, BatchNormalization's moving
+    statistics used and left alone) and each layer's gradient buffers get their values back, so
+    training with and without this callback gives the same weights. `record` holds the numbers;
+    with `path`, they are also written there as JSON (atomically) after each epoch.
+    """
+
+    def __init__(self, x, y, path=None, probe_size=64):
+        if len(x) < 1 or len(x) != len(y):
+            raise ValueError(f"TrainingDynamics needs a probe batch of images and their labels, got {len(x)} "
+                             f"images and {len(y)} labels")
+        self.x, self.y = np.asarray(x[:probe_size]), np.asarray(y[:probe_size])
+        self.path = path
+        self.record = {"probe_size": len(self.x), "epochs": [], "layers": {}}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = [[w.copy() for w, _ in _weights_and_grads(layer)] for layer in self.model.layers]
+
+    def on_epoch_end(self, epoch, logs=None):
+        model = self.model
+        self.record["epochs"].append(epoch + 1)
+        x = backend.to_device(self.x, backend.floatx())
+        for name, layer, out in layer_outputs(model, x):
+            row = self.record["layers"].setdefault(name, {"class": type(layer).__name__})
+            out = out.astype("float64")
+            for key, value in (("activation_mean", out.mean()), ("activation_std", out.std()),
+                               ("zero_fraction", (out == 0).mean())):
+                row.setdefault(key, []).append(float(value))
+        grad_norms = self._probe_gradients(x)
+        for layer, start in zip(model.layers, self._start):
+            pairs = _weights_and_grads(layer)
+            if not pairs:
+                continue
+            row = self.record["layers"][layer.name]
+            moved = _norm([w - w0 for (w, _), w0 in zip(pairs, start)]) / max(_norm(start), 1e-30)
+            row.setdefault("grad_norm", []).append(grad_norms[layer.name])
+            row.setdefault("update_ratio", []).append(moved)
+        if self.path is not None:
+            text = json.dumps(self.record, indent=1) + "\n"
+            atomic_write(self.path, lambda f: f.write(text.encode()))
+
+    def _probe_gradients(self, x):
+        """{layer name: ||dL/dW||} from one inference-mode forward and backward on the probe batch;
+        every gradient buffer (and scratch buffer) gets its values back afterwards."""
+        model = self.model
+        inner = list(model.sublayers())
+        saved = [(g, g.copy()) for layer in inner for g in layer.grads.values()]
+        workspaces = [(layer, dict(layer.__dict__.get("_workspaces", {}))) for layer in inner]
+        try:
+            out = model.forward(x, training=False)
+            model._loss_and_grad(out, backend.to_device(self.y))
+            return {layer.name: _norm([g for _, g in _weights_and_grads(layer)])
+                    for layer in model.layers if _weights_and_grads(layer)}
+        finally:
+            for g, values in saved:
+                g[...] = values
+            for layer, ws in workspaces:
+                layer.__dict__["_workspaces"] = ws
+                layer.cache = None
+            model.__dict__.pop("logits", None)
 
 def __getattr__(name):
     raise _keras_names.missing("callbacks", name, globals())

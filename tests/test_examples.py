@@ -58,6 +58,26 @@ def test_train_cifar_end_to_end(tmp_path):
     assert record["environment"]["backend"] == "cpu" and "numpy" in record["environment"]
     with np.load(out / "best.weights.npz") as w:
         assert "conv2d/W" in w.files and w["conv2d/W"].shape == (3, 3, 3, 16)
+    page = (out / "explain.html").read_text()               # minicnn.explain, with the run's dynamics
+    assert record["explain"] == "explain.html" and '<section id="dot-product">' in page
+    assert "No training dynamics recorded" not in page and 'src="http' not in page
+    dynamics = json.loads((out / "dynamics.json").read_text())
+    assert dynamics["epochs"] == [1] and len(dynamics["layers"]["conv2d"]["grad_norm"]) == 1
+    again = subprocess.run([sys.executable, "-m", "minicnn.explain", str(out), "--image", "5", "--out",
+                            str(out / "again.html")], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert '<section id="dynamics">' in (out / "again.html").read_text()
+
+
+def test_train_cifar_no_explain(tmp_path):
+    write_cifar_folder(tmp_path / "data", n_train_batch=120, n_test=100)
+    out = tmp_path / "out"
+    result = run("train_cifar.py", "--model", "tutorial003_small", "--limit", "64", "--epochs", "1", "--data-dir",
+                 str(tmp_path / "data"), "--out", str(out), "--verbose", "0", "--no-explain")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not (out / "explain.html").exists() and not (out / "dynamics.json").exists()
+    assert json.loads((out / "run.json").read_text())["explain"] is None
 
 
 def test_train_cifar_without_data_is_a_clear_error(tmp_path):
