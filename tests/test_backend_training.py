@@ -158,3 +158,27 @@ def test_uint8_data_and_sparse_labels(backend):
     assert np.isfinite(history.history["loss"][0])
     out = model.predict(xu[:7].astype(np.float32), batch_size=3)
     assert out.shape == (7, 10) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.backends("reference", "gpu")
+def test_functional_model_training_matches_the_fast_cpu(backend):
+    """A functional Model (a fork, Add, Concatenate and a Dense called twice) trains to the fast
+    CPU's parameters: on the GPU its forward and backward are captured in the CUDA graph."""
+    from minicnn import Input, Model
+    from minicnn.layers import Add, Concatenate
+    x, y, _ = toy_data(192)
+
+    def train():
+        B.set_seed(0)
+        inputs = Input(shape=(16, 16, 3))
+        a = Conv2D(8, 3, padding="same", activation="relu")(inputs)
+        b = Conv2D(8, 1, activation="tanh")(inputs)
+        h = MaxPooling2D(4)(Concatenate()([Add()([a, b]), b]))
+        shared = Dense(16, activation="relu")
+        left, right = shared(Flatten()(h)), shared(Flatten()(Conv2D(16, 1)(h)))
+        model = Model(inputs, Dense(10, activation="softmax")(Add()([left, right])))
+        model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+        model.seed = 3
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        return model
+    _assert_same_parameters(*_on_both(backend, train))
