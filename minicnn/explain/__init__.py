@@ -98,10 +98,10 @@ def _dot_product(model, outputs, x):
              num(d["kernel"][k]), num(d["products"][k], cls="dot-product")] for k in range(len(d["row"]))]
     body = (f'<div id="dot-panel" data-activation="{esc(d["activation"])}">'
             f'<div class="row">{_dot_pictures(name, x_host, d)}</div>'
-            f"<p>Output pixel (row {d['oh']}, column {d['ow']}) of channel 0 of <b>{esc(name)}</b>: the "
+            f"<p>Output pixel (row {d['oh']}, column {d['ow']}) of channel {d['channel']} of <b>{esc(name)}</b>: the "
             f"{d['KH']}×{d['KW']}×{d['C']} window of its input whose top-left corner is at ({d['top']}, {d['left']})"
             f"{padding}.</p><h3>The receptive field, channel by channel</h3>{_patch_tables(d)}"
-            f"<h3>im2col row {d['row_index']} × kernel column 0</h3>"
+            f"<h3>im2col row {d['row_index']} × kernel column {d['channel']}</h3>"
             "<p class=note>im2col lays this window out as one row (order: kernel row i, column j, "
             "channel c); W reshaped to (KH·KW·C, F) gives one column per filter. The convolution "
             "is the product of the two: one dot product per output pixel and filter.</p>"
@@ -117,7 +117,7 @@ def _dot_pictures(name, x_host, d):
     """The input with the receptive field boxed, the feature map with the pixel boxed."""
     shown = x_host if x_host.shape[-1] in (1, 3) else x_host.mean(-1)
     field = figures.image(shown, "input: the receptive field", (d["top"], d["left"], d["KH"], d["KW"]))
-    pixel = figures.image(d["fmap_channel"], f"{name} channel 0: the pixel", (d["oh"], d["ow"], 1, 1))
+    pixel = figures.image(d["fmap_channel"], f"{name} channel {d['channel']}: the pixel", (d["oh"], d["ow"], 1, 1))
     return img(figures.data_uri(field), "receptive field") + img(figures.data_uri(pixel), "feature map")
 
 

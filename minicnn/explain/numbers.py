@@ -69,10 +69,13 @@ def _act(name, z):
     return float(backend.to_host(kernels.activation_forward(a, name))[0, 0])
 
 
-def dot_product(layer, x_in, y, channel=0):
-    """One output pixel of a Conv2D: the pixel with the largest value in `channel` of y.
+def dot_product(layer, x_in, y, channel=None):
+    """One output pixel of a Conv2D: the pixel with the largest value in `channel` of y (None: the
+    channel holding the largest value of all, so never a channel the relu silenced).
     x_in (1, H, W, C) is the layer's input, y (1, OH, OW, F) its output (from its real forward)."""
     x_in, y = backend.to_host(x_in).astype(np.float64), backend.to_host(y)
+    if channel is None:
+        channel = int(np.argmax(y[0].reshape(-1, y.shape[-1]).max(axis=0)))
     (KH, KW), (sh, sw) = layer.kernel_size, layer.strides
     OH, OW, pt, pl = layer.geometry
     oh, ow = np.unravel_index(int(np.argmax(y[0, :, :, channel])), (OH, OW))
