@@ -105,6 +105,7 @@ class Model(Sequential):
         inputs, outputs = _single(inputs, "inputs"), _single(outputs, "outputs")
         super().__init__(name=name or unique_name("functional"), trainable=trainable)
         graph = trace(inputs, outputs)
+        self._input, self._output = inputs, outputs
         self._nodes = [Node(t.layer, parents, t.many) for t, parents in graph[1:]]
         for node in self._nodes:
             node.inputs = [p - 1 for p in node.inputs]            # position -1: the model's input
@@ -127,6 +128,19 @@ class Model(Sequential):
     @property
     def layers(self):
         return list(self._layers)
+
+    @property
+    def input(self):
+        """The KerasTensor the model was built from (Keras's model.input; also model.inputs)."""
+        return self._input
+
+    @property
+    def output(self):
+        """The output's KerasTensor (Keras's model.output; also model.outputs)."""
+        return self._output
+
+    inputs = property(lambda self: [self._input])
+    outputs = property(lambda self: [self._output])
 
     def add(self, layer):
         raise TypeError("a functional Model's layers are fixed by Model(inputs, outputs); add() is Sequential's")

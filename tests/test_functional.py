@@ -206,3 +206,20 @@ def test_eager_calls_of_merge_layers(rng):
     np.testing.assert_array_equal(Add()([a, b]), a + b)
     np.testing.assert_array_equal(Concatenate()([a, b]), np.concatenate([a, b], axis=-1))
     Activation("relu")(a)                                       # single-array calls unchanged
+
+
+def test_a_feature_model_from_layer_outputs(rng):
+    """Keras's feature-extraction idiom: Model(model.input, model.layers[i].output) shares the
+    layers (and weights) of the model it is cut from."""
+    inputs = Input(shape=(6, 6, 2))
+    conv = Conv2D(3, 3, padding="same", activation="relu")
+    model = Model(inputs, Dense(2)(Flatten()(conv(inputs))))
+    assert model.input is inputs and model.inputs == [inputs] and model.outputs == [model.output]
+    features = Model(model.input, model.layers[1].output)
+    x = rng.standard_normal((2, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_array_equal(features.predict(x), conv.forward(x))
+    assert features.layers[1] is conv and features.count_params() == conv.count_params()
+    shared = Dense(2)
+    shared(shared(Input(shape=(2,))))
+    with pytest.raises(AttributeError, match="called 2 times"):
+        shared.output

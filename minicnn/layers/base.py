@@ -266,7 +266,19 @@ class Layer:
         elif shape != tuple(self.input_shape):
             raise ValueError(f"layer {self.name!r} was built for input {self.input_shape} and is now called "
                              f"on {shape}; a layer called twice (shared) takes inputs of one shape")
-        return KerasTensor(self.output_shape, self, x if many else [x], many)
+        out = KerasTensor(self.output_shape, self, x if many else [x], many)
+        self.__dict__.setdefault("_symbolic_outputs", []).append(out)
+        return out
+
+    @property
+    def output(self):
+        """Keras's layer.output: the KerasTensor this layer's call produced (functional API), e.g.
+        Model(model.input, model.layers[3].output) for a model of the first layers' features."""
+        calls = self.__dict__.get("_symbolic_outputs", [])
+        if len(calls) != 1:
+            raise AttributeError(f"layer {self.name!r} has been called {len(calls)} times on KerasTensors; "
+                                 "layer.output exists for a layer called exactly once (functional API)")
+        return calls[0]
 
     # ---- weights --------------------------------------------------------------------------
     def weight_keys(self):
