@@ -568,26 +568,6 @@ class EpochTimer(Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def layer_outputs(model, x):
-    """[(name, layer, output)] for the batch x in inference mode: each layer of a Sequential run on
-    its own, in turn (a Conv2D and the ReLU after it give two outputs; the head gives its logits when
-    the loss owns its softmax), or each layer call of a functional Model in the graph's order."""
-    if not hasattr(model, "_nodes"):
-        out = []
-        for layer in model.layers:
-            x = layer.forward(x, training=False)
-            out.append((layer.name, layer, x))
-        return out
-    values, out, calls = [], [], {}
-    for node in model._nodes:
-        args = [x if p < 0 else values[p] for p in node.inputs]
-        values.append(node.layer.forward(args if node.many else args[0], training=False))
-        calls[node.layer] = calls.get(node.layer, 0) + 1
-        name = node.layer.name + (f" (call {calls[node.layer]})" if calls[node.layer] > 1 else "")
-        out.append((name, node.layer, values[-1]))
-    return out
-
-
 def _weights_and_grads(layer):
     """[(w, dw)] of every trainable array in a layer, or in every layer inside a container."""
     inner = layer.sublayers() if hasattr(layer, "sublayers") else [layer]
@@ -628,7 +608,7 @@ class TrainingDynamics(Callback):
         model = self.model
         self.record["epochs"].append(epoch + 1)
         x = backend.to_device(self.x, backend.floatx())
-        for name, layer, out in layer_outputs(model, x):
+        for name, layer, out in model.layer_outputs(x):
             row = self.record["layers"].setdefault(name, {"class": type(layer).__name__})
             out = out.astype("float64")
             for key, value in (("activation_mean", out.mean()), ("activation_std", out.std()),

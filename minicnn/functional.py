@@ -216,6 +216,18 @@ class Model(Sequential):
                 layer.grads[k][...] = total
         return grads.get(-1) if self.input_grad else None
 
+    def layer_outputs(self, x):
+        """[(name, layer, output)] for the batch x in inference mode, one per layer call in the
+        graph's order (a shared layer's later calls named 'name (call k)'): what feature maps show."""
+        values, out, calls = [], [], {}
+        for node in self._nodes:
+            args = [x if p < 0 else values[p] for p in node.inputs]
+            values.append(node.layer.forward(args if node.many else args[0], training=False))
+            calls[node.layer] = calls.get(node.layer, 0) + 1
+            name = node.layer.name + (f" (call {calls[node.layer]})" if calls[node.layer] > 1 else "")
+            out.append((name, node.layer, values[-1]))
+        return out
+
     @staticmethod
     def _sum_shared(layer, sums):
         """Add this call's weight gradients of a shared layer to the running sums."""

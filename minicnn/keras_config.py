@@ -27,7 +27,7 @@ from minicnn import layers as L
 from minicnn import optimizers as O
 from minicnn.constraints import MaxNorm
 from minicnn.functional import Model, keras_layer_order, trace
-from minicnn.layers.base import KerasTensor, snake_case
+from minicnn.layers.base import KerasTensor, snake_case, structural_keys
 from minicnn.layers.core import InputLayer
 from minicnn.model import Residual, Sequential
 from minicnn.training.trainer import ACCURACY_NAMES
@@ -418,17 +418,6 @@ class KerasLayer:
         return self.layer.get_weights() if self.layer is not None else []
 
 
-def weight_keys(class_names):
-    """Keras 3 files key each layer's weights by its class name in snake_case, made unique by
-    position (conv2d, conv2d_1, ...): the keys of a model's layers, in Keras's order."""
-    counts, keys = {}, []
-    for class_name in class_names:
-        base = snake_case(class_name)
-        keys.append(base if base not in counts else f"{base}_{counts[base]}")
-        counts[base] = counts.get(base, 0) + 1
-    return keys
-
-
 class KerasTwin:
     """A minicnn model as Keras holds it: a Sequential for a plain stack; otherwise a functional
     graph, where nested Sequentials and Models are unrolled and a Residual is its branch and its
@@ -456,7 +445,7 @@ class KerasTwin:
             self._node[position] = len(t.layer.calls)
             t.layer.calls.append((parents, t.many))
         keyed = self.layers[0 if self.functional else 1:]          # (a Sequential's InputLayer has no group)
-        for kl, key in zip(keyed, weight_keys([kl.class_name for kl in keyed])):
+        for kl, key in zip(keyed, structural_keys(kl.class_name for kl in keyed)):
             kl.key = key
 
     def _twin(self, layer):
@@ -588,7 +577,7 @@ def _keyed(level):
     """The KerasLayers of one model's layers, given as [(entry, the KerasLayers it holds)] in
     Keras's order, with their keys and paths; a nested Sequential's sit under its key and name."""
     out = []
-    for (entry, held), key in zip(level, weight_keys([entry["class_name"] for entry, _ in level])):
+    for (entry, held), key in zip(level, structural_keys(entry["class_name"] for entry, _ in level)):
         for kl in held:
             if entry["class_name"] == "Sequential":            # a layer of a nested model
                 kl.key, kl.path = f"{key}/layers/{kl.key}", (_entry_name(entry), *kl.path)

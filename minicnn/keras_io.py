@@ -11,7 +11,7 @@ The JSON inside (architecture, compile settings) is keras_config's; this module 
     .keras             a zip: metadata.json (Keras version, date), config.json (the model) and
                        model.weights.h5, laid out as a .weights.h5:
     .weights.h5        layers/<key>/vars/0, 1, ...   each layer's weights, in Keras's order, under its
-                                                     key (conv2d, conv2d_1, ...: keras_config.weight_keys)
+                                                     key (conv2d, conv2d_1, ...: layers.base.structural_keys)
                        optimizer/vars/0, 1, ...      the optimizer's variables (.keras only; _optimizer_layout)
                        vars                          the model's own variables (none)
     legacy .h5         attributes model_config and training_config (JSON), keras_version, backend;

@@ -7,7 +7,7 @@ they hand the work to ``model.trainer`` (training/trainer.py), where the trainin
 and callbacks live.
 """
 from minicnn import backend, kernels, layers, saving
-from minicnn.layers.base import KerasTensor, Layer, entry_count, fused_pairs, snake_case
+from minicnn.layers.base import KerasTensor, Layer, entry_count, fused_pairs, structural_keys
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
 from minicnn.training.methods import TrainingMethods
@@ -102,13 +102,7 @@ class Sequential(Layer, TrainingMethods):
 
     def structural_keys(self):
         """Keras 3's weight-file keys: snake_case class name, made unique by position."""
-        counts, keys = {}, []
-        for layer in self.layers:
-            base = snake_case(type(layer).__name__)
-            n = counts.get(base, 0)
-            counts[base] = n + 1
-            keys.append(base if n == 0 else f"{base}_{n}")
-        return keys
+        return structural_keys(type(layer).__name__ for layer in self.layers)
 
     def _build_layer(self, layer, shape, index):
         layer.input_grad = index >= entry_count(self.layers) or self._input_grad
@@ -172,6 +166,15 @@ class Sequential(Layer, TrainingMethods):
             if dout is None:
                 break
         return dout
+
+    def layer_outputs(self, x):
+        """[(name, layer, output)] for the batch x in inference mode, each layer run on its own in
+        turn (a Conv2D and the ReLU after it give two outputs): what feature maps show."""
+        out = []
+        for layer in self.layers:
+            x = layer.forward(x, training=False)
+            out.append((layer.name, layer, x))
+        return out
 
     def members(self):
         """(key, layer) for every layer holding weights or state, in Keras order: here the stack's

@@ -149,11 +149,8 @@ def first_layer_filters(model, path=None, cols=8):
 def feature_maps(model, image, path=None, max_channels=8):
     """One row per Conv2D/pooling layer: the first channels of its output for one image."""
     x = backend.to_device(np.asarray(image, dtype=backend.floatx())[None])
-    rows = []
-    for layer in model.layers:
-        x = layer.forward(x, training=False)
-        if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D)):
-            rows.append((layer.name, backend.to_host(x[0])))
+    rows = [(name, backend.to_host(y[0])) for name, layer, y in model.layer_outputs(x)
+            if isinstance(layer, (Conv2D, MaxPooling2D, AveragePooling2D))]
     fig = Figure(figsize=((max_channels + 1) * 1.3, len(rows) * 1.4))
     for r, (name, fmap) in enumerate(rows):
         ax = fig.add_subplot(len(rows), max_channels + 1, r * (max_channels + 1) + 1)

@@ -223,3 +223,18 @@ def test_a_feature_model_from_layer_outputs(rng):
     shared(shared(Input(shape=(2,))))
     with pytest.raises(AttributeError, match="called 2 times"):
         shared.output
+
+
+def test_feature_maps_follow_the_graph(rng):
+    """model.layer_outputs runs the calls (a graph's layers in Keras's order are not a chain), so
+    plot.feature_maps draws a branching model too."""
+    from minicnn import plot
+    inputs = Input(shape=(6, 6, 3))
+    a = Conv2D(2, 3, padding="same")(inputs)
+    b = Conv2D(4, 1)(inputs)
+    model = Model(inputs, Dense(2)(Flatten()(Concatenate()([a, MaxPooling2D(1)(b)]))))
+    x = rng.random((1, 6, 6, 3), dtype=np.float32)
+    outputs = model.layer_outputs(x)
+    assert [layer for _, layer, _ in outputs] == [node.layer for node in model._nodes]
+    np.testing.assert_array_equal(outputs[-1][2], model.predict(x))
+    assert plot.feature_maps(model, x[0]) is not None

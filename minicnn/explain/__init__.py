@@ -16,7 +16,6 @@ import numpy as np
 
 from minicnn import backend, plot
 from minicnn.activations import SoftmaxInTheLoss
-from minicnn.callbacks import layer_outputs
 from minicnn.explain import figures, numbers
 from minicnn.explain.html import document, esc, img, num, section, table
 from minicnn.saving import atomic_write
@@ -39,7 +38,7 @@ def page(model, x_test, y_test, history=None, dynamics=None, image=0, class_name
     K = probs.shape[-1]
     class_names = list(class_names) if class_names is not None else [str(k) for k in range(K)]
     x = backend.to_device(x_test[image:image + 1], backend.floatx())
-    outputs = layer_outputs(model, x)
+    outputs = model.layer_outputs(x)
     sections = [_architecture(model, outputs), _feature_maps(x_test[image], outputs, class_names),
                 _dot_product(model, outputs, x), _filters(model), _softmax(model, outputs, class_names,
                                                                                y_true[image], probs[image]),

@@ -45,13 +45,13 @@ def formula(layer):
 
 
 def architecture(model, outputs):
-    """[(name, class, output shape, params, formula)] for each layer output of callbacks.layer_outputs."""
+    """[(name, class, output shape, params, formula)] for each layer output of model.layer_outputs."""
     return [(name, type(layer).__name__, "×".join(str(d) for d in out.shape[1:]), layer.count_params(),
              formula(layer)) for name, layer, out in outputs]
 
 
 def first_conv(model, outputs, x):
-    """(name, layer, its input, its output) for the first Conv2D among outputs (callbacks.layer_outputs
+    """(name, layer, its input, its output) for the first Conv2D among outputs (model.layer_outputs
     of model on the image x), or None. In a Sequential its input is the output before it; in a
     functional Model, the output of the call it reads."""
     for k, (name, layer, out) in enumerate(outputs):

@@ -28,6 +28,18 @@ def snake_case(name):
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower().replace("2_d", "2d")
 
 
+def structural_keys(class_names):
+    """Keras 3's weight-file keys of a model's layers, in order: each class name in snake_case,
+    made unique by position (conv2d, conv2d_1, ...)."""
+    counts, keys = {}, []
+    for class_name in class_names:
+        base = snake_case(class_name)
+        n = counts.get(base, 0)
+        counts[base] = n + 1
+        keys.append(base if n == 0 else f"{base}_{n}")
+    return keys
+
+
 def unique_name(prefix):
     """Keras-style auto names: conv2d, conv2d_1, conv2d_2, ... (one counter per prefix, per process)."""
     counter = backend.name_counters.setdefault(prefix, itertools.count())
