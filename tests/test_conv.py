@@ -202,6 +202,55 @@ def test_implicit_forward_reads_the_input_in_place(shape, k, padding, F, rng):
         cpu_conv.set_tile_bytes(None)
 
 
+@pytest.mark.parametrize("shape,k,padding,F", [((2, 9, 11, 3), 3, "same", 17), ((3, 12, 10, 5), 5, "valid", 8),
+                                               ((2, 9, 9, 20), 5, "same", 24), ((1, 6, 7, 4), 1, "same", 40),
+                                               ((2, 8, 8, 2), 4, "same", 3), ((2, 7, 6, 16), 2, "valid", 16)])
+def test_implicit_backward_reads_the_views_in_place(shape, k, padding, F, rng):
+    """The stride-1 backward without a column matrix (dW from views of the padded input, dx as the
+    implicit forward of the padded dz with the turned kernel) equals the naive loops in float64, for
+    products shallower than KC (one pass of the micro-kernel over the kernel rows) and deeper
+    (5x5x20 = 500), with and without dx, and with the relu mask."""
+    from minicnn.kernels import cpu_conv
+    x, Wt = rng.standard_normal(shape), rng.standard_normal((k, k, shape[3], F))
+    g = _geometry(dict(H=shape[1], W=shape[2], k=k, s=1, padding=padding))
+    assert cpu_conv.implicit_backward_fits(1, 1, k, k, g[4], g[5], shape[1], shape[2], g[6], g[7])
+    cpu_conv.set_implicit("always")
+    try:
+        y = cpu_conv.conv2d_forward(x, Wt, None, "relu", *g)
+        dy = rng.standard_normal(y.shape)
+        want_dx, want_dW, want_db = ref.conv2d_backward(x, Wt, dy * (y > 0), (1, 1), padding)
+        dW, db = np.full_like(Wt, np.nan), np.full(F, np.nan)
+        dx = cpu_conv.conv2d_backward(dy, x, y, Wt, "relu", *g, dW, db, True)
+        for got, want in ((dx, want_dx), (dW, want_dW), (db, want_db)):
+            np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+        dW2 = np.full_like(Wt, np.nan)
+        assert cpu_conv.conv2d_backward(dy, x, y, Wt, "relu", *g, dW2, None, False) is None
+        np.testing.assert_array_equal(dW2, dW)
+    finally:
+        cpu_conv.set_implicit("auto")
+
+
+def test_implicit_backward_rule():
+    """'auto': the stride-1 backward without columns for inputs of at most 16 channels where the
+    forward's rule holds (tutorial000's first two layers); the row blocks from 32 channels, at
+    stride 2, and for padding wider than 'same'."""
+    from minicnn.kernels import cpu_conv
+    pays = cpu_conv.implicit_backward_pays
+    assert pays(1, 1, 3, 3, 1, 1, 32, 32, 32, 32, 3) and pays(1, 1, 5, 5, 2, 2, 32, 32, 32, 32, 3)
+    assert pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 16)
+    assert not pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 32)            # 32 channels: dx added in place pays
+    assert not pays(1, 1, 3, 3, 1, 1, 4, 4, 4, 4, 3)                 # 4x4: a third of the grid is junk
+    assert not pays(2, 2, 3, 3, 1, 1, 32, 32, 16, 16, 3)
+    assert not cpu_conv.implicit_backward_fits(1, 1, 3, 3, 3, 3, 8, 8, 12, 12)   # padding 3 > k - 1
+    try:
+        cpu_conv.set_implicit("always")
+        assert pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 64) and pays(1, 1, 3, 3, 1, 1, 4, 4, 4, 4, 3)
+        cpu_conv.set_implicit("never")
+        assert not pays(1, 1, 3, 3, 1, 1, 32, 32, 32, 32, 3)
+    finally:
+        cpu_conv.set_implicit("auto")
+
+
 @pytest.mark.parametrize("hw,C,F,k,s,padding", [((12, 13), 16, 8, 3, 1, "same"), ((14, 16), 32, 33, 5, 1, "valid"),
                                                   ((21, 22), 16, 5, 3, 2, "same"), ((23, 24), 32, 17, 4, 2, "valid"),
                                                   ((10, 11), 48, 3, 1, 1, "same")])
@@ -277,8 +326,9 @@ def test_gradcheck_through_the_blocked_path(f64, conv_path, k, s, padding, hw, a
 
 @pytest.mark.parametrize("k,padding,hw", [(3, "same", (6, 7)), (5, "valid", (8, 9)), (2, "same", (5, 6))])
 @pytest.mark.parametrize("activation", ["relu", None])
-def test_gradcheck_through_the_implicit_forward(f64, conv_path, k, padding, hw, activation, rng):
-    """float64 finite differences through a layer whose forward runs without a column matrix."""
+def test_gradcheck_through_the_implicit_paths(f64, conv_path, k, padding, hw, activation, rng):
+    """float64 finite differences through a layer whose forward and backward run without a column
+    matrix."""
     conv_path("blocked")
     from minicnn.kernels import cpu_conv
     cpu_conv.set_implicit("always")

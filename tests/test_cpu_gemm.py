@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from minicnn.kernels import cpu_gemm
 from minicnn.kernels.cpu_gemm import KC, MR, NR, VW, gemm, matmul
@@ -114,7 +115,6 @@ def test_matmul_shape_errors_are_numpys():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_with_b_packed_in_strips(N, dtype, rng):
     """pack_strips + gemm_packed (a layer's weights packed once, then used by every tile)."""
-    from numba import njit
     M, K = 29, KC + 7
     A = rng.standard_normal((M, K)).astype(dtype)
     B = rng.standard_normal((K, N)).astype(dtype)
@@ -127,3 +127,32 @@ def test_gemm_with_b_packed_in_strips(N, dtype, rng):
         cpu_gemm.gemm_packed(A, 0, A.shape[1], 1, strips, C, 0, C.shape[1], C.shape[0], C.shape[1], A.shape[1], False)
     run(A, strips, C)
     _close(C, A.astype(np.float64) @ B, dtype)
+
+
+@njit(cache=True)
+def _strips_ki(flat, B, C, M, N, K, KI, sam, sai):
+    size = flat.itemsize
+    for s0 in range(0, N, NR):
+        cpu_gemm._strip(flat.dtype, size, M, s0 + NR <= N, flat.ctypes.data, MR * sam * size, sam, 1,
+                        B.ctypes.data + s0 * size, N, C.ctypes.data + s0 * size, N, K, False, KI, sai)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 2 * MR + 3), st.integers(1, 2), st.integers(1, 12), st.integers(1, 5), st.integers(0, 9),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_strip_sums_ki_shifted_products(M, n_vectors, K, KI, gap, dtype, seed):
+    """_strip with ki > 1 (the micro-kernel's KI): C = sum_i A_i @ B[i*K:(i+1)*K], A_i the same
+    strided view moved on by sai elements each time, as the stride-1 convolution reads its kernel
+    rows (here views of one flat array whose rows overlap, like an image's windows)."""
+    rng = np.random.default_rng(seed)
+    N, sam = n_vectors * VW, 3                                         # rows 3 apart, K long: they overlap
+    sai = sam * M + gap
+    flat = rng.standard_normal(sai * KI + sam * M + K).astype(dtype)
+    B = rng.standard_normal((KI * K, N)).astype(dtype)
+    C = np.full((M, N), np.nan, dtype)
+    _strips_ki(flat, B, C, M, N, K, KI, sam, sai)
+    expected = np.zeros((M, N))
+    for i in range(KI):
+        view = np.lib.stride_tricks.as_strided(flat[i * sai:], (M, K), (sam * flat.itemsize, flat.itemsize))
+        expected += view.astype(np.float64) @ B[i * K:(i + 1) * K]
+    _close(C, expected, dtype)

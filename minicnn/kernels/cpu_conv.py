@@ -16,7 +16,10 @@ into tiles (a band of output rows, `band` image rows q = n*OH + oh at a time) si
                       (or, where dx_in_place: dx += dZ_tile @ Wm^T block by block, straight into dx)
 
 At stride 1 the forward skips the copy: the columns of one kernel row are a strided view of the
-input itself (see "the forward at stride 1" below), where implicit_pays says it is faster.
+input itself (see "the forward at stride 1" below), where implicit_pays says it is faster; and for
+inputs of few channels (a first layer's C = 3) so does the backward ("the backward at stride 1":
+dWm_i = view_i^T @ dZ, and dx as the forward of the padded dZ with the kernel turned by 180
+degrees), where implicit_backward_pays says so.
 
 Threads: the forward splits tiles between threads; the backward gives each thread whole images
 (their dx rows are its own), a private dWm/db sum, and adds the threads' sums in a fixed order,
@@ -25,6 +28,7 @@ kernel (one thread each). The activation is fused only for 'relu' and 'linear'; 
 applies any other one to Z itself. Tile size: TILE_BYTES of working set per thread (default half
 the L2 cache; env MINICNN_TILE_BYTES or set_tile_bytes()).
 """
+import math
 import os
 
 import numba
@@ -34,7 +38,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from minicnn.kernels.cpu_gemm import MR, NR, VW, _strip, gemm_at, gemm_packed, pack_strips
+from minicnn.kernels.cpu_gemm import KC, MR, NR, VW, _strip, gemm_at, gemm_packed, pack_strips
 
 
 # ---- im2col / col2im over a range of image rows ----------------------------------------------------
@@ -249,6 +253,22 @@ def _dx_in_place(dz, q0, q1, WTp, KH, KW, sh, sw, pt, pl, OH, OW, dx):
                     c0 += NR if wide else VW
 
 
+@njit(cache=True, inline="always")
+def _views_gemm(dt, size, pa, C, row, KH, run, ps, pz, Fp, M):
+    """Z (M x Fp, at pz) = sum_i view_i @ Wm_i for i < KH, where view_i[m, k] = a[pa + (i*row + m*C +
+    k) elements], k < run, and ps holds Wm (KH*run x Fp) packed by pack_strips. A product no deeper
+    than KC is one pass of the micro-kernel over all KH views (its KI: Z stays in registers);
+    a deeper one, KH products of gemm_at added up."""
+    K = KH * run
+    if K <= KC:
+        for s0 in range(0, Fp, NR):
+            _strip(dt, size, M, s0 + NR <= Fp, pa, MR * C * size, C, 1, ps + s0 * K * size, NR, pz + s0 * size, Fp,
+                   run, False, KH, row)
+    else:
+        for i in range(KH):
+            gemm_at(dt, size, pa + i * row * size, C, 1, ps + i * run * NR * size, K * NR, 0, pz, Fp, M, Fp, run, i > 0)
+
+
 # ---- the forward at stride 1: no column matrix at all ("implicit GEMM") -------------------------------
 # With stride 1 the columns need not be copied: for kernel row i, the patch entries (j, c) of the
 # output pixels of one output row are KW*C consecutive floats of input row oh + i, and the next
@@ -288,7 +308,6 @@ def _nb_implicit_forward(xp, Hp, Wp, C, strips, b, relu, KH, KW, OH, OW, band, z
     N, F = y.shape[0], y.shape[3]
     T, Fp = z.shape[0], z.shape[2]
     run = KW * C
-    K = KH * run
     size = xp.itemsize
     bands = (OH + band - 1) // band
     tiles = N * bands
@@ -301,15 +320,118 @@ def _nb_implicit_forward(xp, Hp, Wp, C, strips, b, relu, KH, KW, OH, OW, band, z
             n, oh0 = tile // bands, tile % bands * band
             oh1 = min(OH, oh0 + band)
             M = (oh1 - oh0) * Wp - (Wp - OW)               # the band's virtual rows, less the last junk
-            for i in range(KH):                            # Z += cols_i @ Wm_i
-                gemm_at(xp.dtype, size, px + (n * Hp + oh0 + i) * Wp * C * size, C, 1,
-                        ps + i * run * NR * size, K * NR, 0, pz, Fp, M, Fp, run, i > 0)
+            _views_gemm(xp.dtype, size, px + (n * Hp + oh0) * Wp * C * size, C, Wp * C, KH, run, ps, pz, Fp, M)
             for r in range(oh1 - oh0):                     # bias + activation, real pixels only
                 for ow in range(OW):
                     zr, out = zt[r * Wp + ow], y[n, oh0 + r, ow]
                     for f in range(F):
                         v = zr[f] + b[f]
                         out[f] = v if (v > 0 or not relu) else 0
+
+
+# ---- the backward at stride 1: no column matrix either -------------------------------------------------
+# Both gradients read the same strided views, one image at a time (a thread's images in turn):
+#   dW: for kernel row i, dWm_i (KW*C x F) = cols_i^T @ dz, where cols_i is the forward's view of the
+#       padded input read transposed: A[m = j*C + c, k = pixel v] = xv[base_i + v*C + m] (sam = 1,
+#       sak = C). The pixels v run over the image's virtual rows (width V), and dz is laid out on the
+#       same grid with zeros at the junk pixels, so they add nothing.
+#   dx: the gradient of a convolution with respect to its input is a convolution: of dz, zero-padded
+#       by KH-1-pt rows above and KW-1-pl columns on the left, with the kernel turned by 180 degrees
+#       and its C and F swapped:
+#           dx[n, h, w, c] = sum_{i, j, f} dzp[n, h + i, w + j, f] * W[KH-1-i, KW-1-j, c, f]
+#       i.e. the implicit forward again, with dzp as its input (KH GEMMs on views of dzp).
+# dzp has width V = W + KW - 1, and the padded input xv is given the same width, so one grid serves
+# both: dz[oh, ow] sits at dzp[oh + KH-1-pt, ow + KW-1-pl], and the junk pixels (ow >= OW) of the
+# dW product land on dzp's zero border.
+@njit(cache=True)
+def _pad_image(x, n, pt, pl, xp):
+    """xp[r, s, :] = x[n, r - pt, s - pl, :] inside the image, 0 elsewhere (xp (Hx, V, C))."""
+    H, W = x.shape[1], x.shape[2]
+    for r in range(xp.shape[0]):
+        row = xp[r]
+        h = r - pt
+        if h < 0 or h >= H:
+            row[:, :] = 0
+            continue
+        row[:pl, :] = 0
+        row[pl:pl + W, :] = x[n, h]
+        row[pl + W:, :] = 0
+
+
+@njit(parallel=True, cache=True)
+def _nb_implicit_backward(dy, y, relu, x, WFp, KH, KW, pt, pl, input_grad, xv, dzp, z, dW_part, db_part, dx):
+    """Per thread, for its images: dz = dy * act'(y) into dzp's interior (db summed), the image padded
+    into xv, dWm_i += view_i(xv)^T @ dz for each kernel row i, and, when input_grad, dx = the implicit
+    forward of dzp with WFp (the turned kernel, packed by pack_strips). dy, y (N, OH, OW, F); xv (T, Hx,
+    V, C); dzp (T, Hd, V, Fp); z (T, H*V, Cp); dW_part (T, Kp, Fp)."""
+    N, H, W, C = x.shape
+    OH, OW, F = dy.shape[1], dy.shape[2], dy.shape[3]
+    T, V, Fp, Cp = dzp.shape[0], dzp.shape[2], dzp.shape[3], z.shape[2]
+    a, bb = KH - 1 - pt, KW - 1 - pl                       # where dz sits in dzp
+    size = x.itemsize
+    run = KW * C
+    depth = OH * V - (V - OW)                              # the image's virtual pixels, less the last junk
+    M = H * V - (V - W)                                    # dx's virtual pixels, likewise
+    per_thread = (N + T - 1) // T
+    for t in prange(T):
+        dW_part[t].reshape(-1)[:] = 0
+        dzt, xt, zt = dzp[t], xv[t], z[t]
+        dzt.reshape(-1)[:] = 0                             # the border stays 0; the interior is rewritten
+        db_sum = np.zeros(F)                               # float64: a sum over N*OH*OW pixels
+        px, pd, pz = np.int64(xt.ctypes.data), np.int64(dzt.ctypes.data), np.int64(zt.ctypes.data)
+        pw, pf = np.int64(dW_part[t].ctypes.data), np.int64(WFp.ctypes.data)
+        for n in range(min(N, t * per_thread), min(N, (t + 1) * per_thread)):
+            for oh in range(OH):                           # dz = dy * act'(y), and db
+                for ow in range(OW):
+                    dy_r, y_r, dz_r = dy[n, oh, ow], y[n, oh, ow], dzt[a + oh, bb + ow]
+                    for f in range(F):
+                        g = dy_r[f] if (y_r[f] > 0 or not relu) else 0
+                        dz_r[f] = g
+                        db_sum[f] += g
+            _pad_image(x, n, pt, pl, xt)
+            for i in range(KH):                            # dWm_i += view_i^T @ dz, KC pixels at a time
+                for k0 in range(0, depth, KC):
+                    d = min(KC, depth - k0)
+                    for s0 in range(0, Fp, NR):
+                        _strip(x.dtype, size, run, s0 + NR <= Fp, px + (i * V + k0) * C * size, MR * size, 1, C,
+                               pd + ((a * V + bb + k0) * Fp + s0) * size, Fp, pw + (i * run * Fp + s0) * size, Fp,
+                               d, True)
+            if input_grad:                                 # dx = sum_i view_i(dzp) @ WF_i
+                _views_gemm(x.dtype, size, pd, Fp, V * Fp, KH, KW * Fp, pf, pz, Cp, M)
+                dxn = dx[n]
+                for h in range(H):
+                    for w in range(W):
+                        src, dst = zt[h * V + w], dxn[h, w]
+                        for c in range(C):
+                            dst[c] = src[c]
+        db_part[t, :] = db_sum
+
+
+def implicit_backward_fits(sh, sw, KH, KW, pt, pl, H, W, OH, OW):
+    """The geometry _nb_implicit_backward handles: stride 1, and padding no wider than Keras's 'same'
+    (pt <= KH-1, pl <= KW-1, and the padded width OW + KW - 1 within W + KW - 1)."""
+    return sh == 1 and sw == 1 and 0 <= pt <= KH - 1 and 0 <= pl <= KW - 1 and OW <= W and OH <= H + KH - 1
+
+
+def _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad):
+    """dWm (K, F) and db (F,) as the threads' sums, and dx (or an empty array)."""
+    N, H, Wd, C = x.shape
+    F = W.shape[3]
+    Fp, Cp, Kp = _round_up(F, VW), _round_up(C, VW), _round_up(KH * KW * C, VW)
+    V = Wd + KW - 1
+    T = numba.get_num_threads()
+    WF = np.zeros((KH, KW, Fp if input_grad else 0, C), dtype=x.dtype)   # the kernel turned by 180 degrees,
+    if input_grad:                                                      # C and F swapped (for dx only)
+        WF[:, :, :F, :] = np.asarray(W, dtype=x.dtype)[::-1, ::-1].transpose(0, 1, 3, 2)
+    dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
+    dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
+    _nb_implicit_backward(np.ascontiguousarray(dy, dtype=x.dtype).reshape(N, OH, OW, F),
+                          np.ascontiguousarray(y, dtype=x.dtype).reshape(N, OH, OW, F), relu, x,
+                          pack_strips(WF.reshape(-1, C)), KH, KW, pt, pl, input_grad,
+                          scratch("xv", (T, OH + KH - 1, V, C), x.dtype),
+                          scratch("dzp", (T, H + KH - 1, V, Fp), x.dtype),
+                          scratch("z", (T, H * V if input_grad else 1, Cp), x.dtype), dW_part, db_part, dx)
+    return dW_part, db_part, dx
 
 
 _DX_IN_PLACE = {"on": True}     # off: the dcols path everywhere (for tests and A/B measurements)
@@ -344,6 +466,19 @@ def implicit_pays(sh, sw, KW, OW):
     if sh != 1 or sw != 1 or mode == "never":
         return False
     return mode == "always" or OW >= 5 * (KW - 1)
+
+
+def implicit_backward_pays(sh, sw, KH, KW, pt, pl, H, W, OH, OW, C):
+    """The stride-1 backward without a column matrix, under the same setting as the forward. 'auto':
+    where implicit_pays and the input has at most 16 channels. Measured layer by layer (best of 8
+    alternating rounds, CPU engine note): 1.3-1.6x on tutorial000's first layer (C = 3: the weight
+    gradient of a 27-deep im2col is a poor GEMM, and no dx is needed), 1.1-1.2x on
+    tutorial001_model_2's (5x5x3), 1.08-1.10x at 16x16x16; but 0.75-0.95x from 32 channels up, where
+    the row blocks' dx added in place beats dx as a convolution of the padded dz."""
+    mode = _IMPLICIT["mode"]
+    if mode == "never" or not implicit_backward_fits(sh, sw, KH, KW, pt, pl, H, W, OH, OW):
+        return False
+    return mode == "always" or (implicit_pays(sh, sw, KW, OW) and C <= 16)
 
 
 def _padded(x, pt, pl, Hp, Wp):
@@ -417,7 +552,7 @@ _scratch = {}
 def scratch(name, shape, dtype):
     """A reused buffer of this shape (grown, never shrunk, shared by every layer: the tile buffers
     live only during one kernel call). Zeroed when first made, so padding columns never hold junk."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buf = _scratch.get((name, np.dtype(dtype)))
     if buf is None or buf.size < size:
         buf = _scratch[(name, np.dtype(dtype))] = np.zeros(size, dtype=dtype)
@@ -469,26 +604,47 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     F = W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=True)
     T = numba.get_num_threads()
-    band = balanced_band(-(-x.shape[0] // T) * OH, band, 1)      # each thread: its images' rows
-    WTp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F).T)
-    dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
-    dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     relu = activation == "relu"
-    in_place = dx_in_place(x.shape[3], OW)
-    dy = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1, F)
-    _nb_conv_backward(dy, np.ascontiguousarray(y).reshape(-1, F) if relu else dy, relu, x, WTp,
-                      KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad, in_place,
-                      scratch("cols", (T, rows, Kp), x.dtype), scratch("dz", (T, rows, Fp), x.dtype),
-                      scratch("dcols", (T, rows, Kp) if input_grad and not in_place else (T, 1, 1), x.dtype),
-                      dW_part, db_part, dx)
-    dW, db = dW_part[0, :K, :F].copy(), db_part[0].copy()
-    for t in range(1, T):                                   # the threads' sums, in a fixed order
-        dW += dW_part[t, :K, :F]
-        db += db_part[t]
-    dW_out.reshape(K, F)[...] = dW
-    if db_out is not None:
-        db_out[...] = db
+    if implicit_backward_pays(sh, sw, KH, KW, pt, pl, x.shape[1], x.shape[2], OH, OW, x.shape[3]):
+        dW_part, db_part, dx = _implicit_backward(dy, x, y if relu else dy, W, relu, KH, KW, pt, pl, OH, OW,
+                                                  input_grad)
+    else:
+        band = balanced_band(-(-x.shape[0] // T) * OH, band, 1)      # each thread: its images' rows
+        WTp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F).T) if input_grad else \
+            np.zeros((1, F, NR), dtype=x.dtype)               # (only dx reads Wm^T)
+        dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
+        dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
+        in_place = dx_in_place(x.shape[3], OW)
+        dy = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1, F)
+        _nb_conv_backward(dy, np.ascontiguousarray(y).reshape(-1, F) if relu else dy, relu, x, WTp,
+                          KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad, in_place,
+                          scratch("cols", (T, rows, Kp), x.dtype), scratch("dz", (T, rows, Fp), x.dtype),
+                          scratch("dcols", (T, rows, Kp) if input_grad and not in_place else (T, 1, 1), x.dtype),
+                          dW_part, db_part, dx)
+    _add_parts(dW_part, db_part, dW_out.reshape(K, F), db_out if db_out is not None else db_part[0], db_out is not None)
     return dx if input_grad else None
+
+
+@njit(cache=True)
+def _add_parts(dW_part, db_part, dW, db, with_db):
+    """dW = sum_t dW_part[t, :K, :F] and db = sum_t db_part[t]: the threads' sums, added in a fixed
+    order (thread 0, 1, ...), so a run is repeatable bit for bit."""
+    T = dW_part.shape[0]
+    K, F = dW.shape
+    for k in range(K):
+        row, part = dW[k], dW_part[0, k]
+        for f in range(F):
+            row[f] = part[f]
+        for t in range(1, T):
+            part = dW_part[t, k]
+            for f in range(F):
+                row[f] += part[f]
+    if with_db:
+        for f in range(db.shape[0]):
+            total = db_part[0, f]
+            for t in range(1, T):
+                total += db_part[t, f]
+            db[f] = total
 
 
 GRADIENT_BYTES = 2 << 20        # training: a weight gradient (K x F) larger than this, and ...

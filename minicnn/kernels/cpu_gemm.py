@@ -61,36 +61,41 @@ PACK_B_BYTES = 1 << 20   # a B larger than this, with rows of 512 floats or more
 def _make_microkernel(mr):
     """The MR x NR micro-kernel as a Numba intrinsic (see the module docstring).
 
-    kernel(dtype, wide, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate):
-        C[m, n] = (C[m, n] if accumulate else 0) + sum_{k<K} A[m, k] B[k, n],  m < mr, n < NR
-    (n < VW when not wide: a block's last columns). pa, pb, pc: addresses of A[0, 0], B[0, 0],
+    kernel(dtype, wide, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate, KI, sai):
+        C[m, n] = (C[m, n] if accumulate else 0) + sum_{i<KI} sum_{k<K} A_i[m, k] B[i*K + k, n]
+    for m < mr, n < NR (n < VW when not wide: a block's last columns), where A_i is A moved on by
+    i*sai elements: KI = 1 is a plain product; KI > 1 sums KI of them without storing C between
+    (the stride-1 forward's KH kernel rows: A_i is the input view of kernel row i, and B's rows
+    i*K.. are that row's weights). pa, pb, pc: addresses of A[0, 0], B[0, 0],
     C[0, 0] (plain integers: arrays passed here would be reference-counted on every call, which
     costs more than a short micro-kernel itself).
     """
     @intrinsic
-    def kernel(typingctx, dtype, wide, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate):
+    def kernel(typingctx, dtype, wide, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate, KI, sai):
         if not (isinstance(dtype, types.DType) and dtype.dtype in (types.float32, types.float64)):
             return None
-        sig = types.void(dtype, wide, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate)
+        sig = types.void(dtype, wide, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate, KI, sai)
 
         def codegen(context, builder, signature, args):
             scalar = ir.FloatType() if signature.args[0].dtype == types.float32 else ir.DoubleType()
             pa, sam, sak, pb, ldb, pc, ldc, K = [context.cast(builder, v, t, types.int64)
                                                  for v, t in zip(args[2:10], signature.args[2:10])]
+            KI, sai = [context.cast(builder, v, t, types.int64) for v, t in zip(args[11:13], signature.args[11:13])]
             pa, pb, pc = (builder.inttoptr(p, scalar.as_pointer()) for p in (pa, pb, pc))
             with builder.if_else(args[1]) as (two_vectors, one_vector):
                 with two_vectors:
-                    _emit_block(builder, scalar, mr, 2, pa, sam, sak, pb, ldb, pc, ldc, K, args[10])
+                    _emit_block(builder, scalar, mr, 2, pa, sam, sak, pb, ldb, pc, ldc, K, args[10], KI, sai)
                 with one_vector:
-                    _emit_block(builder, scalar, mr, 1, pa, sam, sak, pb, ldb, pc, ldc, K, args[10])
+                    _emit_block(builder, scalar, mr, 1, pa, sam, sak, pb, ldb, pc, ldc, K, args[10], KI, sai)
             return context.get_dummy_value()
         return sig, codegen
     return kernel
 
 
-def _emit_block(builder, scalar, mr, nv, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate):
+def _emit_block(builder, scalar, mr, nv, pa, sam, sak, pb, ldb, pc, ldc, K, accumulate, KI, sai):
     """LLVM IR of one micro-kernel: an mr x nv*VW block of C in vector registers (phi nodes) across
-    the loop over k, each step: nv vector loads of B's row k, mr broadcasts of A[m, k], mr*nv FMAs."""
+    the loops over i < KI and k < K, each step: nv vector loads of B's row i*K + k, mr broadcasts of
+    A_i[m, k], mr*nv FMAs."""
     i64 = ir.IntType(64)
     vec = ir.VectorType(scalar, VW)
 
@@ -114,21 +119,32 @@ def _emit_block(builder, scalar, mr, nv, pa, sam, sak, pb, ldb, pc, ldc, K, accu
             start[m][j].add_incoming(old[m][j], loaded)
             start[m][j].add_incoming(zero, before)
     entry = builder.block
+    outer = builder.append_basic_block("microkernel_i")
     loop = builder.append_basic_block("microkernel_k")
+    latch = builder.append_basic_block("microkernel_next_i")
     done = builder.append_basic_block("microkernel_done")
+    builder.branch(outer)
+    builder.position_at_end(outer)                              # for i in range(KI):
+    i = builder.phi(i64)
+    i.add_incoming(const(0), entry)
+    acc_i = [[builder.phi(vec) for _ in range(nv)] for _ in range(mr)]
+    for m in range(mr):
+        for j in range(nv):
+            acc_i[m][j].add_incoming(start[m][j], entry)
+    shift_a, shift_b = builder.mul(i, sai), builder.mul(builder.mul(i, K), ldb)
     builder.branch(loop)
-    builder.position_at_end(loop)                               # for k in range(K):
+    builder.position_at_end(loop)                               #     for k in range(K):
     k = builder.phi(i64)
-    k.add_incoming(const(0), entry)
+    k.add_incoming(const(0), outer)
     acc = [[builder.phi(vec) for _ in range(nv)] for _ in range(mr)]
     for m in range(mr):
         for j in range(nv):
-            acc[m][j].add_incoming(start[m][j], entry)
-    row_b = builder.mul(k, ldb)
+            acc[m][j].add_incoming(acc_i[m][j], outer)
+    row_b = builder.add(shift_b, builder.mul(k, ldb))
     bk = [builder.load(at(pb, builder.add(row_b, const(j * VW))), align=1) for j in range(nv)]
-    col_a = builder.mul(k, sak)
+    col_a = builder.add(shift_a, builder.mul(k, sak))
     new = []
-    for m in range(mr):                                         # acc[m] += A[m, k] * B[k, :]
+    for m in range(mr):                                         # acc[m] += A_i[m, k] * B[i*K + k, :]
         a_mk = builder.load(builder.gep(rows_a[m], [col_a]))
         splat = builder.shuffle_vector(
             builder.insert_element(ir.Constant(vec, ir.Undefined), a_mk, ir.Constant(ir.IntType(32), 0)),
@@ -138,7 +154,14 @@ def _emit_block(builder, scalar, mr, nv, pa, sam, sak, pb, ldb, pc, ldc, K, accu
             acc[m][j].add_incoming(new[m][j], loop)
     k_next = builder.add(k, const(1))
     k.add_incoming(k_next, loop)
-    builder.cbranch(builder.icmp_signed("<", k_next, K), loop, done)
+    builder.cbranch(builder.icmp_signed("<", k_next, K), loop, latch)
+    builder.position_at_end(latch)
+    i_next = builder.add(i, const(1))
+    i.add_incoming(i_next, latch)
+    for m in range(mr):
+        for j in range(nv):
+            acc_i[m][j].add_incoming(new[m][j], latch)
+    builder.cbranch(builder.icmp_signed("<", i_next, KI), outer, done)
     builder.position_at_end(done)
     for m in range(mr):
         for j in range(nv):
@@ -176,28 +199,29 @@ def _store(typingctx, dtype, address, value):
 
 
 @njit(cache=True, inline="always")
-def _strip(dt, size, rows, wide, pa, a_step, sam, sak, pb, ldb, pc, ldc, depth, add):
+def _strip(dt, size, rows, wide, pa, a_step, sam, sak, pb, ldb, pc, ldc, depth, add, ki=1, sai=0):
     """C[:rows, :NR or VW] (+)= A[:rows, :depth] @ B[:depth, :NR or VW] (wide: NR columns), in
     micro-kernel calls of MR rows, then 8, 4, 2, 1 for what is left. Addresses in bytes; A's
-    row r is at pa + (r // MR) * a_step + (r % MR) * sam (a_step = MR * sam unless A is packed)."""
+    row r is at pa + (r // MR) * a_step + (r % MR) * sam (a_step = MR * sam unless A is packed).
+    ki > 1: the sum of ki such products, A moved on by sai elements each time (the micro-kernel's KI)."""
     r = 0
     while r < rows:
         left = rows - r
         a_r, c_r = pa + (r // MR) * a_step + (r % MR) * sam * size, pc + r * ldc * size
         if left >= MR:
-            _K_MR(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            _K_MR(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add, ki, sai)
             r += MR
         elif left >= 8:
-            _K8(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            _K8(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add, ki, sai)
             r += 8
         elif left >= 4:
-            _K4(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            _K4(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add, ki, sai)
             r += 4
         elif left >= 2:
-            _K2(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            _K2(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add, ki, sai)
             r += 2
         else:
-            _K1(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add)
+            _K1(dt, wide, a_r, sam, sak, pb, ldb, c_r, ldc, depth, add, ki, sai)
             r += 1
 
 
@@ -233,10 +257,19 @@ def pack_strips(b):
 def _nb_pack_strips(b, strips):
     K, N = b.shape
     for s in range(strips.shape[0]):
-        for k in range(K):
+        if b.strides[1] == b.itemsize or K == 0:        # rows of b contiguous: read them in order
+            width = min(NR, N - s * NR)
+            for k in range(K):
+                src, dst = b[k, s * NR:s * NR + width], strips[s, k]
+                for j in range(width):
+                    dst[j] = src[j]
+                for j in range(width, NR):
+                    dst[j] = 0
+        else:                                           # b a transposed view: read its columns in order
             for j in range(NR):
                 n = s * NR + j
-                strips[s, k, j] = b[k, n] if n < N else 0
+                for k in range(K):
+                    strips[s, k, j] = b[k, n] if n < N else 0
 
 
 @njit(cache=True)

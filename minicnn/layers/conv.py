@@ -21,7 +21,10 @@ class Conv2D(Layer):
     crossing memory three times per step. kernels.conv_blocked decides, layer by layer (the rule
     is cpu_conv.blocked_pays: a layer with a very large weight gradient trains faster whole). At
     stride 1 the blocked forward does not even copy columns: kernel row i's columns are a strided
-    view of the input, so Z = sum_i view_i @ Wm_i (cpu_conv's "implicit GEMM", same equations).
+    view of the input, so Z = sum_i view_i @ Wm_i (cpu_conv's "implicit GEMM", same equations);
+    for inputs of few channels the backward does the same: dWm_i = view_i^T @ dZ, and dx, the
+    gradient of a convolution, is itself a convolution: of dZ zero-padded, with the kernel turned
+    by 180 degrees and C and F swapped.
     """
     takes_activation = True     # Sequential may run a following Activation('relu') inside it (base.fused_pairs)
 
