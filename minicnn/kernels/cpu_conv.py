@@ -200,11 +200,11 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
             rows = (q1 - q0) * OW
             r0 = q0 * OW
             dzt = dz[t]
+            dy_b, y_b = dy[r0:r0 + rows], y[r0:r0 + rows]
             for r in range(rows):                         # dz = dy * act'(y), and db
-                dy_r, y_r, dz_r = dy[r0 + r], y[r0 + r], dzt[r]
                 for f in range(F):
-                    g = dy_r[f] if (y_r[f] > 0 or not relu) else 0
-                    dz_r[f] = g
+                    g = dy_b[r, f] if (y_b[r, f] > 0 or not relu) else 0
+                    dzt[r, f] = g
                     db_sum[f] += g
             im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
             size, pc, pd, pw = x.itemsize, np.int64(cols[t].ctypes.data), np.int64(dz[t].ctypes.data), \
@@ -322,11 +322,11 @@ def _nb_implicit_forward(xp, Hp, Wp, C, strips, b, relu, KH, KW, OH, OW, band, z
             M = (oh1 - oh0) * Wp - (Wp - OW)               # the band's virtual rows, less the last junk
             _views_gemm(xp.dtype, size, px + (n * Hp + oh0) * Wp * C * size, C, Wp * C, KH, run, ps, pz, Fp, M)
             for r in range(oh1 - oh0):                     # bias + activation, real pixels only
+                zr, out = zt[r * Wp:r * Wp + OW], y[n, oh0 + r]                  # one output row
                 for ow in range(OW):
-                    zr, out = zt[r * Wp + ow], y[n, oh0 + r, ow]
                     for f in range(F):
-                        v = zr[f] + b[f]
-                        out[f] = v if (v > 0 or not relu) else 0
+                        v = zr[ow, f] + b[f]
+                        out[ow, f] = v if (v > 0 or not relu) else 0
 
 
 # ---- the backward at stride 1: no column matrix either -------------------------------------------------
@@ -346,16 +346,20 @@ def _nb_implicit_forward(xp, Hp, Wp, C, strips, b, relu, KH, KW, OH, OW, band, z
 @njit(cache=True)
 def _pad_image(x, n, pt, pl, xp):
     """xp[r, s, :] = x[n, r - pt, s - pl, :] inside the image, 0 elsewhere (xp (Hx, V, C))."""
-    H, W = x.shape[1], x.shape[2]
-    for r in range(xp.shape[0]):
-        row = xp[r]
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    Hx, V = xp.shape[0], xp.shape[1]
+    rows, image = xp.reshape(Hx, V * C), x[n].reshape(H, W * C)    # flat rows: one loop each, not (w, c)
+    for r in range(Hx):
+        row = rows[r]
         h = r - pt
         if h < 0 or h >= H:
-            row[:, :] = 0
+            row[:] = 0
             continue
-        row[:pl, :] = 0
-        row[pl:pl + W, :] = x[n, h]
-        row[pl + W:, :] = 0
+        row[:pl * C] = 0
+        src = image[h]
+        for e in range(W * C):
+            row[pl * C + e] = src[e]
+        row[(pl + W) * C:] = 0
 
 
 @njit(parallel=True, cache=True)
@@ -382,11 +386,11 @@ def _nb_implicit_backward(dy, y, relu, x, WFp, KH, KW, pt, pl, input_grad, xv, d
         pw, pf = np.int64(dW_part[t].ctypes.data), np.int64(WFp.ctypes.data)
         for n in range(min(N, t * per_thread), min(N, (t + 1) * per_thread)):
             for oh in range(OH):                           # dz = dy * act'(y), and db
+                dy_r, y_r, dz_r = dy[n, oh], y[n, oh], dzt[a + oh, bb:bb + OW]    # one output row
                 for ow in range(OW):
-                    dy_r, y_r, dz_r = dy[n, oh, ow], y[n, oh, ow], dzt[a + oh, bb + ow]
                     for f in range(F):
-                        g = dy_r[f] if (y_r[f] > 0 or not relu) else 0
-                        dz_r[f] = g
+                        g = dy_r[ow, f] if (y_r[ow, f] > 0 or not relu) else 0
+                        dz_r[ow, f] = g
                         db_sum[f] += g
             _pad_image(x, n, pt, pl, xt)
             for i in range(KH):                            # dWm_i += view_i^T @ dz, KC pixels at a time
