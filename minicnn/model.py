@@ -7,7 +7,7 @@ they hand the work to ``model.trainer`` (training/trainer.py), where the trainin
 and callbacks live.
 """
 from minicnn import backend, kernels, layers, saving
-from minicnn.layers.base import KerasTensor, Layer, entry_count, fused_pairs, structural_keys
+from minicnn.layers.base import KerasTensor, Layer, entry_count, fusion_plan, structural_keys
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
 from minicnn.training.methods import TrainingMethods
@@ -38,7 +38,7 @@ class Sequential(Layer, TrainingMethods):
         self.metric_names = []
         self.compiled = False
         self._fused = False         # compile: the loss owns the head's softmax (see Trainer.configure_head)
-        self._absorbed = set()      # forward: positions of relu layers run inside the layer before
+        self._absorbed = set()      # forward: positions of layers run inside the layer before
         self.stop_training = False
         self.stop_reason = None
         self.seed = None
@@ -143,13 +143,11 @@ class Sequential(Layer, TrainingMethods):
     def forward(self, x, training=False, keep_caches=True):
         """The layers in turn. keep_caches=False (predict, evaluate: no backward follows) drops each
         layer's cache as soon as it has run, so a chunk's activations do not all stay alive."""
-        pairs = fused_pairs(self.layers)
-        self._absorbed = {i + 1 for i in pairs}     # relu layers run inside the layer before them
-        for i, layer in enumerate(self.layers):
+        plan, self._absorbed = fusion_plan(self.layers)     # relu (and pooling) layers run inside
+        for i, layer in enumerate(self.layers):               # the layer before them
             if i in self._absorbed:
                 continue
-            fused = {"activation": self.layers[i + 1].absorbed_activation} if i in pairs else {}
-            x = layer.forward(x, training=training, **fused)
+            x = layer.forward(x, training=training, **plan.get(i, {}))
             if not keep_caches:
                 layer.cache = None
         if self._fused:             # the softmax the loss owns (see compile): logits kept, probabilities out

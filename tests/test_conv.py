@@ -230,6 +230,48 @@ def test_implicit_backward_reads_the_views_in_place(shape, k, padding, F, rng):
         cpu_conv.set_implicit("auto")
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(4, 14), st.integers(4, 14), st.sampled_from([1, 3, 16]), st.integers(1, 40),
+       st.integers(1, 4), st.sampled_from(["same", "valid"]), st.sampled_from([(2, 2), (3, 3), (2, 3)]),
+       st.sampled_from([4096, 1 << 20]), st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_conv_relu_maxpool_in_one_pass_equals_the_two_kernels(N, H, W, C, F, k, padding, pool, tile, dtype, seed):
+    """cpu_conv.conv2d_relu_maxpool (the conv's output pooled in the tile that computed it) gives the
+    bits of conv2d_forward('relu') then maxpool_forward, windows tiling the output (odd sizes leave
+    rows and columns out), bands cut to whole windows; and the reference composition to rounding."""
+    from minicnn.kernels import cpu, cpu_conv, reference as twin
+    k = min(k, H, W)
+    g = _geometry(dict(H=H, W=W, k=k, s=1, padding=padding))
+    PH, PW = pool
+    if g[6] < PH or g[7] < PW:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    Wt, b = rng.standard_normal((k, k, C, F)).astype(dtype), rng.standard_normal(F).astype(dtype)
+    cpu_conv.set_implicit("always")
+    cpu_conv.set_tile_bytes(tile)
+    try:
+        pooled, arg = cpu_conv.conv2d_relu_maxpool(x, Wt, b, *g, PH, PW)
+        y = cpu_conv.conv2d_forward(x, Wt, b, "relu", *g)
+        want, want_arg = cpu.maxpool_forward(y, PH, PW, PH, PW, 0, 0, g[6] // PH, g[7] // PW)
+    finally:
+        cpu_conv.set_implicit("auto")
+        cpu_conv.set_tile_bytes(None)
+    np.testing.assert_array_equal(pooled, want)
+    np.testing.assert_array_equal(arg, want_arg)
+    spec, _ = twin.conv2d_relu_maxpool(x, Wt, b, *g, PH, PW)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(pooled, spec, rtol=tol, atol=tol)
+
+
+def test_conv_relu_maxpool_is_left_to_the_two_kernels_off_the_implicit_path(rng):
+    """Where the stride-1 forward without columns does not run (stride 2, 4x4 outputs in 'auto'),
+    there is no fused kernel: None, and the layer runs the two."""
+    from minicnn.kernels import cpu_conv
+    x, Wt = rng.standard_normal((2, 8, 8, 3)), rng.standard_normal((3, 3, 3, 4))
+    assert cpu_conv.conv2d_relu_maxpool(x, Wt, None, 3, 3, 2, 2, 0, 0, 3, 3, 2, 2) is None
+    assert cpu_conv.conv2d_relu_maxpool(x[:, :4, :4], Wt, None, 3, 3, 1, 1, 1, 1, 4, 4, 2, 2) is None
+
+
 def test_implicit_backward_rule():
     """'auto': the stride-1 backward without columns for inputs of at most 16 channels where the
     forward's rule holds (tutorial000's first two layers); the row blocks from 32 channels, at

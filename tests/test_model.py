@@ -413,6 +413,78 @@ def test_fused_relu_pairs_compute_what_the_layers_compute_one_by_one(conv_path, 
         kernels.set_conv_path("auto")
 
 
+def _relu_pool_model():
+    return minicnn.Sequential([
+        Input(shape=(12, 11, 3)), Conv2D(4, 3, padding="same", activation="relu"), MaxPooling2D(2),
+        Conv2D(16, 3, padding="same"), Activation("relu"), MaxPooling2D(2), Conv2D(3, 1, activation="tanh"),
+        MaxPooling2D(2, strides=1), Flatten(), Dense(3)])
+
+
+def test_fusion_plan_hands_a_relu_conv_the_max_pooling_after_it():
+    """A relu Conv2D (its own relu or the fused Activation's) takes the MaxPooling2D after it when the
+    windows tile its output; a tanh conv, or windows that overlap (strides 1), are left alone."""
+    from minicnn.layers.base import fusion_plan
+    model = _relu_pool_model()
+    plan, absorbed = fusion_plan(model.layers)
+    assert plan[0] == {"pool": model.layers[1]}
+    assert plan[2] == {"activation": model.layers[3].absorbed_activation, "pool": model.layers[4]}
+    assert 5 not in plan and absorbed == {1, 3, 4}
+
+
+@pytest.mark.parametrize("conv_path", ["blocked", "whole"])
+def test_fused_conv_relu_maxpool_computes_what_the_layers_compute_one_by_one(conv_path, rng):
+    """Through Sequential, a relu Conv2D pooling its own output (the fused kernel on the CPU's blocked
+    path, the two layers' kernels on the whole-batch path) gives the output and every gradient of the
+    layers run one after the other; and the fused conv keeps no output of its own."""
+    from minicnn import kernels
+    from minicnn.kernels import cpu_conv
+    kernels.set_conv_path(conv_path)
+    cpu_conv.set_implicit("always")
+    try:
+        model = _relu_pool_model()
+        model.build()
+        model.input_grad = True
+        x = rng.standard_normal((3, 12, 11, 3)).astype(np.float32)
+        y = model.forward(x, training=True)
+        assert ("y" not in model.layers[0].cache) == (conv_path == "blocked")
+        dout = rng.standard_normal(y.shape).astype(np.float32)
+        dx = model.backward(dout)
+        fused = {f"{layer.name}/{k}": g.copy() for layer in model.layers for k, g in layer.grads.items()}
+        h = x
+        for layer in model.layers:
+            h = layer.forward(h, training=True)
+        tol = dict(rtol=1e-5, atol=1e-6)                # (the relu pair sums db in another order)
+        np.testing.assert_allclose(y, h, **tol)
+        d = dout
+        for layer in reversed(model.layers):
+            d = layer.backward(d)
+        np.testing.assert_allclose(dx, d, **tol)
+        for layer in model.layers:
+            for k, g in layer.grads.items():
+                np.testing.assert_allclose(fused[f"{layer.name}/{k}"], g, **tol)
+    finally:
+        kernels.set_conv_path("auto")
+        cpu_conv.set_implicit("auto")
+
+
+def test_model_gradcheck_through_fused_conv_relu_maxpool(rng):
+    """float64 finite differences through convs that pool their own relu output."""
+    from minicnn.kernels import cpu_conv
+    cpu_conv.set_implicit("always")
+    try:
+        with B.float64_mode():
+            model = _relu_pool_model()
+            model.compile(optimizer="sgd", loss="categorical_crossentropy")
+            x = rng.standard_normal((4, 12, 11, 3))
+            x += np.sign(x) * 0.05
+            y = to_categorical(rng.integers(0, 3, 4), 3)
+            errors = gradcheck.check_model(model, x, y)
+            assert "y" not in model.layers[0].cache
+    finally:
+        cpu_conv.set_implicit("auto")
+    assert len(errors) == 8 and max(errors.values()) < 1e-6, errors
+
+
 def test_model_gradcheck_through_fused_relu_pairs(rng):
     """float64 finite differences through a model whose Conv2D/Dense run the relu of the next layer."""
     with B.float64_mode():

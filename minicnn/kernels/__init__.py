@@ -106,6 +106,17 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
                                    input_grad)
 
 
+def conv2d_relu_maxpool(x, W, b, KH, KW, sh, sw, pt, pl, OH, OW, PH, PW):
+    """(pooled, arg) = maxpool_forward(conv2d_forward(x, W, b, 'relu', ...)) over PH x PW windows
+    (stride = window, valid) in one pass, where a fused kernel takes this geometry (the CPU's
+    stride-1 forward: cpu_conv.conv2d_relu_maxpool); None elsewhere, and the caller runs the two
+    kernels (their composition, reference.conv2d_relu_maxpool, is the specification)."""
+    if backend.name != "cpu" or reference_forced() or _conv_path["path"] == "whole":
+        return None
+    from minicnn.kernels import cpu_conv
+    return cpu_conv.conv2d_relu_maxpool(x, W, b, KH, KW, sh, sw, pt, pl, OH, OW, PH, PW)
+
+
 def maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):
     return _impl().maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW)
 

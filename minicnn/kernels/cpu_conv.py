@@ -39,6 +39,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from minicnn.kernels.cpu_gemm import KC, MR, NR, VW, _strip, gemm_at, gemm_packed, pack_strips
+from minicnn.kernels.reference import argmax_dtype
 
 
 # ---- im2col / col2im over a range of image rows ----------------------------------------------------
@@ -302,9 +303,12 @@ def _nb_pad(x, pt, pl, Hp, Wp, xp):
 
 
 @njit(parallel=True, cache=True)
-def _nb_implicit_forward(xp, Hp, Wp, C, strips, b, relu, KH, KW, OH, OW, band, z, y):
+def _nb_implicit_forward(xp, Hp, Wp, C, strips, b, relu, KH, KW, OH, OW, band, z, y, PH, PW, arg):
     """y[n, oh, ow, :] = act(b + sum_i xp-view_i @ Wm_i) (see above), band output rows per tile.
-    xp: the padded input, flat (N*Hp*Wp*C); strips: Wm packed by pack_strips; z (T, band*Wp, Fp)."""
+    xp: the padded input, flat (N*Hp*Wp*C); strips: Wm packed by pack_strips; z (T, band*Wp, Fp).
+    PH > 0: y is instead the max-pooling of relu(...) over PH x PW windows (stride = window, valid;
+    band a multiple of PH), and arg the winning cell i*PW + j of each (the first maximum in
+    row-major order, as maxpool_forward): the conv's own output never leaves the tile."""
     N, F = y.shape[0], y.shape[3]
     T, Fp = z.shape[0], z.shape[2]
     run = KW * C
@@ -321,12 +325,47 @@ def _nb_implicit_forward(xp, Hp, Wp, C, strips, b, relu, KH, KW, OH, OW, band, z
             oh1 = min(OH, oh0 + band)
             M = (oh1 - oh0) * Wp - (Wp - OW)               # the band's virtual rows, less the last junk
             _views_gemm(xp.dtype, size, px + (n * Hp + oh0) * Wp * C * size, C, Wp * C, KH, run, ps, pz, Fp, M)
+            if PH > 0:
+                _pool_epilogue(zt, Wp, b, oh0, oh1, PH, PW, y[n], arg[n])
+                continue
             for r in range(oh1 - oh0):                     # bias + activation, real pixels only
                 zr, out = zt[r * Wp:r * Wp + OW], y[n, oh0 + r]                  # one output row
                 for ow in range(OW):
                     for f in range(F):
                         v = zr[ow, f] + b[f]
                         out[ow, f] = v if (v > 0 or not relu) else 0
+
+
+@njit(cache=True)
+def _pool_epilogue(zt, Wp, b, oh0, oh1, PH, PW, pooled, arg):
+    """pooled[ph, pw, f] = max over the window's cells of relu(z + b), arg = the first cell holding
+    it (strict >: ties keep the earlier cell), for the windows whose rows lie in [oh0, oh1)."""
+    OWp, F = pooled.shape[1], pooled.shape[2]
+    for ph in range(oh0 // PH, min(pooled.shape[0], oh1 // PH)):
+        out, won = pooled[ph], arg[ph]
+        for k in range(PH * PW):                                   # the window's cells, row-major
+            r = ph * PH + k // PW - oh0                            # (the tile's row of cell k)
+            cells = zt[r * Wp + k % PW:(r + 1) * Wp]               # cells[pw * PW]: window pw's cell k
+            for pw in range(OWp):
+                for f in range(F):
+                    v = cells[pw * PW, f] + b[f]
+                    v = v if v > 0 else 0
+                    better = k == 0 or v > out[pw, f]              # (no branch: a select, vectorized)
+                    won[pw, f] = k if better else won[pw, f]
+                    out[pw, f] = v if better else out[pw, f]
+
+
+def conv2d_relu_maxpool(x, W, b, KH, KW, sh, sw, pt, pl, OH, OW, PH, PW):
+    """(pooled, arg) = max-pooling (PH x PW windows, stride = window, valid) of relu(conv(x) + b), in
+    one pass where the stride-1 forward runs without columns (implicit_pays): the conv's output is
+    pooled in the tile that computed it and never written out. None elsewhere (the caller then
+    runs conv2d_forward and maxpool_forward). Same numbers as those two, bit for bit."""
+    if not implicit_pays(sh, sw, KW, OW):
+        return None
+    x = np.ascontiguousarray(x)
+    F = W.shape[3]
+    bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    return _implicit_forward(x, W, bias, True, KH, KW, pt, pl, OH, OW, (PH, PW))
 
 
 # ---- the backward at stride 1: no column matrix either -------------------------------------------------
@@ -501,7 +540,8 @@ def _implicit_band(Wp, C, Fp, itemsize, rows):
     return max(1, min(rows, TILE_BYTES // (Wp * (C + Fp) * itemsize)))
 
 
-def _implicit_forward(x, W, b, relu, KH, KW, pt, pl, OH, OW):
+def _implicit_forward(x, W, b, relu, KH, KW, pt, pl, OH, OW, pool=None):
+    """y, or with pool = (PH, PW) the pair (pooled, arg) of conv2d_relu_maxpool."""
     N, C = x.shape[0], x.shape[3]
     F = W.shape[3]
     K, Fp = KH * KW * C, _round_up(F, VW)
@@ -510,11 +550,17 @@ def _implicit_forward(x, W, b, relu, KH, KW, pt, pl, OH, OW):
     band = _implicit_band(Wp, C, Fp, x.dtype.itemsize, OH)
     if N * -(-OH // band) < T:                             # fewer tiles than threads: thinner bands
         band = max(1, -(-OH // -(-T // N)))
+    PH, PW = pool or (0, 0)
+    if pool:                                               # whole windows in every band
+        band = max(PH, band // PH * PH)
+        y = np.empty((N, OH // PH, OW // PW, F), dtype=x.dtype)
+        arg = np.empty(y.shape, dtype=argmax_dtype(PH, PW))
+    else:
+        y, arg = np.empty((N, OH, OW, F), dtype=x.dtype), np.empty((1, 1, 1, 1), dtype=np.int8)
     xp = _padded(x, pt, pl, Hp, Wp)
-    y = np.empty((N, OH, OW, F), dtype=x.dtype)
     _nb_implicit_forward(xp, Hp, Wp, C, pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F)),
-                         b, relu, KH, KW, OH, OW, band, scratch("z", (T, band * Wp, Fp), x.dtype), y)
-    return y
+                         b, relu, KH, KW, OH, OW, band, scratch("z", (T, band * Wp, Fp), x.dtype), y, PH, PW, arg)
+    return (y, arg) if pool else y
 
 
 def _round_up(n, multiple):

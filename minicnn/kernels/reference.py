@@ -83,6 +83,13 @@ def maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):
     return y, arg
 
 
+def conv2d_relu_maxpool(x, W, b, KH, KW, sh, sw, pt, pl, OH, OW, PH, PW):
+    """The fused kernel's specification: relu(conv(x) + b), then max-pooling over PH x PW windows
+    (stride = window, valid). -> (pooled, arg) as maxpool_forward."""
+    y = conv2d_forward(x, W, b, "relu", KH, KW, sh, sw, pt, pl, OH, OW)
+    return maxpool_forward(y, PH, PW, PH, PW, 0, 0, OH // PH, OW // PW)
+
+
 def maxpool_backward(dout, arg, x_shape, PH, PW, sh, sw, pt, pl):
     """dx = dout routed to the one cell that won each window.  dout, arg (N,OH,OW,C) -> dx (N,H,W,C)."""
     xp = backend.xp

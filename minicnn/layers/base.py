@@ -109,6 +109,27 @@ def fused_pairs(layers):
             and getattr(layers[i + 1], "absorbed_activation", None) is not None]
 
 
+def fusion_plan(layers):
+    """How Sequential runs its layers: ({i: keyword arguments for layers[i].forward}, the positions of
+    the layers run inside the one before them). The pairs of fused_pairs (a Conv2D or Dense takes
+    the relu after it), and a relu Conv2D followed by a MaxPooling2D with windows that tile its
+    output (strides = pool_size, 'valid'): the Conv2D is handed the pooling layer, so where its
+    kernels can (kernels.conv2d_relu_maxpool) the conv's output is pooled in the cache tile that
+    computed it, and never written out whole. Called alone, each layer computes what it always did."""
+    pairs = fused_pairs(layers)
+    plan = {i: {"activation": layers[i + 1].absorbed_activation} for i in pairs}
+    absorbed = {i + 1 for i in pairs}
+    for i, layer in enumerate(layers):
+        j = i + 2 if i in pairs else i + 1
+        if i in absorbed or j >= len(layers) or not getattr(layer, "takes_pool", False):
+            continue
+        act = plan.get(i, {}).get("activation") or layer.activation
+        if act.name == "relu" and getattr(layers[j], "tiles_its_input", False):
+            plan.setdefault(i, {})["pool"] = layers[j]
+            absorbed.add(j)
+    return plan, absorbed
+
+
 def entry_count(layers):
     """How many of a stack's first layers stand where its input's gradient would be computed: the
     leading preprocessing layers (augmentation: no weights, no dL/dx wanted) and the first layer

@@ -27,6 +27,7 @@ class Conv2D(Layer):
     by 180 degrees and C and F swapped.
     """
     takes_activation = True     # Sequential may run a following Activation('relu') inside it (base.fused_pairs)
+    takes_pool = True           # ... and a MaxPooling2D after its relu (base.fusion_plan)
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -75,18 +76,26 @@ class Conv2D(Layer):
             self.add_weight("b", (self.filters,), self.bias_initializer, rng, constraint=self.bias_constraint)
         self.geometry = self._geometry(input_shape)
 
-    def forward(self, x, training=False, activation=None):
+    def forward(self, x, training=False, activation=None, pool=None):
         """y = act(conv(x) + b); `activation` (an activations object) replaces the layer's own linear
-        one when Sequential fuses the Activation layer that follows (base.fused_pairs)."""
+        one when Sequential fuses the Activation layer that follows (base.fused_pairs). `pool`: the
+        MaxPooling2D layer after a relu conv (base.fusion_plan), whose output is returned instead:
+        pooled inside the kernel where one takes the geometry, else that layer run on y."""
         (KH, KW), F = self.kernel_size, self.filters
         OH, OW, _, _ = self.geometry
         act = self.activation if activation is None else activation
-        if kernels.conv_blocked(x.shape, (KH, KW, x.shape[3], F), OH, OW, training):
+        blocked = kernels.conv_blocked(x.shape, (KH, KW, x.shape[3], F), OH, OW, training)
+        fused = pool is not None and act.name == "relu" and blocked and kernels.conv2d_relu_maxpool(
+            x, self.params["W"], self.params.get("b"), *self._window(), *pool.pool_size)
+        if fused:            # y never made: what backward reads is each window's winner and value
+            self.cache = {"x": x, "cols": None, "pooled": fused[0], "arg": fused[1]}
+            y = fused[0]
+        elif blocked:
             y = self._forward_blocked(x, act)
         else:
             y = self._forward_whole(x, act)
-        self.cache["act"] = act
-        return y
+        self.cache.update(act=act, pool=pool)
+        return y if fused or pool is None else pool.forward(y, training=training)
 
     def _forward_whole(self, x, act):
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
@@ -123,7 +132,17 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dout):
-        act = self.cache["act"]
+        act, pool = self.cache["act"], self.cache["pool"]
+        if "pooled" in self.cache:
+            # relu'(y) at a window's winner is (pooled > 0), and the other cells get no gradient:
+            # dz = the pooling's backward of dout * (pooled > 0); the kernel then applies no derivative
+            N, OH, OW = dout.shape[0], *self.geometry[:2]
+            dz = kernels.maxpool_backward(kernels.activation_backward(dout, self.cache["pooled"], "relu"),
+                                          self.cache["arg"], (N, OH, OW, self.filters), *pool._args())
+            return kernels.conv2d_backward(dz, self.cache["x"], dz, self.params["W"], "linear", *self._window(),
+                                           self.grads["W"], self.grads.get("b"), self.input_grad)
+        if pool is not None:
+            dout = pool.backward(dout)
         saved = self.cache["z"] if act.needs_input else self.cache["y"]
         if self.cache["cols"] is None:
             return self._backward_blocked(dout, saved, act)

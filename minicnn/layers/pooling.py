@@ -53,6 +53,12 @@ class MaxPooling2D(_Pooling2D):
     x (N, H, W, C) -> y (N, OH, OW, C); valid: OH = floor((H - PH)/sh) + 1; same: OH = ceil(H/sh).
     """
 
+    @property
+    def tiles_its_input(self):
+        """Windows side by side, none hanging over an edge: a relu Conv2D before this layer may pool
+        its output itself (base.fusion_plan)."""
+        return tuple(self.strides) == tuple(self.pool_size) and self.padding == "valid"
+
     def forward(self, x, training=False):
         OH, OW = self.output_shape[:2]
         y, arg = kernels.maxpool_forward(x, *self._args(), OH, OW)
