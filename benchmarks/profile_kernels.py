@@ -21,7 +21,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 KERNELS = ("im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
            "bias_activation", "bias_activation_backward", "matmul", "column_sum", "dropout_train", "dropout_backward",
            "adam_update",
-           "rmsprop_update", "sgd_update", "conv2d_forward", "conv2d_relu_maxpool", "conv2d_backward", "activation_forward",
+           "rmsprop_update", "sgd_update", "conv2d_forward", "conv2d_relu_maxpool", "conv2d_backward",
+           "conv2d_maxpool_backward", "activation_forward",
            "activation_backward", "take_rows")
 
 

@@ -263,6 +263,49 @@ def test_conv_relu_maxpool_in_one_pass_equals_the_two_kernels(N, H, W, C, F, k, 
     np.testing.assert_allclose(pooled, spec, rtol=tol, atol=tol)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(4, 13), st.integers(4, 13), st.sampled_from([1, 3, 16, 32]), st.integers(1, 40),
+       st.integers(1, 4), st.integers(1, 2), st.sampled_from(["same", "valid"]), st.sampled_from([(2, 2), (3, 3), (2, 3)]),
+       st.sampled_from(["always", "never"]), st.sampled_from([np.float32, np.float64]), st.booleans(),
+       st.integers(0, 2**31))
+def test_conv_maxpool_backward_builds_dz_from_the_pooling(N, H, W, C, F, k, s, padding, pool, implicit, dtype,
+                                                          input_grad, seed):
+    """cpu_conv.conv2d_maxpool_backward (dz made tile by tile from the pooling's dout, arg and
+    output) gives the bits of maxpool_backward(dout * (pooled > 0)) then conv2d_backward 'linear' on
+    both backward paths, and the reference's numbers to rounding; cells outside every window (odd
+    sizes) get nothing."""
+    from minicnn.kernels import cpu, cpu_conv, reference as twin
+    k = min(k, H, W)
+    g = _geometry(dict(H=H, W=W, k=k, s=s, padding=padding))
+    PH, PW = pool
+    OH, OW = g[6], g[7]
+    if OH < PH or OW < PW:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, C)).astype(dtype)
+    Wt, b = rng.standard_normal((k, k, C, F)).astype(dtype), rng.standard_normal(F).astype(dtype)
+    cpu_conv.set_implicit(implicit)
+    try:
+        y = cpu_conv.conv2d_forward(x, Wt, b, "relu", *g)
+        pooled, arg = cpu.maxpool_forward(y, PH, PW, PH, PW, 0, 0, OH // PH, OW // PW)
+        dout = rng.standard_normal(pooled.shape).astype(dtype)
+        dW, db = np.full_like(Wt, np.nan), np.full_like(b, np.nan)
+        dx = cpu_conv.conv2d_maxpool_backward(dout, arg, pooled, PH, PW, x, Wt, *g, dW, db, input_grad)
+        dz = cpu.maxpool_backward(dout * (pooled > 0), arg, y.shape, PH, PW, PH, PW, 0, 0)
+        dW2, db2 = np.full_like(Wt, np.nan), np.full_like(b, np.nan)
+        dx2 = cpu_conv.conv2d_backward(dz, x, dz, Wt, "linear", *g, dW2, db2, input_grad)
+    finally:
+        cpu_conv.set_implicit("auto")
+    for got, want in ((dW, dW2), (db, db2)) + (((dx, dx2),) if input_grad else ()):
+        np.testing.assert_array_equal(got, want)
+    assert (dx is None) == (not input_grad)
+    dW3, db3 = np.empty_like(Wt), np.empty_like(b)
+    dx3 = twin.conv2d_maxpool_backward(dout, arg, pooled, PH, PW, x, Wt, *g, dW3, db3, input_grad)
+    tol = 1e-3 if dtype == np.float32 else 1e-10
+    for got, want in ((dW, dW3), (db, db3)) + (((dx, dx3),) if input_grad else ()):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
 def test_conv_relu_maxpool_is_left_to_the_two_kernels_off_the_implicit_path(rng):
     """Where the stride-1 forward without columns does not run (stride 2, 4x4 outputs in 'auto'),
     there is no fused kernel: None, and the layer runs the two."""

@@ -117,6 +117,19 @@ def conv2d_relu_maxpool(x, W, b, KH, KW, sh, sw, pt, pl, OH, OW, PH, PW):
     return cpu_conv.conv2d_relu_maxpool(x, W, b, KH, KW, sh, sw, pt, pl, OH, OW, PH, PW)
 
 
+def conv2d_maxpool_backward(dout, arg, pooled, PH, PW, x, W, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out,
+                            input_grad):
+    """The backward of a relu conv and the max-pooling (windows side by side) that took its output:
+    from the pooling's dout, arg and pooled output, dW, db (into dW_out, db_out) and dx of the conv.
+    The CPU builds dz tile by tile (cpu_conv.conv2d_maxpool_backward); elsewhere the kernels run in
+    turn (reference.conv2d_maxpool_backward, the specification)."""
+    impl = reference
+    if backend.name == "cpu" and not reference_forced():
+        from minicnn.kernels import cpu_conv as impl
+    return impl.conv2d_maxpool_backward(dout, arg, pooled, PH, PW, x, W, KH, KW, sh, sw, pt, pl, OH, OW, dW_out,
+                                        db_out, input_grad)
+
+
 def maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW):
     return _impl().maxpool_forward(x, PH, PW, sh, sw, pt, pl, OH, OW)
 

@@ -177,15 +177,42 @@ def _nb_conv_forward(x, Wp, b, relu, KH, KW, sh, sw, pt, pl, OH, OW, band, cols,
                     out[r, f] = v if (v > 0 or not relu) else 0
 
 
+@njit(cache=True, inline="always")
+def _dz_pooled_row(dout, arg, pooled, n, oh, PH, PW, dz, db_sum):
+    """dz[ow, :] for output row oh of image n when a max-pooling (PH x PW windows side by side) took
+    this relu conv's output: each window's pooled gradient dout goes to its winner, where the relu
+    let it through (the winner's value, pooled, > 0); every other cell, and any cell outside all
+    windows, gets 0 (maxpool_backward and relu's derivative in one). db_sum += dz, pixel by pixel."""
+    OW, F = dz.shape[0], dout.shape[3]
+    ph, i = oh // PH, oh % PH
+    covered = 0
+    if ph < dout.shape[1]:
+        dr, ar, pr = dout[n, ph], arg[n, ph], pooled[n, ph]
+        covered = dout.shape[2] * PW
+        for pw in range(dout.shape[2]):
+            for j in range(PW):
+                ow, k = pw * PW + j, ar.dtype.type(i * PW + j)
+                for f in range(F):                  # & (not `and`): no branch on random data, a select
+                    keep = (ar[pw, f] == k) & (pr[pw, f] > 0)
+                    dz[ow, f] = dr[pw, f] if keep else dr.dtype.type(0)
+        for ow in range(covered):                   # db apart: the loop above stays vectorized
+            for f in range(F):
+                db_sum[f] += dz[ow, f]
+    for ow in range(covered, OW):
+        for f in range(F):
+            dz[ow, f] = 0
+
+
 @njit(parallel=True, cache=True)
 def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad, in_place,
-                      cols, dz, dcols, dW_part, db_part, dx):
+                      cols, dz, dcols, dW_part, db_part, dx, pool_dout, pool_arg, pooled, PH, PW):
     """Per thread, for its images, tile by tile: dz = dy * act'(y) (db summed), cols = im2col,
     dWm += cols^T @ dz, and when input_grad: dcols = dz @ Wm^T, col2im into dx (or dx in place).
     dy, y (N*OH*OW, F); WTp: Wm^T (F, Kp) packed by pack_strips; dW_part (T, Kp, Fp).
     (cols^T is read without a copy: a micro-kernel's MR rows of it are MR neighbouring columns of
     cols, one short run of each row; dz, the tile's small operand, stays in L1 for all of them.
-    Measured 1.03-1.45x the backward of dWm^T = dz^T @ cols on the zoo's layers.)"""
+    Measured 1.03-1.45x the backward of dWm^T = dz^T @ cols on the zoo's layers.)
+    PH > 0: dz comes from the max-pooling that took y instead (_dz_pooled_row; dy, y unused)."""
     N = x.shape[0]
     T, Kp, Fp = cols.shape[0], cols.shape[2], dz.shape[2]
     F = WTp.shape[1]
@@ -201,12 +228,17 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
             rows = (q1 - q0) * OW
             r0 = q0 * OW
             dzt = dz[t]
-            dy_b, y_b = dy[r0:r0 + rows], y[r0:r0 + rows]
-            for r in range(rows):                         # dz = dy * act'(y), and db
-                for f in range(F):
-                    g = dy_b[r, f] if (y_b[r, f] > 0 or not relu) else 0
-                    dzt[r, f] = g
-                    db_sum[f] += g
+            if PH > 0:                                    # dz from the pooling's gradient
+                for q in range(q0, q1):
+                    _dz_pooled_row(pool_dout, pool_arg, pooled, q // OH, q % OH, PH, PW,
+                                   dzt[(q - q0) * OW:(q - q0 + 1) * OW], db_sum)
+            else:
+                dy_b, y_b = dy[r0:r0 + rows], y[r0:r0 + rows]
+                for r in range(rows):                     # dz = dy * act'(y), and db
+                    for f in range(F):
+                        g = dy_b[r, f] if (y_b[r, f] > 0 or not relu) else 0
+                        dzt[r, f] = g
+                        db_sum[f] += g
             im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
             size, pc, pd, pw = x.itemsize, np.int64(cols[t].ctypes.data), np.int64(dz[t].ctypes.data), \
                 np.int64(dW_part[t].ctypes.data)
@@ -402,13 +434,16 @@ def _pad_image(x, n, pt, pl, xp):
 
 
 @njit(parallel=True, cache=True)
-def _nb_implicit_backward(dy, y, relu, x, WFp, KH, KW, pt, pl, input_grad, xv, dzp, z, dW_part, db_part, dx):
+def _nb_implicit_backward(dy, y, relu, x, WFp, KH, KW, pt, pl, input_grad, xv, dzp, z, dW_part, db_part, dx,
+                          pool_dout, pool_arg, pooled, PH, PW):
     """Per thread, for its images: dz = dy * act'(y) into dzp's interior (db summed), the image padded
     into xv, dWm_i += view_i(xv)^T @ dz for each kernel row i, and, when input_grad, dx = the implicit
     forward of dzp with WFp (the turned kernel, packed by pack_strips). dy, y (N, OH, OW, F); xv (T, Hx,
-    V, C); dzp (T, Hd, V, Fp); z (T, H*V, Cp); dW_part (T, Kp, Fp)."""
+    V, C); dzp (T, Hd, V, Fp); z (T, H*V, Cp); dW_part (T, Kp, Fp). PH > 0: dz comes from the
+    max-pooling that took y instead (_dz_pooled_row)."""
     N, H, W, C = x.shape
-    OH, OW, F = dy.shape[1], dy.shape[2], dy.shape[3]
+    OH, OW = dy.shape[1], dy.shape[2]                      # (with a pooling, dy and y are empty: (N, OH, OW, 0))
+    F = dy.shape[3] if PH == 0 else pool_dout.shape[3]
     T, V, Fp, Cp = dzp.shape[0], dzp.shape[2], dzp.shape[3], z.shape[2]
     a, bb = KH - 1 - pt, KW - 1 - pl                       # where dz sits in dzp
     size = x.itemsize
@@ -425,6 +460,9 @@ def _nb_implicit_backward(dy, y, relu, x, WFp, KH, KW, pt, pl, input_grad, xv, d
         pw, pf = np.int64(dW_part[t].ctypes.data), np.int64(WFp.ctypes.data)
         for n in range(min(N, t * per_thread), min(N, (t + 1) * per_thread)):
             for oh in range(OH):                           # dz = dy * act'(y), and db
+                if PH > 0:                                 # (from the pooling's gradient)
+                    _dz_pooled_row(pool_dout, pool_arg, pooled, n, oh, PH, PW, dzt[a + oh, bb:bb + OW], db_sum)
+                    continue
                 dy_r, y_r, dz_r = dy[n, oh], y[n, oh], dzt[a + oh, bb:bb + OW]    # one output row
                 for ow in range(OW):
                     for f in range(F):
@@ -456,7 +494,7 @@ def implicit_backward_fits(sh, sw, KH, KW, pt, pl, H, W, OH, OW):
     return sh == 1 and sw == 1 and 0 <= pt <= KH - 1 and 0 <= pl <= KW - 1 and OW <= W and OH <= H + KH - 1
 
 
-def _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad):
+def _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad, pool):
     """dWm (K, F) and db (F,) as the threads' sums, and dx (or an empty array)."""
     N, H, Wd, C = x.shape
     F = W.shape[3]
@@ -468,12 +506,10 @@ def _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad):
         WF[:, :, :F, :] = np.asarray(W, dtype=x.dtype)[::-1, ::-1].transpose(0, 1, 3, 2)
     dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
     dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
-    _nb_implicit_backward(np.ascontiguousarray(dy, dtype=x.dtype).reshape(N, OH, OW, F),
-                          np.ascontiguousarray(y, dtype=x.dtype).reshape(N, OH, OW, F), relu, x,
-                          pack_strips(WF.reshape(-1, C)), KH, KW, pt, pl, input_grad,
+    _nb_implicit_backward(dy, y, relu, x, pack_strips(WF.reshape(-1, C)), KH, KW, pt, pl, input_grad,
                           scratch("xv", (T, OH + KH - 1, V, C), x.dtype),
                           scratch("dzp", (T, H + KH - 1, V, Fp), x.dtype),
-                          scratch("z", (T, H * V if input_grad else 1, Cp), x.dtype), dW_part, db_part, dx)
+                          scratch("z", (T, H * V if input_grad else 1, Cp), x.dtype), dW_part, db_part, dx, *pool)
     return dW_part, db_part, dx
 
 
@@ -650,14 +686,35 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
     """From dy = dL/dy: dW into dW_out (KH, KW, C, F), db into db_out (F,) when given, and
     dx = col2im(dz @ Wm^T) returned (None when not input_grad); y is the forward's output (relu's
     derivative reads it). Same result as reference.conv2d_backward, computed on tiles."""
+    N, F = x.shape[0], W.shape[3]
+    dy = np.ascontiguousarray(dy, dtype=x.dtype).reshape(N, OH, OW, F)
+    y = np.ascontiguousarray(y, dtype=x.dtype).reshape(N, OH, OW, F) if activation == "relu" else dy
+    none = np.zeros((1, 1, 1, 1), dtype=x.dtype)                  # (no pooling: PH = 0)
+    return _conv_backward(dy, x, y, W, activation == "relu", KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out,
+                          input_grad, (none, np.zeros((1, 1, 1, 1), np.int8), none, 0, 0))
+
+
+def conv2d_maxpool_backward(dout, arg, pooled, PH, PW, x, W, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out,
+                            input_grad):
+    """The backward of a relu conv whose output y a max-pooling took (PH x PW windows side by side):
+    from the pooling's dout, arg (each window's winning cell) and pooled output, the conv's dz is
+    dout routed to each winner where pooled > 0 (relu'(y) there), 0 elsewhere, built tile by tile
+    as the kernel goes (reference: maxpool_backward(dout * (pooled > 0), arg), then conv2d_backward
+    'linear'). Returns dx as conv2d_backward."""
+    N, F = x.shape[0], W.shape[3]
+    empty = np.empty((N, OH, OW, 0), dtype=x.dtype)
+    return _conv_backward(empty, x, empty, W, True, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad,
+                          (np.ascontiguousarray(dout, dtype=x.dtype), np.ascontiguousarray(arg),
+                           np.ascontiguousarray(pooled, dtype=x.dtype), PH, PW))
+
+
+def _conv_backward(dy, x, y, W, relu, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad, pool):
     x = np.ascontiguousarray(x)
     F = W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=True)
     T = numba.get_num_threads()
-    relu = activation == "relu"
     if implicit_backward_pays(sh, sw, KH, KW, pt, pl, x.shape[1], x.shape[2], OH, OW, x.shape[3]):
-        dW_part, db_part, dx = _implicit_backward(dy, x, y if relu else dy, W, relu, KH, KW, pt, pl, OH, OW,
-                                                  input_grad)
+        dW_part, db_part, dx = _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad, pool)
     else:
         band = balanced_band(-(-x.shape[0] // T) * OH, band, 1)      # each thread: its images' rows
         WTp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F).T) if input_grad else \
@@ -665,12 +722,12 @@ def conv2d_backward(dy, x, y, W, activation, KH, KW, sh, sw, pt, pl, OH, OW, dW_
         dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
         dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
         in_place = dx_in_place(x.shape[3], OW)
-        dy = np.ascontiguousarray(dy, dtype=x.dtype).reshape(-1, F)
-        _nb_conv_backward(dy, np.ascontiguousarray(y).reshape(-1, F) if relu else dy, relu, x, WTp,
+        pixels = x.shape[0] * OH * OW
+        _nb_conv_backward(dy.reshape(pixels, dy.shape[3]), y.reshape(pixels, y.shape[3]), relu, x, WTp,
                           KH, KW, sh, sw, pt, pl, OH, OW, band, input_grad, in_place,
                           scratch("cols", (T, rows, Kp), x.dtype), scratch("dz", (T, rows, Fp), x.dtype),
                           scratch("dcols", (T, rows, Kp) if input_grad and not in_place else (T, 1, 1), x.dtype),
-                          dW_part, db_part, dx)
+                          dW_part, db_part, dx, *pool)
     _add_parts(dW_part, db_part, dW_out.reshape(K, F), db_out if db_out is not None else db_part[0], db_out is not None)
     return dx if input_grad else None
 

@@ -90,6 +90,15 @@ def conv2d_relu_maxpool(x, W, b, KH, KW, sh, sw, pt, pl, OH, OW, PH, PW):
     return maxpool_forward(y, PH, PW, PH, PW, 0, 0, OH // PH, OW // PW)
 
 
+def conv2d_maxpool_backward(dout, arg, pooled, PH, PW, x, W, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out,
+                            input_grad):
+    """The fused backward's specification: relu'(y) at each window's winner is (pooled > 0), and the
+    other cells get nothing, so dz = maxpool_backward(dout * (pooled > 0), arg); then the conv's
+    backward with no derivative left to apply."""
+    dz = maxpool_backward(dout * (pooled > 0), arg, (x.shape[0], OH, OW, W.shape[3]), PH, PW, PH, PW, 0, 0)
+    return conv2d_backward(dz, x, dz, W, "linear", KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad)
+
+
 def maxpool_backward(dout, arg, x_shape, PH, PW, sh, sw, pt, pl):
     """dx = dout routed to the one cell that won each window.  dout, arg (N,OH,OW,C) -> dx (N,H,W,C)."""
     xp = backend.xp

@@ -85,17 +85,17 @@ class Conv2D(Layer):
         OH, OW, _, _ = self.geometry
         act = self.activation if activation is None else activation
         blocked = kernels.conv_blocked(x.shape, (KH, KW, x.shape[3], F), OH, OW, training)
-        fused = pool is not None and act.name == "relu" and blocked and kernels.conv2d_relu_maxpool(
-            x, self.params["W"], self.params.get("b"), *self._window(), *pool.pool_size)
-        if fused:            # y never made: what backward reads is each window's winner and value
-            self.cache = {"x": x, "cols": None, "pooled": fused[0], "arg": fused[1]}
-            y = fused[0]
-        elif blocked:
-            y = self._forward_blocked(x, act)
-        else:
-            y = self._forward_whole(x, act)
+        if pool is not None and act.name == "relu" and blocked:
+            # y pooled in the kernel's tiles where it can, else by the pooling kernel: what the
+            # backward reads is each window's winner and value (kernels.conv2d_maxpool_backward)
+            pooled = kernels.conv2d_relu_maxpool(x, self.params["W"], self.params.get("b"), *self._window(),
+                                                 *pool.pool_size) \
+                or kernels.maxpool_forward(self._forward_blocked(x, act), *pool._args(), *pool.output_shape[:2])
+            self.cache = {"x": x, "cols": None, "pooled": pooled[0], "arg": pooled[1], "act": act, "pool": pool}
+            return pooled[0]
+        y = self._forward_blocked(x, act) if blocked else self._forward_whole(x, act)
         self.cache.update(act=act, pool=pool)
-        return y if fused or pool is None else pool.forward(y, training=training)
+        return y if pool is None else pool.forward(y, training=training)
 
     def _forward_whole(self, x, act):
         (KH, KW), (sh, sw), F = self.kernel_size, self.strides, self.filters
@@ -133,14 +133,10 @@ class Conv2D(Layer):
 
     def backward(self, dout):
         act, pool = self.cache["act"], self.cache["pool"]
-        if "pooled" in self.cache:
-            # relu'(y) at a window's winner is (pooled > 0), and the other cells get no gradient:
-            # dz = the pooling's backward of dout * (pooled > 0); the kernel then applies no derivative
-            N, OH, OW = dout.shape[0], *self.geometry[:2]
-            dz = kernels.maxpool_backward(kernels.activation_backward(dout, self.cache["pooled"], "relu"),
-                                          self.cache["arg"], (N, OH, OW, self.filters), *pool._args())
-            return kernels.conv2d_backward(dz, self.cache["x"], dz, self.params["W"], "linear", *self._window(),
-                                           self.grads["W"], self.grads.get("b"), self.input_grad)
+        if "pooled" in self.cache:      # relu'(y) at a window's winner is (pooled > 0); others get 0
+            return kernels.conv2d_maxpool_backward(dout, self.cache["arg"], self.cache["pooled"], *pool.pool_size,
+                                                   self.cache["x"], self.params["W"], *self._window(),
+                                                   self.grads["W"], self.grads.get("b"), self.input_grad)
         if pool is not None:
             dout = pool.backward(dout)
         saved = self.cache["z"] if act.needs_input else self.cache["y"]
