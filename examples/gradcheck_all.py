@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from minicnn import Input, Model, backend, gradcheck, losses
+from minicnn import Input, Model, Sequential, backend, gradcheck, losses
 from minicnn.activations import Softmax
 from minicnn.layers import (Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
                             Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, RandomCrop,
@@ -66,6 +66,10 @@ def main():
                          shortcut=[Conv2D(4, 1, strides=2)])
         rows.append(("Residual (projection shortcut)",
                      max(gradcheck.check_layer(block, rng.standard_normal((2, 6, 6, 3)) + 0.1).values())))
+        stack = Sequential([Conv2D(4, 3, padding="same", activation="relu"), MaxPooling2D(2),   # fused: each conv
+                            Conv2D(5, 3, padding="same"), Activation("relu"), MaxPooling2D(2)])  # pools its relu
+        rows.append(("Sequential: relu Conv2D + MaxPooling2D, fused (base.fusion_plan)",
+                     max(gradcheck.check_layer(stack, distinct(rng, (2, 12, 12, 3))).values())))
         inputs = Input(shape=(5, 5, 3))                     # functional: a fork, Add, Concatenate, a shared Conv2D
         shared = Conv2D(3, 3, padding="same", activation="tanh")
         a, b = shared(inputs), shared(Conv2D(3, 1)(inputs))

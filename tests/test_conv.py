@@ -316,22 +316,28 @@ def test_conv_relu_maxpool_is_left_to_the_two_kernels_off_the_implicit_path(rng)
 
 
 def test_implicit_backward_rule():
-    """'auto': the stride-1 backward without columns for inputs of at most 16 channels where the
-    forward's rule holds (tutorial000's first two layers); the row blocks from 32 channels, at
-    stride 2, and for padding wider than 'same'."""
+    """'auto': the stride-1 backward without columns where the forward's rule holds, for inputs of at
+    most 16 channels into at most 32 filters, dx only over whole vectors of channels (tutorial000's
+    first two layers, the first layers of tutorial001 and 003_larger); the row blocks otherwise,
+    at stride 2, and for padding wider than 'same'."""
     from minicnn.kernels import cpu_conv
+    from minicnn.kernels.cpu_gemm import VW
     pays = cpu_conv.implicit_backward_pays
-    assert pays(1, 1, 3, 3, 1, 1, 32, 32, 32, 32, 3) and pays(1, 1, 5, 5, 2, 2, 32, 32, 32, 32, 3)
-    assert pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 16)
-    assert not pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 32)            # 32 channels: dx added in place pays
-    assert not pays(1, 1, 3, 3, 1, 1, 4, 4, 4, 4, 3)                 # 4x4: a third of the grid is junk
-    assert not pays(2, 2, 3, 3, 1, 1, 32, 32, 16, 16, 3)
-    assert not cpu_conv.implicit_backward_fits(1, 1, 3, 3, 3, 3, 8, 8, 12, 12)   # padding 3 > k - 1
+    assert pays(1, 1, 3, 3, 1, 1, 32, 32, 32, 32, 3, 16, False) and pays(1, 1, 5, 5, 2, 2, 32, 32, 32, 32, 3, 32, False)
+    assert pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 16, 32, True) == (16 % VW == 0)
+    assert pays(1, 1, 3, 3, 0, 0, 32, 32, 30, 30, 3, 8, False)                  # tutorial003_larger's first
+    assert not pays(1, 1, 3, 3, 0, 0, 15, 15, 13, 13, 8, 512, True)             # ... and second: 512 filters
+    assert not pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 16, 64, True)             # 64 filters
+    assert not pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 8, 32, True)              # dx over half a vector
+    assert not pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 32, 32, True)             # 32 channels: dx in place
+    assert not pays(1, 1, 3, 3, 1, 1, 4, 4, 4, 4, 3, 16, False)                 # 4x4: a third of the grid junk
+    assert not pays(2, 2, 3, 3, 1, 1, 32, 32, 16, 16, 3, 16, False)
+    assert not cpu_conv.implicit_backward_fits(1, 1, 3, 3, 3, 3, 8, 8, 12, 12)  # padding 3 > k - 1
     try:
         cpu_conv.set_implicit("always")
-        assert pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 64) and pays(1, 1, 3, 3, 1, 1, 4, 4, 4, 4, 3)
+        assert pays(1, 1, 3, 3, 1, 1, 16, 16, 16, 16, 64, 512, True) and pays(1, 1, 3, 3, 1, 1, 4, 4, 4, 4, 3, 16, False)
         cpu_conv.set_implicit("never")
-        assert not pays(1, 1, 3, 3, 1, 1, 32, 32, 32, 32, 3)
+        assert not pays(1, 1, 3, 3, 1, 1, 32, 32, 32, 32, 3, 16, False)
     finally:
         cpu_conv.set_implicit("auto")
 

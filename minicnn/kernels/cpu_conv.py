@@ -547,17 +547,21 @@ def implicit_pays(sh, sw, KW, OW):
     return mode == "always" or OW >= 5 * (KW - 1)
 
 
-def implicit_backward_pays(sh, sw, KH, KW, pt, pl, H, W, OH, OW, C):
+def implicit_backward_pays(sh, sw, KH, KW, pt, pl, H, W, OH, OW, C, F, input_grad):
     """The stride-1 backward without a column matrix, under the same setting as the forward. 'auto':
-    where implicit_pays and the input has at most 16 channels. Measured layer by layer (best of 8
-    alternating rounds, CPU engine note): 1.3-1.6x on tutorial000's first layer (C = 3: the weight
-    gradient of a 27-deep im2col is a poor GEMM, and no dx is needed), 1.1-1.2x on
-    tutorial001_model_2's (5x5x3), 1.08-1.10x at 16x16x16; but 0.75-0.95x from 32 channels up, where
-    the row blocks' dx added in place beats dx as a convolution of the padded dz."""
+    where implicit_pays, with at most 16 input channels, at most 32 filters, and dx wanted only
+    over whole vectors of channels. Measured layer by layer (medians of 8-40 alternating calls, the
+    CPU engine note): a first layer's weight gradient (C = 3: no dx) 1.3-1.6x with 16 filters
+    (tutorial000), 1.1-1.3x with 32 (tutorial001's two models), 1.3x with 8 (tutorial003_larger);
+    16 channels into 32 filters with dx 1.08-1.14x; but 0.96x with 64 filters, 0.90x with 128,
+    0.65x for a first layer of 512 filters (dz then outweighs the input it is multiplied with),
+    0.73x and 0.48x for dx over 8 channels (a vector half empty), and 0.75-0.95x from 32
+    channels up, where the row blocks' dx added in place wins."""
     mode = _IMPLICIT["mode"]
     if mode == "never" or not implicit_backward_fits(sh, sw, KH, KW, pt, pl, H, W, OH, OW):
         return False
-    return mode == "always" or (implicit_pays(sh, sw, KW, OW) and C <= 16)
+    return mode == "always" or (implicit_pays(sh, sw, KW, OW) and C <= 16 and F <= 32
+                                and (not input_grad or C % VW == 0))
 
 
 def _padded(x, pt, pl, Hp, Wp):
@@ -713,7 +717,7 @@ def _conv_backward(dy, x, y, W, relu, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db
     F = W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=True)
     T = numba.get_num_threads()
-    if implicit_backward_pays(sh, sw, KH, KW, pt, pl, x.shape[1], x.shape[2], OH, OW, x.shape[3]):
+    if implicit_backward_pays(sh, sw, KH, KW, pt, pl, x.shape[1], x.shape[2], OH, OW, x.shape[3], F, input_grad):
         dW_part, db_part, dx = _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad, pool)
     else:
         band = balanced_band(-(-x.shape[0] // T) * OH, band, 1)      # each thread: its images' rows
