@@ -123,23 +123,22 @@ def _emit_block(builder, scalar, mr, nv, pa, sam, sak, pb, ldb, pc, ldc, K, accu
     loop = builder.append_basic_block("microkernel_k")
     latch = builder.append_basic_block("microkernel_next_i")
     done = builder.append_basic_block("microkernel_done")
+
+    def head(incoming, first):                                  # a loop's counter from 0, and the block
+        index = builder.phi(i64)                                # of C entering it from `incoming`
+        index.add_incoming(const(0), incoming)
+        phis = [[builder.phi(vec) for _ in range(nv)] for _ in range(mr)]
+        for m in range(mr):
+            for j in range(nv):
+                phis[m][j].add_incoming(first[m][j], incoming)
+        return index, phis
     builder.branch(outer)
     builder.position_at_end(outer)                              # for i in range(KI):
-    i = builder.phi(i64)
-    i.add_incoming(const(0), entry)
-    acc_i = [[builder.phi(vec) for _ in range(nv)] for _ in range(mr)]
-    for m in range(mr):
-        for j in range(nv):
-            acc_i[m][j].add_incoming(start[m][j], entry)
+    i, acc_i = head(entry, start)
     shift_a, shift_b = builder.mul(i, sai), builder.mul(builder.mul(i, K), ldb)
     builder.branch(loop)
     builder.position_at_end(loop)                               #     for k in range(K):
-    k = builder.phi(i64)
-    k.add_incoming(const(0), outer)
-    acc = [[builder.phi(vec) for _ in range(nv)] for _ in range(mr)]
-    for m in range(mr):
-        for j in range(nv):
-            acc[m][j].add_incoming(acc_i[m][j], outer)
+    k, acc = head(outer, acc_i)
     row_b = builder.add(shift_b, builder.mul(k, ldb))
     bk = [builder.load(at(pb, builder.add(row_b, const(j * VW))), align=1) for j in range(nv)]
     col_a = builder.add(shift_a, builder.mul(k, sak))

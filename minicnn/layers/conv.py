@@ -89,8 +89,9 @@ class Conv2D(Layer):
             # y pooled in the kernel's tiles where it can, else by the pooling kernel: what the
             # backward reads is each window's winner and value (kernels.conv2d_maxpool_backward)
             pooled = kernels.conv2d_relu_maxpool(x, self.params["W"], self.params.get("b"), *self._window(),
-                                                 *pool.pool_size) \
-                or kernels.maxpool_forward(self._forward_blocked(x, act), *pool._args(), *pool.output_shape[:2])
+                                                 *pool.pool_size)
+            if pooled is None:          # no fused kernel for this geometry: the conv, then the pooling
+                pooled = kernels.maxpool_forward(self._forward_blocked(x, act), *pool._args(), *pool.output_shape[:2])
             self.cache = {"x": x, "cols": None, "pooled": pooled[0], "arg": pooled[1], "act": act, "pool": pool}
             return pooled[0]
         y = self._forward_blocked(x, act) if blocked else self._forward_whole(x, act)
