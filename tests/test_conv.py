@@ -318,7 +318,7 @@ def test_conv_relu_maxpool_is_left_to_the_two_kernels_off_the_implicit_path(rng)
 def test_implicit_backward_rule():
     """'auto': the stride-1 backward without columns where the forward's rule holds, for inputs of at
     most 16 channels into at most 32 filters, dx only over whole vectors of channels (tutorial000's
-    first two layers, the first layers of tutorial001 and 003_larger); the row blocks otherwise,
+    first two layers, the first layers of tutorial001_model_2, 003 and 004); the row blocks otherwise,
     at stride 2, and for padding wider than 'same'."""
     from minicnn.kernels import cpu_conv
     from minicnn.kernels.cpu_gemm import VW

@@ -552,7 +552,7 @@ def implicit_backward_pays(sh, sw, KH, KW, pt, pl, H, W, OH, OW, C, F, input_gra
     where implicit_pays, with at most 16 input channels, at most 32 filters, and dx wanted only
     over whole vectors of channels. Measured layer by layer (medians of 8-40 alternating calls, the
     CPU engine note): a first layer's weight gradient (C = 3: no dx) 1.3-1.6x with 16 filters
-    (tutorial000), 1.1-1.3x with 32 (tutorial001's two models), 1.3x with 8 (tutorial003_larger);
+    (tutorial000), 1.1-1.4x with 32 (tutorial001_model_2, tutorial004), 1.3x with 8 (tutorial003_larger);
     16 channels into 32 filters with dx 1.08-1.14x; but 0.96x with 64 filters, 0.90x with 128,
     0.65x for a first layer of 512 filters (dz then outweighs the input it is multiplied with),
     0.73x and 0.48x for dx over 8 channels (a vector half empty), and 0.75-0.95x from 32
