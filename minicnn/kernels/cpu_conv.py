@@ -178,6 +178,17 @@ def _nb_conv_forward(x, Wp, b, relu, KH, KW, sh, sw, pt, pl, OH, OW, band, cols,
 
 
 @njit(cache=True, inline="always")
+def _dz_rows(dy, y, relu, dz, db_sum):
+    """dz = dy * act'(y) over a block of pixels (rows of F): relu's derivative reads y, linear
+    passes dy through. db_sum += dz, pixel by pixel."""
+    for r in range(dy.shape[0]):
+        for f in range(dy.shape[1]):
+            g = dy[r, f] if (y[r, f] > 0 or not relu) else 0
+            dz[r, f] = g
+            db_sum[f] += g
+
+
+@njit(cache=True, inline="always")
 def _dz_pooled_row(dout, arg, pooled, n, oh, PH, PW, dz, db_sum):
     """dz[ow, :] for output row oh of image n when a max-pooling (PH x PW windows side by side) took
     this relu conv's output: each window's pooled gradient dout goes to its winner, where the relu
@@ -232,13 +243,8 @@ def _nb_conv_backward(dy, y, relu, x, WTp, KH, KW, sh, sw, pt, pl, OH, OW, band,
                 for q in range(q0, q1):
                     _dz_pooled_row(pool_dout, pool_arg, pooled, q // OH, q % OH, PH, PW,
                                    dzt[(q - q0) * OW:(q - q0 + 1) * OW], db_sum)
-            else:
-                dy_b, y_b = dy[r0:r0 + rows], y[r0:r0 + rows]
-                for r in range(rows):                     # dz = dy * act'(y), and db
-                    for f in range(F):
-                        g = dy_b[r, f] if (y_b[r, f] > 0 or not relu) else 0
-                        dzt[r, f] = g
-                        db_sum[f] += g
+            else:                                         # dz = dy * act'(y), and db
+                _dz_rows(dy[r0:r0 + rows], y[r0:r0 + rows], relu, dzt, db_sum)
             im2col_rows(x, q0, q1, KH, KW, sh, sw, pt, pl, OH, OW, cols[t])
             size, pc, pd, pw = x.itemsize, np.int64(cols[t].ctypes.data), np.int64(dz[t].ctypes.data), \
                 np.int64(dW_part[t].ctypes.data)
@@ -463,12 +469,7 @@ def _nb_implicit_backward(dy, y, relu, x, WFp, KH, KW, pt, pl, input_grad, xv, d
                 if PH > 0:                                 # (from the pooling's gradient)
                     _dz_pooled_row(pool_dout, pool_arg, pooled, n, oh, PH, PW, dzt[a + oh, bb:bb + OW], db_sum)
                     continue
-                dy_r, y_r, dz_r = dy[n, oh], y[n, oh], dzt[a + oh, bb:bb + OW]    # one output row
-                for ow in range(OW):
-                    for f in range(F):
-                        g = dy_r[ow, f] if (y_r[ow, f] > 0 or not relu) else 0
-                        dz_r[ow, f] = g
-                        db_sum[f] += g
+                _dz_rows(dy[n, oh], y[n, oh], relu, dzt[a + oh, bb:bb + OW], db_sum)    # one output row
             _pad_image(x, n, pt, pl, xt)
             for i in range(KH):                            # dWm_i += view_i^T @ dz, KC pixels at a time
                 for k0 in range(0, depth, KC):
@@ -494,23 +495,20 @@ def implicit_backward_fits(sh, sw, KH, KW, pt, pl, H, W, OH, OW):
     return sh == 1 and sw == 1 and 0 <= pt <= KH - 1 and 0 <= pl <= KW - 1 and OW <= W and OH <= H + KH - 1
 
 
-def _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad, pool):
-    """dWm (K, F) and db (F,) as the threads' sums, and dx (or an empty array)."""
+def _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad, pool, dW_part, db_part, dx):
+    """dWm (K, F) and db (F,) as the threads' sums into dW_part, db_part, and dx (when input_grad)."""
     N, H, Wd, C = x.shape
     F = W.shape[3]
-    Fp, Cp, Kp = _round_up(F, VW), _round_up(C, VW), _round_up(KH * KW * C, VW)
+    Fp, Cp = _round_up(F, VW), _round_up(C, VW)
     V = Wd + KW - 1
     T = numba.get_num_threads()
     WF = np.zeros((KH, KW, Fp if input_grad else 0, C), dtype=x.dtype)   # the kernel turned by 180 degrees,
     if input_grad:                                                      # C and F swapped (for dx only)
         WF[:, :, :F, :] = np.asarray(W, dtype=x.dtype)[::-1, ::-1].transpose(0, 1, 3, 2)
-    dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
-    dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     _nb_implicit_backward(dy, y, relu, x, pack_strips(WF.reshape(-1, C)), KH, KW, pt, pl, input_grad,
                           scratch("xv", (T, OH + KH - 1, V, C), x.dtype),
                           scratch("dzp", (T, H + KH - 1, V, Fp), x.dtype),
                           scratch("z", (T, H * V if input_grad else 1, Cp), x.dtype), dW_part, db_part, dx, *pool)
-    return dW_part, db_part, dx
 
 
 _DX_IN_PLACE = {"on": True}     # off: the dcols path everywhere (for tests and A/B measurements)
@@ -705,7 +703,7 @@ def conv2d_maxpool_backward(dout, arg, pooled, PH, PW, x, W, KH, KW, sh, sw, pt,
     dout routed to each winner where pooled > 0 (relu'(y) there), 0 elsewhere, built tile by tile
     as the kernel goes (reference: maxpool_backward(dout * (pooled > 0), arg), then conv2d_backward
     'linear'). Returns dx as conv2d_backward."""
-    N, F = x.shape[0], W.shape[3]
+    N = x.shape[0]
     empty = np.empty((N, OH, OW, 0), dtype=x.dtype)
     return _conv_backward(empty, x, empty, W, True, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db_out, input_grad,
                           (np.ascontiguousarray(dout, dtype=x.dtype), np.ascontiguousarray(arg),
@@ -717,14 +715,14 @@ def _conv_backward(dy, x, y, W, relu, KH, KW, sh, sw, pt, pl, OH, OW, dW_out, db
     F = W.shape[3]
     K, Kp, Fp, band, rows = _geometry(W.shape, OW, x.dtype, backward=True)
     T = numba.get_num_threads()
+    dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
+    dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
     if implicit_backward_pays(sh, sw, KH, KW, pt, pl, x.shape[1], x.shape[2], OH, OW, x.shape[3], F, input_grad):
-        dW_part, db_part, dx = _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad, pool)
+        _implicit_backward(dy, x, y, W, relu, KH, KW, pt, pl, OH, OW, input_grad, pool, dW_part, db_part, dx)
     else:
         band = balanced_band(-(-x.shape[0] // T) * OH, band, 1)      # each thread: its images' rows
         WTp = pack_strips(np.ascontiguousarray(W, dtype=x.dtype).reshape(K, F).T) if input_grad else \
             np.zeros((1, F, NR), dtype=x.dtype)               # (only dx reads Wm^T)
-        dW_part, db_part = scratch("dW", (T, Kp, Fp), x.dtype), scratch("db", (T, F), np.float64)
-        dx = np.empty(x.shape, dtype=x.dtype) if input_grad else np.empty((0,) + x.shape[1:], dtype=x.dtype)
         in_place = dx_in_place(x.shape[3], OW)
         pixels = x.shape[0] * OH * OW
         _nb_conv_backward(dy.reshape(pixels, dy.shape[3]), y.reshape(pixels, y.shape[3]), relu, x, WTp,
