@@ -10,7 +10,8 @@ derivative needs its input, says so with ``needs_input = True``: layers then cac
     gelu     y = z Phi(z)               dz = dy * (Phi(z) + z phi(z))          (in terms of z)
              Phi = the standard normal CDF = (1 + erf(z / sqrt 2)) / 2, phi = its density
 A softmax output followed by cross-entropy never uses softmax.backward: compile hands the softmax
-to the loss (SoftmaxInTheLoss below), which takes the gradient straight from the logits:
+to the loss (the model runs its head as SoftmaxInTheLoss, below), which takes the gradient
+straight from the logits:
 dL/dz = (p - y) / N (see losses.py).
 """
 import math
@@ -110,10 +111,12 @@ def erf(x):
 
 
 class SoftmaxInTheLoss(Linear):
-    """A softmax head whose softmax the loss owns (compile puts it there when the loss is
-    cross-entropy, as deep-learning-from-scratch's SoftmaxWithLoss): the layer computes its logits
-    z (linear), the model applies the softmax to its output, and the loss differentiates
-    softmax + cross-entropy in one step from z. Saved and shown as 'softmax'."""
+    """How a model runs its softmax head when the loss owns the softmax (compile decides so when the
+    loss is cross-entropy, as deep-learning-from-scratch's SoftmaxWithLoss): the model's forward
+    hands the head this activation in place of its own, the head computes its logits z (linear),
+    the model applies the softmax to its output, and the loss differentiates softmax +
+    cross-entropy in one step from z. The layer keeps its softmax: called on its own, or inside
+    another model, it gives probabilities, as in Keras."""
     declared = "softmax"
 
     def __repr__(self):

@@ -24,6 +24,7 @@ weights, their keys and files, summary, compile/fit/evaluate/predict work as for
 what differs is the data flow (build, forward, backward) and the config, which lists the calls.
 """
 from minicnn import backend, kernels
+from minicnn.activations import SoftmaxInTheLoss
 from minicnn.layers.base import KerasTensor, unique_name
 from minicnn.model import CONTAINERS, Sequential, _layers_from_config
 
@@ -175,14 +176,18 @@ class Model(Sequential):
         node.layer.__dict__["_workspaces"] = node.context.setdefault("workspaces", {})
         return True
 
-    def forward(self, x, training=False, keep_caches=True):
+    def forward(self, x, training=False, keep_caches=True, activation=None):
         """The nodes in order. keep_caches=False (predict, evaluate) drops each call's cache once it
-        has run, and each output once its last reader has (see Sequential.forward)."""
+        has run, and each output once its last reader has; `activation` replaces the head's own
+        (see Sequential.forward)."""
         outputs = []                                # outputs[i]: node i's output
+        if self._fused or activation is not None:
+            activation = activation or SoftmaxInTheLoss()
         for j, node in enumerate(self._nodes):
             args = [x if p < 0 else outputs[p] for p in node.inputs]
             shared = self._switch(node)
-            outputs.append(node.layer.forward(args if node.many else args[0], training=training))
+            head = {"activation": activation} if activation is not None and j == len(self._nodes) - 1 else {}
+            outputs.append(node.layer.forward(args if node.many else args[0], training=training, **head))
             if shared:
                 node.context["cache"] = node.layer.cache
             if not keep_caches:

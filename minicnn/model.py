@@ -7,6 +7,7 @@ they hand the work to ``model.trainer`` (training/trainer.py), where the trainin
 and callbacks live.
 """
 from minicnn import backend, kernels, layers, saving
+from minicnn.activations import SoftmaxInTheLoss
 from minicnn.layers.base import KerasTensor, Layer, entry_count, fusion_plan, structural_keys
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
@@ -39,8 +40,7 @@ class Sequential(Layer, TrainingMethods):
         self.compiled = False
         self._fused = False         # compile: the loss owns the head's softmax (see Trainer.configure_head)
         self._absorbed = set()      # forward: positions of layers run inside the layer before
-        self.stop_training = False
-        self.stop_reason = None
+        self.stop_training, self.stop_reason = False, None
         self.seed = None
         self._constructed = False
         if layers is not None:
@@ -95,10 +95,7 @@ class Sequential(Layer, TrainingMethods):
             self._build_if_shape_known()
 
     def _declared_input_shape(self):
-        if not self._layers:
-            return None
-        first = self._layers[0]
-        return first.input_shape
+        return self._layers[0].input_shape if self._layers else None
 
     def structural_keys(self):
         """Keras 3's weight-file keys: snake_case class name, made unique by position."""
@@ -140,11 +137,15 @@ class Sequential(Layer, TrainingMethods):
         return input_shape
 
     # ---- computing ----------------------------------------------------------------------------
-    def forward(self, x, training=False, keep_caches=True):
+    def forward(self, x, training=False, keep_caches=True, activation=None):
         """The layers in turn. keep_caches=False (predict, evaluate: no backward follows) drops each
-        layer's cache as soon as it has run, so a chunk's activations do not all stay alive."""
+        layer's cache as soon as it has run, so a chunk's activations do not all stay alive.
+        `activation` replaces the head's own: where the loss owns its softmax (compile), the head
+        runs as SoftmaxInTheLoss (its logits out; a nested head is told so by its container)."""
         plan, self._absorbed = fusion_plan(self.layers)     # relu (and pooling) layers run inside
-        for i, layer in enumerate(self.layers):               # the layer before them
+        if self._fused or activation is not None:             # the layer before them
+            plan.setdefault(len(self.layers) - 1, {})["activation"] = activation or SoftmaxInTheLoss()
+        for i, layer in enumerate(self.layers):
             if i in self._absorbed:
                 continue
             x = layer.forward(x, training=training, **plan.get(i, {}))
@@ -167,7 +168,8 @@ class Sequential(Layer, TrainingMethods):
 
     def layer_outputs(self, x):
         """[(name, layer, output)] for the batch x in inference mode, each layer run on its own in
-        turn (a Conv2D and the ReLU after it give two outputs): what feature maps show."""
+        turn (a Conv2D and the ReLU after it give two outputs): what feature maps show. Where the
+        loss owns a softmax head's softmax (compile), the head's output here is its logits."""
         out = []
         for layer in self.layers:
             x = layer.forward(x, training=False)
@@ -332,7 +334,7 @@ class Residual(Sequential):
                              f"{tuple(self.output_shape)} but {what} {side}; the two must match (give "
                              "shortcut=[Conv2D(filters, 1, strides=...)] to change the shape)")
 
-    def forward(self, x, training=False, keep_caches=True):
+    def forward(self, x, training=False, keep_caches=True, activation=None):
         side = x if self.shortcut is None else self.shortcut.forward(x, training, keep_caches)
         return super().forward(x, training, keep_caches) + side
 

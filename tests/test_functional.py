@@ -225,6 +225,22 @@ def test_a_feature_model_from_layer_outputs(rng):
         shared.output
 
 
+def test_a_model_cut_from_a_compiled_one_keeps_the_heads_softmax(rng):
+    """compile with cross-entropy gives the head's softmax to the loss for training only: a Model
+    built from the same tensors, sharing the head, still puts out probabilities, as in Keras."""
+    inputs = Input(shape=(5, 5, 2))
+    hidden = Flatten()(Conv2D(3, 3, activation="relu")(inputs))
+    model = Model(inputs, Dense(4, activation="softmax")(hidden))
+    model.compile("adam", "categorical_crossentropy")
+    assert model._fused
+    x = rng.standard_normal((3, 5, 5, 2)).astype(np.float32)
+    model.fit(x, np.eye(4, dtype=np.float32)[[0, 1, 2]], epochs=1, verbose=0)
+    p = model.predict(x, verbose=0)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(Model(model.input, model.layers[-1].output).predict(x, verbose=0), p, rtol=1e-6)
+    np.testing.assert_allclose(model.layers[-1](Model(inputs, hidden).predict(x, verbose=0)), p, rtol=1e-6)
+
+
 def test_feature_maps_follow_the_graph(rng):
     """model.layer_outputs runs the calls (a graph's layers in Keras's order are not a chain), so
     plot.feature_maps draws a branching model too."""

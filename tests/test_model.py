@@ -316,13 +316,14 @@ def test_early_stopping_restores_the_best_weights():
 
 
 def test_the_loss_owns_the_softmax_of_a_softmax_head():
-    """compile with cross-entropy hands the head's softmax to the loss: the head layer computes its
-    logits, the model still outputs probabilities, the config still says softmax; the loss is exact
-    where a probability underflows; compiling with another loss gives the softmax back."""
+    """compile with cross-entropy hands the head's softmax to the loss: the model runs its head for
+    the logits, still outputs probabilities, the config still says softmax; the loss is exact
+    where a probability underflows; the head layer alone still gives probabilities, as in Keras;
+    compiling with another loss gives the softmax back to the head."""
     model = minicnn.Sequential([Dense(3, activation="softmax", input_shape=(2,))])
     model.compile("sgd", "categorical_crossentropy")
     head = model.layers[0]
-    assert isinstance(head.activation, minicnn.activations.SoftmaxInTheLoss)
+    assert model._fused and isinstance(head.activation, minicnn.activations.Softmax)
     assert head.get_config()["activation"] == "softmax"
     model.set_weights([np.array([[100.0, 0.0, -100.0], [0.0, 0.0, 0.0]], np.float32), np.zeros(3, np.float32)])
     x = np.array([[1.0, 0.0]], np.float32)
@@ -331,10 +332,38 @@ def test_the_loss_owns_the_softmax_of_a_softmax_head():
     assert p[0, 2] == 0.0                                   # e^-200 underflows in float32
     loss = model.evaluate(x, np.array([[0.0, 0.0, 1.0]], np.float32), verbose=0)
     assert loss == pytest.approx(200.0, rel=1e-5)          # logsumexp(z) - z_2, not -log(0) = inf
-    np.testing.assert_allclose(head.forward(x), [[100.0, 0.0, -100.0]])   # the layer's own output: logits
+    model.forward(x)
+    np.testing.assert_allclose(model.logits, [[100.0, 0.0, -100.0]])       # what the loss reads
+    np.testing.assert_array_equal(head(x), p)                                # the layer alone: softmax
     model.compile("sgd", "mse")
-    assert isinstance(head.activation, minicnn.activations.Softmax)
+    assert not model._fused
     np.testing.assert_allclose(model.predict(x), p, atol=1e-7)
+
+
+@pytest.mark.parametrize("head", ["dense", "activation", "softmax_layer", "nested"])
+def test_a_compiled_models_layers_keep_their_softmax_elsewhere(head, rng):
+    """Keras's idioms that reuse a trained model's layers: the layers called one by one, a new
+    Sequential over the same layers, the feature maps. Each ends in the probabilities of the
+    compiled model, whose loss owns the softmax in training (test_functional: a Model cut from
+    a compiled one)."""
+    last = {"dense": [Dense(4, activation="softmax")],
+            "activation": [Dense(4), Activation("softmax")],
+            "softmax_layer": [Dense(4), minicnn.layers.Softmax()],
+            "nested": [minicnn.Sequential([Dense(6, activation="relu"), Dense(4, activation="softmax")])]}[head]
+    model = minicnn.Sequential([Input(shape=(5, 5, 2)), Conv2D(3, 3, activation="relu"), Flatten(), *last])
+    model.compile("adam", "categorical_crossentropy")
+    assert model._fused
+    x = rng.standard_normal((4, 5, 5, 2)).astype(np.float32)
+    y = to_categorical(rng.integers(0, 4, 4), 4)
+    model.fit(x, y, epochs=1, verbose=0)
+    p = model.predict(x, verbose=0)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    h = x
+    for layer in model.layers:                                  # each layer called on its own
+        h = layer(h)
+    np.testing.assert_allclose(h, p, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(minicnn.Sequential(model.layers).predict(x, verbose=0), p, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.layer_outputs(x)[-1][2], p, rtol=1e-5, atol=1e-7)
 
 
 def test_progress_output_follows_keras_3(capsys):

@@ -15,7 +15,6 @@ matrix and the most confident mistakes.
 import numpy as np
 
 from minicnn import backend, plot
-from minicnn.activations import SoftmaxInTheLoss
 from minicnn.explain import figures, numbers
 from minicnn.explain.html import document, esc, img, num, section, table
 from minicnn.saving import atomic_write
@@ -40,7 +39,7 @@ def page(model, x_test, y_test, history=None, dynamics=None, image=0, class_name
     x = backend.to_device(x_test[image:image + 1], backend.floatx())
     outputs = model.layer_outputs(x)
     sections = [_architecture(model, outputs), _feature_maps(x_test[image], outputs, class_names),
-                _dot_product(model, outputs, x), _filters(model), _softmax(model, outputs, class_names,
+                _dot_product(model, outputs, x), _filters(model), _softmax(model, outputs, x, class_names,
                                                                                y_true[image], probs[image]),
                 _dynamics(dynamics), _history(history), _mistakes(x_test, y_true, probs, class_names)]
     return document(title or f"What {model.name} computes", sections, CONTENTS)
@@ -74,8 +73,6 @@ def _feature_maps(image, outputs, class_names):
             names = class_names if out.shape[-1] == len(class_names) and k == len(outputs) - 1 else None
             fig = figures.vector(out, names)
             what = f"{out.size} values" + (", first 256 shown" if out.size > 256 else "")
-        if k == len(outputs) - 1 and isinstance(getattr(layer, "activation", None), SoftmaxInTheLoss):
-            what += ": the logits (the loss applies the softmax, see below)"
         parts.append(f'<div class="fmap"><h3>{esc(name)} ({esc(type(layer).__name__)}): {what}</h3>'
                      f'{img(figures.data_uri(fig), name + " output")}</div>')
     return section("feature-maps", "One test image through every layer", "".join(parts),
@@ -138,8 +135,8 @@ def _filters(model):
                    "The first Conv2D's kernels, one image per filter (RGB when it reads 3 channels).")
 
 
-def _softmax(model, outputs, class_names, true, probs):
-    found = numbers.logits_and_probs(model, outputs)
+def _softmax(model, outputs, x, class_names, true, probs):
+    found = numbers.logits_and_probs(model, outputs, x)
     if found is None:
         return section("softmax", "The prediction", "<p>The model does not end in a softmax.</p>")
     z, s, how = found

@@ -95,15 +95,17 @@ def dot_product(layer, x_in, y, channel=None):
             "fmap_channel": y[0, :, :, channel]}
 
 
-def logits_and_probs(model, outputs):
-    """(z, p, how) for one image: the logits and probabilities of its prediction. With the softmax
-    in the loss the head's output is z; a head with its own softmax gives p, and z = log p (softmax
-    ignores a constant added to every z_i)."""
+def logits_and_probs(model, outputs, x):
+    """(z, p, how) for one image x (1, H, W, C): the logits and probabilities of its prediction.
+    With the softmax in the loss the model's forward keeps z (model.logits); a head with its own
+    softmax gives p, and z = log p (softmax ignores a constant added to every z_i)."""
     name, layer, out = outputs[-1]
     out = backend.to_host(out)[0].astype(np.float64)
     act = getattr(model._head(), "activation", None)
-    if isinstance(act, activations.SoftmaxInTheLoss):
-        z, how = out, f"the logits are {name}'s output before the softmax the loss applies"
+    if model._fused:
+        model.forward(x, training=False, keep_caches=False)
+        z = backend.to_host(model.__dict__.pop("logits"))[0].astype(np.float64)
+        how = f"the logits are {name}'s output before its softmax, which the loss owns in training"
     elif act is not None and activations.serialize(act) == "softmax" or type(layer).__name__ == "Softmax":
         z, how = np.log(np.maximum(out, 1e-300)), f"{name} outputs probabilities: z = log p here"
     else:

@@ -129,14 +129,18 @@ class Activation(Layer):
         """The relu a Conv2D or Dense before this layer may apply for it (base.fused_pairs), else None."""
         return self.activation if self.activation.name == "relu" else None
 
-    def forward(self, x, training=False):
-        y = kernels.activation_forward(x, self.activation.name)       # activations.py has the math
-        self.cache = {"z": x} if self.activation.needs_input else {"y": y}
+    def forward(self, x, training=False, activation=None):
+        """y = act(x); `activation` replaces the layer's own (a model whose loss owns this head's
+        softmax runs it as SoftmaxInTheLoss: y = x, the logits)."""
+        act = self.activation if activation is None else activation
+        y = kernels.activation_forward(x, act.name)                   # activations.py has the math
+        self.cache = {"act": act, **({"z": x} if act.needs_input else {"y": y})}
         return y
 
     def backward(self, dout):
-        saved = self.cache["z"] if self.activation.needs_input else self.cache["y"]
-        return kernels.activation_backward(dout, saved, self.activation.name)
+        act = self.cache["act"]
+        saved = self.cache["z"] if act.needs_input else self.cache["y"]
+        return kernels.activation_backward(dout, saved, act.name)
 
     def get_config(self):
         return {**super().get_config(), "activation": activations.serialize(self.activation)}

@@ -92,18 +92,16 @@ class Trainer:
 
     def configure_head(self):
         """Decide once who owns a softmax head's softmax. With a cross-entropy loss the loss does,
-        as deep-learning-from-scratch's SoftmaxWithLoss: the head layer computes its logits z
-        (activations.SoftmaxInTheLoss), the model's forward applies the softmax after the stack
+        as deep-learning-from-scratch's SoftmaxWithLoss: the model's forward runs the head as
+        activations.SoftmaxInTheLoss (its logits z out) and applies the softmax after the stack
         (outputs stay probabilities, as in Keras), and training differentiates softmax +
         cross-entropy in one step, dL/dz = (p - y) / N, exact even where p underflows. Any other
-        loss: the head's own softmax."""
+        loss: the head's own softmax. The head layer itself is left as it is: called on its own,
+        or by another model sharing it, it gives probabilities."""
         model = self.model
-        head = model._head()
-        activation = getattr(head, "activation", None)
+        activation = getattr(model._head(), "activation", None)
         declared = activation if activation is None else activations.serialize(activation)
         model._fused = bool(model.loss.fuses_softmax and declared == "softmax" and model.ends_in_last_layer)
-        if declared == "softmax":
-            head.activation = activations.SoftmaxInTheLoss() if model._fused else activations.get("softmax")
 
     # ---- before training ------------------------------------------------------------------------
     def require_compiled(self, what):
