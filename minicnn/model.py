@@ -273,14 +273,14 @@ class Sequential(Layer, TrainingMethods):
             model.build(tuple(config["input_shape"]))
         return model
 
-    def save_weights(self, filepath):
-        saving.save_weights(self, filepath)
+    def save_weights(self, filepath, overwrite=True):
+        saving.save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath):
         saving.load_weights(self, filepath)
 
-    def save(self, filepath):
-        saving.save_model(self, filepath)
+    def save(self, filepath, overwrite=True):
+        saving.save_model(self, filepath, overwrite)
 
 
 class Residual(Sequential):

@@ -13,6 +13,7 @@ target: a save interrupted at any point leaves the previous file intact (atomic_
 Reading trusts nothing in a file: every member, header, table entry and config argument is checked
 before it is used, and every problem is a ValueError naming the file (see "reading" below).
 """
+import errno
 import json
 import os
 import stat
@@ -38,9 +39,15 @@ def atomic_write(path, write):
     the -rw------- of a bare temporary file."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot save to {path!r}: it is a folder (give a file name, "
+                                f"e.g. {os.path.join(path, 'model.keras')!r})")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise _target_error(path, folder, error) from error
     mode = _file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             _chmod(tmp, mode)
@@ -60,6 +67,25 @@ def atomic_write(path, write):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _check_overwrite(filepath, overwrite):
+    """Keras's overwrite=False: keep an existing file (Keras asks at the terminal; minicnn refuses)."""
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(errno.EEXIST, f"{os.fspath(filepath)!r} exists and overwrite=False: nothing was "
+                              "written (pass overwrite=True to replace it)")
+
+
+def _target_error(path, folder, error):
+    """The OSError of a save, saying which target could not be written and why, not naming the
+    temporary file: the folder is a file, is missing, or refuses writes."""
+    blocker = folder
+    while blocker and not os.path.exists(blocker):
+        blocker = os.path.dirname(blocker)
+    if blocker and not os.path.isdir(blocker):
+        return NotADirectoryError(errno.ENOTDIR, f"cannot save to {path!r}: {blocker!r} is a file, not a folder")
+    why = error.strerror or str(error)
+    return type(error)(error.errno, f"cannot save to {path!r}: {why} (in the folder {folder!r})")
 
 
 def _file_mode(path):
@@ -144,7 +170,8 @@ def keras_content(filepath):
     return False
 
 
-def save_weights(model, filepath):
+def save_weights(model, filepath, overwrite=True):
+    _check_overwrite(filepath, overwrite)
     if keras_named(filepath):
         if not os.fspath(filepath).lower().endswith(".weights.h5"):
             raise ValueError(f"{filepath}: a Keras weights file name ends in .weights.h5 (Keras 3's rule); use "
@@ -157,7 +184,8 @@ def save_weights(model, filepath):
     atomic_write(filepath, lambda f: np.savez(f, **arrays))
 
 
-def save_model(model, filepath):
+def save_model(model, filepath, overwrite=True):
+    _check_overwrite(filepath, overwrite)
     if keras_named(filepath):
         return keras_files["save_model"](model, filepath)
     _require_built(model, "save")

@@ -102,6 +102,28 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]       # no temporary left behind
 
 
+@pytest.mark.parametrize("name", ["m.npz", "m.keras", "m.weights.h5"])
+def test_a_save_that_cannot_happen_names_the_target_and_why(tmp_path, name):
+    """A folder where the file should be, a file where a folder should be, and Keras's
+    overwrite=False on an existing file: each error names the path the user gave (not the
+    temporary file of the atomic write), and nothing is written or left behind."""
+    model = small_model()
+    save = model.save_weights if name.endswith(".weights.h5") else model.save
+    (tmp_path / name).mkdir()
+    with pytest.raises(IsADirectoryError, match=f"cannot save to '.*{name}': it is a folder"):
+        save(tmp_path / name)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match="afile' is a file, not a folder"):
+        save(tmp_path / "afile" / "sub" / name)
+    (tmp_path / name).rmdir()
+    save(tmp_path / name, overwrite=True)
+    before = (tmp_path / name).read_bytes()
+    with pytest.raises(FileExistsError, match="exists and overwrite=False"):
+        save(tmp_path / name, overwrite=False)
+    assert (tmp_path / name).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", name]
+
+
 def test_get_set_weights_keras_order():
     layer = BatchNormalization()
     layer.build((4,))
