@@ -120,7 +120,10 @@ def floatx():
 
 def set_floatx(dtype):
     global _floatx
-    dtype = numpy.dtype(dtype).name
+    try:
+        dtype = numpy.dtype(dtype).name
+    except TypeError:
+        raise ValueError(f"floatx must be 'float32' or 'float64', got {dtype!r}") from None
     if dtype not in ("float32", "float64"):
         raise ValueError(f"floatx must be 'float32' or 'float64', got {dtype!r}")
     _floatx = dtype

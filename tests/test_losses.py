@@ -3,10 +3,11 @@ too), clipped path, label checks."""
 import numpy as np
 import pytest
 
-from minicnn import gradcheck, losses
+from minicnn import backend, gradcheck, losses
 from minicnn.activations import Softmax
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
 from minicnn.model import Sequential
+from minicnn.utils import to_categorical
 
 
 def _onehot(labels, K):
@@ -95,3 +96,19 @@ def test_label_checks():
 def test_unknown_loss_name():
     with pytest.raises(ValueError, match="unknown loss"):
         losses.get("hinge_of_doom")
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda: losses.CategoricalCrossentropy(label_smoothing="0.1"), r"label_smoothing must be a number in \[0, 1\), got '0.1'"),
+    (lambda: losses.CategoricalCrossentropy(label_smoothing=1.0), r"label_smoothing must be a number in \[0, 1\), got 1.0"),
+    (lambda: to_categorical([1, 2], "10"), r"num_classes must be a positive int, got '10'"),
+    (lambda: to_categorical([1, 2], 0), r"num_classes must be a positive int, got 0"),
+    (lambda: backend.set_floatx("bogus"), r"floatx must be 'float32' or 'float64', got 'bogus'"),
+])
+def test_arguments_of_the_wrong_kind_are_named(make, pattern):
+    """Strings and out-of-range values are refused with what was expected and what came, not a
+    comparison or dtype error from deep inside; NumPy scalars are numbers like any other."""
+    with pytest.raises(ValueError, match=pattern):
+        make()
+    assert losses.CategoricalCrossentropy(label_smoothing=np.float32(0.25)).label_smoothing == 0.25
+    assert to_categorical([1, 2], np.int64(4)).shape == (2, 4)
