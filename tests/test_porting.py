@@ -8,16 +8,18 @@ import pytest
 
 import minicnn
 from minicnn import backend, gradcheck, keras_io
+from minicnn.port import port
 from minicnn.layers import Conv2D, Dense, Flatten, Input, LeakyReLU, ReLU, Softmax
 
 PROGRAMS = pathlib.Path(__file__).parent / "keras_programs"
 
 
 def rename(source):
-    """The port: every `tensorflow.keras`, `tf.keras` and `keras` becomes `minicnn`."""
-    source = re.sub(r"^import tensorflow as tf\n", "", source, flags=re.M)
-    source = re.sub(r"\btensorflow\.keras\b|\btf\.keras\b", "minicnn", source)
-    return re.sub(r"\bkeras\b", "minicnn", source)
+    """The port (python -m minicnn.port): `tensorflow.keras`, `tf.keras` and `keras` become
+    `minicnn` in the code, and nothing else changes."""
+    ported, notes = port(source)
+    assert notes == []                                          # TensorFlow was there for Keras only
+    return ported
 
 
 def run_program(source):
@@ -53,6 +55,57 @@ def test_the_same_programs_run_under_keras(program):
     result = run_program((PROGRAMS / program).read_text())
     mine = run_program(rename((PROGRAMS / program).read_text()))
     assert set(result["history"]) == set(mine["history"]) and result["predict_shape"] == mine["predict_shape"]
+
+
+def test_the_port_renames_keras_in_the_code_and_nothing_else():
+    """Keras's import forms, TensorFlow's names for Keras, and what must stay: strings (a .keras
+    file name), comments, names that merely contain 'keras', and TensorFlow used for itself."""
+    source = "\n".join([
+        "import tensorflow as tf",
+        "from tensorflow import keras",
+        "from tensorflow.keras import layers",
+        "from keras.callbacks import EarlyStopping",
+        "import keras.backend as K",
+        "keras_model = keras.Sequential([layers.Dense(2)])   # a keras model",
+        "loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)",
+        "keras_model.save('model.keras')",
+        "url = 'https://keras.io'",
+        "x = tf.constant([1.0])",
+        ""])
+    ported, notes = port(source)
+    assert ported.splitlines() == [
+        "import tensorflow as tf",
+        "import minicnn",
+        "import minicnn",
+        "from minicnn import layers",
+        "from minicnn.callbacks import EarlyStopping",
+        "import minicnn.backend as K",
+        "keras_model = minicnn.Sequential([layers.Dense(2)])   # a keras model",
+        "loss = minicnn.losses.SparseCategoricalCrossentropy(from_logits=True)",
+        "keras_model.save('model.keras')",
+        "url = 'https://keras.io'",
+        "x = tf.constant([1.0])"]
+    assert notes == ["line 10: still uses TensorFlow: x = tf.constant([1.0])"]      # the original's line
+    ported, notes = port("import tensorflow as tf\nm = tf.keras.models.Sequential()\n")
+    assert ported == "import minicnn\nm = minicnn.models.Sequential()\n" and notes == []
+    with pytest.raises(TypeError, match="the program's text"):
+        port(b"import keras")
+
+
+def test_the_port_runs_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+    program = tmp_path / "prog.py"
+    program.write_text("from tensorflow import keras\nimport tensorflow as tf\nprint(keras.__name__, tf.ones(1))\n")
+    out = tmp_path / "ported.py"
+    done = subprocess.run([sys.executable, "-m", "minicnn.port", str(program), "-o", str(out)],
+                          capture_output=True, text=True, check=True)
+    assert "line 3: still uses TensorFlow" in done.stderr
+    assert out.read_text() == ("import minicnn\nimport tensorflow as tf\nimport minicnn\n"
+                               "print(minicnn.__name__, tf.ones(1))\n")
+    program.write_text("def f(:\n")
+    failed = subprocess.run([sys.executable, "-m", "minicnn.port", str(program)], capture_output=True, text=True)
+    assert failed.returncode != 0 and "not a Python program this port can read" in failed.stderr
 
 
 def test_keras_module_paths_exist():
