@@ -7,7 +7,7 @@ with Keras's API shape. A Keras tutorial ports by changing its imports:
 from minicnn import _keras_names
 from minicnn._version import __version__
 from minicnn import (activations, backend, callbacks, constraints, gradcheck, initializers, keras_io, layers,
-                     losses, models, optimizers, utils)
+                     losses, models, optimizers, regularizers, utils)
 from minicnn.backend import set_backend
 from minicnn.kernels import set_kernels
 from minicnn.layers import Input
@@ -16,7 +16,7 @@ from minicnn.models import Model, Residual, Sequential, load_model
 __all__ = ["__version__", "Sequential", "Model", "Residual", "Input", "load_model", "set_backend", "set_kernels",
            "activations", "backend", "callbacks", "constraints", "models", "gradcheck", "initializers", "keras_io",
            "layers",
-           "losses", "optimizers", "utils", "datasets"]
+           "losses", "optimizers", "regularizers", "utils", "datasets"]
 
 
 def __getattr__(name):

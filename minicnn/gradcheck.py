@@ -102,7 +102,7 @@ def check_model(model, x, y, h=1e-5):
     def L():
         reset()
         out = model.forward(x, training=True)
-        return float(steps.batch_loss(model, out, y)[0])
+        return float(steps.batch_loss(model, out, y)[0] + steps.regularize(model.variables()))
 
     reset()
     out = model.forward(x, training=True)

@@ -14,7 +14,8 @@ initializers, constraints, optimizers, losses and whole models to those dicts an
 One table, LAYERS, is the mapping of every layer minicnn shares with Keras, both ways: the keys
 both configs have (minicnn's layer configs use Keras's names and meanings) and the Keras-only keys
 with the value that matches what minicnn computes. Writing puts that value; reading checks that a
-Keras file has it there (a dilated Conv2D, a regularizer, channels-first data: a clear error).
+Keras file has it there (a dilated Conv2D, an activity regularizer, channels-first data: a clear
+error).
 
 Files are written as Keras 3.15 writes them, except for a few keys that later Keras 3 releases
 added (VarianceScaling's input_axes and output_axes, Dense's quantization_config,
@@ -22,7 +23,7 @@ BatchNormalization's renorm settings, InputLayer's optional, the optimizers' los
 gradient_accumulation_steps): they are left out, at their defaults, so that older Keras 3 releases
 read the files too. Reading takes Keras 2's spellings as well (legacy .h5 files of tf.keras).
 """
-from minicnn import activations, constraints, initializers, losses
+from minicnn import activations, constraints, initializers, losses, regularizers
 from minicnn import layers as L
 from minicnn import optimizers as O
 from minicnn.constraints import MaxNorm
@@ -136,9 +137,9 @@ def _none(*keys):
 LAYERS = {
     "Conv2D": (L.Conv2D, ("filters", "kernel_size", "strides", "padding", _CHANNELS_LAST, ("dilation_rate", [1, 1]),
                           ("groups", 1), *_KERNEL_BIAS,
-                          *_none("kernel_regularizer", "bias_regularizer", "activity_regularizer"),
+                          "kernel_regularizer", "bias_regularizer", ("activity_regularizer", None),
                           "kernel_constraint", "bias_constraint")),
-    "Dense": (L.Dense, ("units", *_KERNEL_BIAS, *_none("kernel_regularizer", "bias_regularizer"),
+    "Dense": (L.Dense, ("units", *_KERNEL_BIAS, "kernel_regularizer", "bias_regularizer",
                         "kernel_constraint", "bias_constraint")),
     "MaxPooling2D": (L.MaxPooling2D, ("pool_size", "padding", "strides", _CHANNELS_LAST)),
     "AveragePooling2D": (L.AveragePooling2D, ("pool_size", "padding", "strides", _CHANNELS_LAST)),
@@ -182,6 +183,8 @@ def _to_keras(key, value):
         return initializer_config(value)
     if key.endswith("_constraint"):
         return constraint_config(value)
+    if key.endswith("_regularizer"):
+        return None if value is None else keras_object("keras.regularizers", value["class_name"], value["config"])
     return _plain(value)
 
 
@@ -191,6 +194,8 @@ def _from_keras(key, value):
         return initializer_from_config(value)
     if key.endswith("_constraint"):
         return constraint_from_config(value)
+    if key.endswith("_regularizer"):
+        return regularizers.deserialize(value)
     if key == "activation":
         return activation_from_config(value)
     if key == "axis" and isinstance(value, list) and len(value) == 1:       # Keras 2's BatchNormalization

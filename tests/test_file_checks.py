@@ -140,6 +140,10 @@ def test_npz_reader_alone(tmp_path):
      r"TypeError: Conv2D got unexpected argument\(s\): \['groups'\]"),
     ("__config__", lambda d: d["model"]["layers"][0]["config"]["kernel_initializer"].update(class_name="Evil"),
      r"unknown initializer in config"),
+    ("__config__", lambda d: d["model"]["layers"][0]["config"].update(
+        kernel_regularizer={"class_name": "L2", "config": {"l2": "x"}}), r"l2 must be a number >= 0, got 'x'"),
+    ("__config__", lambda d: d["model"]["layers"][0]["config"].update(
+        kernel_regularizer={"class_name": "Evil", "config": {}}), r"unknown regularizer in config"),
     ("__config__", lambda d: d["model"]["layers"].append({"class_name": "Dropout", "config": {"rate": 1.5}}),
      r"layer 6 \(Dropout\): rate must be a number in \[0, 1\), got 1.5"),
     ("__config__", lambda d: d["model"].update(seed=-1), r"the model: seed must be null or an int in \[0, 2\*\*32\)"),

@@ -49,7 +49,7 @@ def _keras_loss_and_grads(kmodel, x, y):
     import tensorflow as tf
     with tf.GradientTape() as tape:
         loss = keras.losses.categorical_crossentropy(y, kmodel(x, training=False))
-        loss = tf.reduce_mean(loss)
+        loss = tf.reduce_mean(loss) + sum(kmodel.losses)        # (the weights' regularization penalties)
     grads = tape.gradient(loss, kmodel.trainable_weights)
     return float(loss), [g.numpy() for g in grads]
 
@@ -483,3 +483,33 @@ def test_augmentation_in_a_functional_model_goes_to_keras_and_back():
     assert [type(layer).__name__ for layer in kmodel.layers][1:3] == ["RandomFlip", "RandomRotation"]
     np.testing.assert_allclose(kmodel.predict(AUG_X, verbose=0), model.predict(AUG_X), atol=1e-6)
     np.testing.assert_array_equal(keras_io.from_keras(kmodel).predict(AUG_X), model.predict(AUG_X))
+
+
+def test_weight_regularizers_match_keras(tmp_path):
+    """kernel_regularizer / bias_regularizer (L1, L2, L1L2): the same loss (penalties included), the
+    same gradients, the same three SGD steps and the same evaluate loss as Keras, and a .keras file
+    carries them both ways."""
+    from minicnn import regularizers as R
+    layers = [Input(shape=(9, 9, 3)), Conv2D(4, 3, activation="relu", kernel_regularizer=R.l2(0.01)),
+              MaxPooling2D(2), Flatten(), Dense(12, activation="relu", kernel_regularizer=R.L1(0.005),
+                                                bias_regularizer=R.L1L2(0.01, 0.02)),
+              Dense(10, activation="softmax", kernel_regularizer="l2")]
+    model = minicnn.Sequential(layers)
+    x, y = _batch((9, 9, 3), n=12, seed=4)
+    model.layers[3].set_weights([w + 0.1 for w in model.layers[3].get_weights()])   # biases away from 0
+    kmodel = _assert_same_as_keras(model, x, y)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(kmodel.evaluate(x, y, verbose=0), rel=1e-5)
+    model.compile(optimizer=optimizers.SGD(0.1, momentum=0.9), loss="categorical_crossentropy")
+    kmodel.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="categorical_crossentropy")
+    for step in range(3):
+        k_loss = kmodel.train_on_batch(x[step * 4:step * 4 + 4], y[step * 4:step * 4 + 4])
+        loss = model.train_on_batch(x[step * 4:step * 4 + 4], y[step * 4:step * 4 + 4])
+        assert loss == pytest.approx(k_loss, rel=1e-5)
+    for w, kw in zip(model.get_weights(), kmodel.get_weights()):
+        np.testing.assert_allclose(w, kw, atol=1e-5, rtol=1e-4)
+    kmodel.save(tmp_path / "k.keras")
+    back = minicnn.load_model(tmp_path / "k.keras")
+    assert [type(back.layers[i].kernel_regularizer).__name__ for i in (0, 3, 4)] == ["L2", "L1", "L2"]
+    assert back.layers[3].kernel_regularizer.l1 == pytest.approx(0.005)           # (Keras keeps float32)
+    assert back.layers[3].bias_regularizer.get_config() == pytest.approx({"l1": 0.01, "l2": 0.02})
+    np.testing.assert_allclose(back.evaluate(x, y, verbose=0), kmodel.evaluate(x, y, verbose=0), rtol=1e-5)

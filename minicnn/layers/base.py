@@ -21,7 +21,7 @@ import math
 import operator
 import re
 
-from minicnn import activations, backend, constraints, initializers, kernels
+from minicnn import activations, backend, constraints, initializers, kernels, regularizers
 
 def snake_case(name):
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
@@ -174,8 +174,20 @@ def kernel_bias_config(layer):
     return {"activation": activations.serialize(layer.activation), "use_bias": layer.use_bias,
             "kernel_initializer": initializers.serialize(layer.kernel_initializer),
             "bias_initializer": initializers.serialize(layer.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(layer.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(layer.bias_regularizer),
             "kernel_constraint": constraints.serialize(layer.kernel_constraint),
             "bias_constraint": constraints.serialize(layer.bias_constraint)}
+
+
+def set_regularizers(layer, kernel_regularizer, bias_regularizer, activity_regularizer):
+    """A kernel layer's Keras regularizer arguments (regularizers.py): the weights' penalties kept,
+    an activity regularizer (a penalty on the layer's output) refused."""
+    if activity_regularizer is not None:
+        raise ValueError(f"{type(layer).__name__} {layer.name!r}: activity_regularizer is not supported "
+                         f"(got {activity_regularizer!r}); minicnn has kernel_regularizer and bias_regularizer")
+    layer.kernel_regularizer = regularizers.get(kernel_regularizer)
+    layer.bias_regularizer = regularizers.get(bias_regularizer)
 
 
 def kernel_bias_from_config(config):
@@ -185,6 +197,8 @@ def kernel_bias_from_config(config):
         config[key] = initializers.deserialize(config[key])
     for key in ("kernel_constraint", "bias_constraint"):
         config[key] = constraints.deserialize(config[key])
+    for key in ("kernel_regularizer", "bias_regularizer"):       # (absent from files before them)
+        config[key] = regularizers.deserialize(config.get(key))
     return config
 
 
@@ -232,7 +246,7 @@ class Layer:
         self.trainable = bool(trainable)
         self.grads = {}
         self._new_weight_dicts()
-        self.constraints = {}
+        self.constraints, self.regularizers = {}, {}
         self.cache = None
         self.built = False
         self.input_shape = None if input_shape is None else tuple(input_shape)
@@ -252,7 +266,7 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def add_weight(self, key, shape, initializer, rng, trainable=True, constraint=None):
+    def add_weight(self, key, shape, initializer, rng, trainable=True, constraint=None, regularizer=None):
         shape = tuple(operator.index(d) for d in shape)
         _take_from_cap(self, key, shape)
         value = initializers.make(initializers.get(initializer), shape, rng)
@@ -261,6 +275,8 @@ class Layer:
             self.grads[key] = backend.xp.zeros_like(value)
             if constraint is not None:
                 self.constraints[key] = constraint
+            if regularizer is not None:
+                self.regularizers[key] = regularizer
         else:
             self.state[key] = value
         return value

@@ -1,7 +1,7 @@
 """Conv2D by im2col + one GEMM (NHWC, Keras kernel layout (KH, KW, C, F))."""
 from minicnn import activations, backend, constraints, initializers, kernels
 from minicnn.layers.base import (Layer, activate, activation_backward, as_pair, check_padding, kernel_bias_config,
-                                 kernel_bias_from_config, window_geometry)
+                                 kernel_bias_from_config, set_regularizers, window_geometry)
 
 
 class Conv2D(Layer):
@@ -31,6 +31,7 @@ class Conv2D(Layer):
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, data_format=None, dilation_rate=(1, 1),
                  **kwargs):
         super().__init__(**kwargs)
@@ -50,6 +51,7 @@ class Conv2D(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
+        set_regularizers(self, kernel_regularizer, bias_regularizer, activity_regularizer)
 
     def _geometry(self, input_shape):
         (KH, KW), (sh, sw) = self.kernel_size, self.strides
@@ -71,9 +73,10 @@ class Conv2D(Layer):
         rng = rng or backend.new_rng()
         KH, KW = self.kernel_size
         self.add_weight("W", (KH, KW, input_shape[-1], self.filters), self.kernel_initializer, rng,
-                        constraint=self.kernel_constraint)
+                        constraint=self.kernel_constraint, regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("b", (self.filters,), self.bias_initializer, rng, constraint=self.bias_constraint)
+            self.add_weight("b", (self.filters,), self.bias_initializer, rng, constraint=self.bias_constraint,
+                            regularizer=self.bias_regularizer)
         self.geometry = self._geometry(input_shape)
 
     def forward(self, x, training=False, activation=None, pool=None):

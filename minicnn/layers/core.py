@@ -2,7 +2,8 @@
 import numpy as np
 
 from minicnn import activations, backend, constraints, initializers, kernels
-from minicnn.layers.base import KerasTensor, Layer, activate, activation_backward, kernel_bias_config, kernel_bias_from_config
+from minicnn.layers.base import (KerasTensor, Layer, activate, activation_backward, kernel_bias_config,
+                                 kernel_bias_from_config, set_regularizers)
 
 
 class InputLayer(Layer):
@@ -49,7 +50,8 @@ class Dense(Layer):
     takes_activation = True     # Sequential may run a following Activation('relu') inside it (base.fused_pairs)
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_constraint=None, bias_constraint=None, **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(f"Dense units must be a positive int, got {units!r}")
@@ -60,6 +62,7 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
+        set_regularizers(self, kernel_regularizer, bias_regularizer, activity_regularizer)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -71,9 +74,10 @@ class Dense(Layer):
         super().build(input_shape)
         rng = rng or backend.new_rng()
         self.add_weight("W", (input_shape[-1], self.units), self.kernel_initializer, rng,
-                        constraint=self.kernel_constraint)
+                        constraint=self.kernel_constraint, regularizer=self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("b", (self.units,), self.bias_initializer, rng, constraint=self.bias_constraint)
+            self.add_weight("b", (self.units,), self.bias_initializer, rng, constraint=self.bias_constraint,
+                            regularizer=self.bias_regularizer)
 
     def forward(self, x, training=False, activation=None):
         """y = act(x @ W + b); `activation` replaces the layer's own linear one when Sequential fuses

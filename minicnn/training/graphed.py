@@ -81,6 +81,10 @@ def device_train_step(model, xb, yb, stats, variables):
     """One update on one device batch (what a CUDA graph captures)."""
     with kernels.overlap():                  # weight gradients on a side stream, joined here
         device_loss(model, xb, yb, stats, training=True)
+    penalty = steps.regularize(variables, add_gradients=True)
+    if not isinstance(penalty, float):       # some weight has a regularizer: its penalty in the loss
+        stats[0] += penalty * len(xb)
+        stats[2] += penalty
     model.optimizer.apply(steps.update_list(variables))
 
 

@@ -5,6 +5,7 @@
                                          (a softmax head with cross-entropy: the loss owns the
                                           softmax, d = dL/dlogits = (p - y)/N, see losses.py)
     model.backward(d)                    every layer fills its grads
+    loss += sum r(w); g += r'(w)         the weights' regularizers, if any (regularizers.py)
     optimizer.apply(variables)           w updated in place, then the constraints
 
 The same functions run on every backend (the kernels underneath choose); the GPU's graphed
@@ -26,11 +27,26 @@ def batch_loss(model, out, yb):
     return model.loss(yb, out)
 
 
-def loss_and_backward(model, out, yb):
-    """The batch's mean loss, after backward through the whole model (every grads filled)."""
+def regularize(variables, add_gradients=False):
+    """Keras's regularization: the sum of the penalties r(w) of the weights in `variables` (path,
+    layer, key) that have a regularizer (0.0 where none has), which Keras adds to every batch's
+    loss; with add_gradients=True each dr/dw is added to that weight's gradient, in place."""
+    penalty = 0.0
+    for _, layer, key in variables:
+        r = layer.regularizers.get(key)
+        if r is not None:
+            penalty = penalty + r(layer.params[key])
+            if add_gradients:
+                r.add_gradient(layer.params[key], layer.grads[key])
+    return penalty
+
+
+def loss_and_backward(model, out, yb, variables=None):
+    """The batch's mean loss, regularization included, after backward through the whole model
+    (every grads filled, the regularizers' gradients added). variables: model.variables()."""
     loss, d = batch_loss(model, out, yb)
     model.backward(d)
-    return loss
+    return loss + regularize(model.variables() if variables is None else variables, add_gradients=True)
 
 
 def count_correct(out, yb):
@@ -50,7 +66,7 @@ def update_list(variables):
 def train_step(model, xb, yb, variables):
     """One update on one batch; returns (batch mean loss, correct count) as scalars of the backend."""
     out = model.forward(xb, training=True)
-    loss = loss_and_backward(model, out, yb)
+    loss = loss_and_backward(model, out, yb, variables)
     correct = count_correct(out, yb)
     model.optimizer.apply(update_list(variables))
     return loss, correct

@@ -249,7 +249,8 @@ class Trainer:
             sums = graphed.evaluate_sums if graphed.usable() else loop_steps.evaluate_sums
             (loss_sum, correct), n = sums(model, x, y, batch_size), len(x)
             n_steps = math.ceil(n / batch_size)
-        logs = result(model.metric_names, loss_sum / n, correct / n, return_dict=True)
+        loss = loss_sum / n + float(loop_steps.regularize(model.variables()))    # (Keras adds the penalties)
+        logs = result(model.metric_names, loss, correct / n, return_dict=True)
         if verbose in (1, 2, "auto"):          # Keras 3: the full bar at verbose 1, the short line at 2
             elapsed = time.perf_counter() - start
             seconds, per_step = f"{elapsed:.0f}s", f"{elapsed / n_steps * 1e3:.0f}ms/step"
