@@ -54,6 +54,19 @@ class Callback:
         pass
 
 
+def as_list(callbacks):
+    """fit's callbacks= as a list: None, one Callback (Keras 3 accepts it alone, as it flattens
+    the argument), or a list or tuple of them."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of minicnn.callbacks.Callback instances, got "
+                        f"{type(callbacks).__name__}")
+    return list(callbacks)
+
+
 class CallbackList(Callback):
     def __init__(self, callbacks, model):
         self.callbacks = list(callbacks)

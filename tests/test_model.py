@@ -2,6 +2,7 @@
 import io
 import re
 import contextlib
+import warnings
 
 import numpy as np
 import pytest
@@ -338,6 +339,29 @@ def test_the_loss_owns_the_softmax_of_a_softmax_head():
     model.compile("sgd", "mse")
     assert not model._fused
     np.testing.assert_allclose(model.predict(x), p, atol=1e-7)
+
+
+def test_from_logits_with_a_softmax_head_warns_at_compile_as_keras_does():
+    """A from_logits loss after a softmax head trains on a double softmax: Keras warns, and so
+    does compile (once); a head without an activation gives logits and no warning."""
+    loss = minicnn.losses.CategoricalCrossentropy(from_logits=True)
+    with pytest.warns(UserWarning, match=r"`categorical_crossentropy` received `from_logits=True`, but the `output` "
+                                         r"argument was produced by a Softmax activation .*'dense_\d+'"):
+        small_model(loss=loss)
+    model = minicnn.Sequential([Input(shape=(8, 8, 3)), Flatten(), Dense(4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.compile("adam", loss)
+        small_model(loss=minicnn.losses.CategoricalCrossentropy())
+
+
+def test_one_callback_not_in_a_list_is_accepted_as_in_keras_3():
+    x, y, _ = toy_data(32)
+    model = small_model()
+    h = model.fit(x, y, epochs=3, verbose=0, callbacks=EarlyStopping(monitor="loss", patience=0, baseline=0.0))
+    assert h.epoch == [0, 1]                   # the baseline is never beaten: stopped after patience + 1 epochs
+    with pytest.raises(TypeError, match="callbacks must be a list of minicnn.callbacks.Callback instances, got str"):
+        model.fit(x, y, verbose=0, callbacks="early_stopping")
 
 
 @pytest.mark.parametrize("head", ["dense", "activation", "softmax_layer", "nested"])

@@ -63,6 +63,11 @@ BAD_INPUT = [  # (case, call on a compiled small model, error type, message patt
     ("unknown optimizer", lambda m: m.compile("adamw9", "categorical_crossentropy"), ValueError, r"unknown optimizer 'adamw9'"),
     ("unknown loss", lambda m: m.compile("adam", "hinge9"), ValueError, r"unknown loss 'hinge9'"),
     ("unknown metric", lambda m: m.compile("adam", "categorical_crossentropy", ["f1"]), ValueError, r"unknown metric 'f1'"),
+    ("metrics string", lambda m: m.compile("adam", "categorical_crossentropy", metrics="accuracy"), ValueError,
+     r"Expected `metrics` argument to be a list, tuple, or dict. Received instead: metrics=accuracy of type "
+     r"<class 'str'>"),
+    ("metrics dict", lambda m: m.compile("adam", "categorical_crossentropy", metrics={"out": "accuracy"}), ValueError,
+     r"a minicnn model has one output: pass a list, e.g. metrics=\['accuracy'\]"),
 ]
 
 

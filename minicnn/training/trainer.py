@@ -17,6 +17,7 @@ Both expose train_epoch(epoch, shuffle, callbacks) -> logs, last_batch_loss(), c
 """
 import math
 import time
+import warnings
 
 from minicnn import activations, backend, losses, optimizers
 from minicnn import callbacks as callbacks_module
@@ -57,6 +58,23 @@ def result(metric_names, loss, accuracy, return_dict=False):
     return [loss, accuracy] if metric_names else loss
 
 
+def check_metrics(metrics):
+    """compile's metrics as a list, refusing what Keras refuses (a bare string: Keras does not
+    iterate its letters) and a dict (Keras's metrics per output; a minicnn model has one output)."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, dict):
+        raise ValueError(f"metrics as a dict gives each output of a model its metrics, but a minicnn model has one "
+                         f"output: pass a list, e.g. metrics=['accuracy']. Received instead: metrics={metrics!r}")
+    if not isinstance(metrics, (list, tuple)):
+        raise ValueError(f"Expected `metrics` argument to be a list, tuple, or dict. Received instead: "
+                         f"metrics={metrics} of type {type(metrics)} (write metrics=['accuracy'])")
+    for m in metrics:
+        if m not in ACCURACY_NAMES:
+            raise ValueError(f"unknown metric {m!r}; minicnn computes 'accuracy' (or 'acc')")
+    return list(metrics)
+
+
 class Trainer:
     """Runs one model over data. ``model.trainer`` holds it; ``model.fit(...)`` delegates here."""
 
@@ -78,12 +96,9 @@ class Trainer:
                 raise TypeError(f"compile() got an unexpected argument {key!r}")
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='categorical_crossentropy'")
+        metrics = check_metrics(metrics)
         model.optimizer = optimizers.get(optimizer)
         model.loss = losses.get(loss)
-        metrics = list(metrics or [])
-        for m in metrics:
-            if m not in ACCURACY_NAMES:
-                raise ValueError(f"unknown metric {m!r}; minicnn computes 'accuracy' (or 'acc')")
         model.metric_names = metrics[:1]          # 'accuracy' or 'acc': the history key, as in Keras
         model.compiled = True
         if not model.built and model._declared_input_shape() is not None:
@@ -102,6 +117,11 @@ class Trainer:
         activation = getattr(model._head(), "activation", None)
         declared = activation if activation is None else activations.serialize(activation)
         model._fused = bool(model.loss.fuses_softmax and declared == "softmax" and model.ends_in_last_layer)
+        if getattr(model.loss, "from_logits", False) and declared == "softmax" and model.ends_in_last_layer:
+            warnings.warn(f"`{model.loss.name}` received `from_logits=True`, but the `output` argument was produced "
+                          f"by a Softmax activation (of the last layer, {model._head().name!r}) and thus does not "
+                          "represent logits. Was this intended? (Give the last layer no activation, or use "
+                          "from_logits=False.)", stacklevel=4)
 
     # ---- before training ------------------------------------------------------------------------
     def require_compiled(self, what):
@@ -151,7 +171,7 @@ class Trainer:
         # Keras 3's order: the user's callbacks, then the progress bar, then History (which so
         # records what they add to the logs, e.g. ReduceLROnPlateau's learning_rate)
         progbar = [callbacks_module.ProgbarLogger(verbose, n_steps, epochs)] if verbose else []
-        cbs = callbacks_module.CallbackList(list(callbacks or []) + progbar + [history], model)
+        cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + progbar + [history], model)
         self.params = {"epochs": epochs, "steps": n_steps, "verbose": verbose, "batch_size": batch_size}
         model.history = history
         model.stop_training, model.stop_reason = False, None
