@@ -79,6 +79,22 @@ def test_generator_errors_are_clear():
         m.fit_generator(endless(), steps_per_epoch=1, pickle_safe=True)
 
 
+@pytest.mark.parametrize("validation_data,got", [((X,), r"a tuple of 1 item"), (X, r"an array of shape \(48, 8, 8, 3\)"),
+                                                 ((X, Y, np.ones(48)), None)])
+def test_a_generators_validation_arrays_are_checked_as_with_arrays(validation_data, got):
+    """fit(generator, validation_data=...) makes the array path's check: a pair (x_val, y_val) (or
+    (x_val, y_val, None)), not a 1-tuple (an IndexError before), not an array (whose x[0], x[1] were
+    read as the pair), and no sample weights (ignored silently before)."""
+    m = model()
+    pattern = (rf"validation_data must be a tuple \(x_val, y_val\), or a generator or Sequence of such batches; "
+               rf"got {got}" if got else "has sample weights: minicnn weighs every sample the same")
+    with pytest.raises(ValueError, match=pattern):
+        m.fit(endless(), steps_per_epoch=1, validation_data=validation_data, verbose=0)
+    assert m.optimizer.iterations == 0
+    h = m.fit(endless(), steps_per_epoch=1, validation_data=(X, Y, None), verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(m.evaluate(X, Y, verbose=0)[0], rel=1e-5)
+
+
 # ---- ImageDataGenerator ---------------------------------------------------------------------------
 def _params(n, **values):
     base = dict(theta=0.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0)

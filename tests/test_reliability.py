@@ -68,6 +68,14 @@ BAD_INPUT = [  # (case, call on a compiled small model, error type, message patt
      r"<class 'str'>"),
     ("metrics dict", lambda m: m.compile("adam", "categorical_crossentropy", metrics={"out": "accuracy"}), ValueError,
      r"a minicnn model has one output: pass a list, e.g. metrics=\['accuracy'\]"),
+    ("validation_data 1-tuple", _fit(validation_data=(X,)), ValueError,
+     r"validation_data must be a tuple \(x_val, y_val\).*got a tuple of 1 item$"),
+    ("validation sample weights", _fit(validation_data=(X, Y, np.ones(48))), ValueError,
+     r"validation_data \(x_val, y_val, sample_weight\) has sample weights: minicnn weighs every sample the same"),
+    ("validation_batch_size", _fit(validation_split=0.25, validation_batch_size=-1), ValueError,
+     r"^validation_batch_size must be a positive int, got -1"),
+    ("evaluate verbose", lambda m: m.evaluate(X, Y, verbose=5), ValueError, r"verbose must be 'auto', 0, 1 or 2, got 5"),
+    ("predict verbose", lambda m: m.predict(X, verbose="x"), ValueError, r"verbose must be 'auto', 0, 1 or 2, got 'x'"),
 ]
 
 

@@ -81,9 +81,14 @@ def check_fit_numbers(epochs, initial_epoch, validation_split, verbose):
         raise ValueError(f"initial_epoch must be an int >= 0, got {initial_epoch!r}")
     if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    return check_verbose(verbose)
+
+
+def check_verbose(verbose):
+    """fit's, evaluate's and predict's verbose as 0 (silent), 1 (a progress bar) or 2 (one line); 'auto' is 1."""
     verbose = 1 if verbose == "auto" else verbose
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
     return verbose
 
 
@@ -92,10 +97,7 @@ def fit_data(model, x, y, validation_data, validation_split):
     x = check_x(model, x)
     y = check_y(model, y, len(x))
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be a tuple (x_val, y_val)")
-        xv = check_x(model, validation_data[0], "validation x")
-        return x, y, (xv, check_y(model, validation_data[1], len(xv), "validation y"))
+        return x, y, validation_arrays(model, validation_data)
     if not validation_split:
         return x, y, None
     split_at = int(math.floor(len(x) * (1 - validation_split)))
@@ -103,6 +105,25 @@ def fit_data(model, x, y, validation_data, validation_split):
         raise ValueError(f"validation_split={validation_split} leaves an empty training or validation "
                          f"set for {len(x)} samples")
     return x[:split_at], y[:split_at], (x[split_at:], y[split_at:])
+
+
+def validation_arrays(model, validation_data):
+    """fit's validation_data (x_val, y_val), checked like the training arrays. (x_val, y_val, None)
+    is accepted as Keras's form without sample weights; with weights it is refused, as minicnn
+    weighs every sample the same (it would otherwise report an unweighted val_loss silently)."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        got = type(validation_data).__name__
+        if isinstance(validation_data, (tuple, list)):
+            got = f"a {got} of {len(validation_data)} item{'s' if len(validation_data) != 1 else ''}"
+        elif hasattr(validation_data, "shape"):
+            got = f"an array of shape {tuple(validation_data.shape)}"
+        raise ValueError(f"validation_data must be a tuple (x_val, y_val), or a generator or Sequence of such "
+                         f"batches; got {got}")
+    if len(validation_data) == 3 and validation_data[2] is not None:
+        raise ValueError("validation_data (x_val, y_val, sample_weight) has sample weights: minicnn weighs every "
+                         "sample the same (give (x_val, y_val))")
+    xv = check_x(model, validation_data[0], "validation x")
+    return xv, check_y(model, validation_data[1], len(xv), "validation y")
 
 
 def check_augment(augment):

@@ -150,6 +150,8 @@ class Trainer:
         data.check_augment(augment)
         self.require_compiled("fit")
         batch_size = data.check_batch_size(batch_size)
+        if validation_batch_size is not None:
+            validation_batch_size = data.check_batch_size(validation_batch_size, "validation_batch_size")
         verbose = data.check_fit_numbers(epochs, initial_epoch, validation_split, verbose)
         if data.is_batch_source(x):
             source, val = self._fit_source(x, y, validation_data, validation_split, augment)
@@ -230,7 +232,7 @@ class Trainer:
             if data.is_batch_source(validation_data):
                 val = (data.BatchSource(validation_data, "validation_data"), None)
             else:
-                val = data.fit_data(self.model, validation_data[0], validation_data[1], None, 0.0)[:2]
+                val = data.validation_arrays(self.model, validation_data)
         return source, val
 
     def last_batch_loss(self):
@@ -255,6 +257,7 @@ class Trainer:
         model = self.model
         self.require_compiled("evaluate")
         batch_size = data.check_batch_size(batch_size)
+        verbose = data.check_verbose(verbose)
         start = time.perf_counter()
         if isinstance(x, data.BatchSource) or data.is_batch_source(x):
             source = x if isinstance(x, data.BatchSource) else data.BatchSource(x)
@@ -271,7 +274,7 @@ class Trainer:
             n_steps = math.ceil(n / batch_size)
         loss = loss_sum / n + float(loop_steps.regularize(model.variables()))    # (Keras adds the penalties)
         logs = result(model.metric_names, loss, correct / n, return_dict=True)
-        if verbose in (1, 2, "auto"):          # Keras 3: the full bar at verbose 1, the short line at 2
+        if verbose:                            # Keras 3: the full bar at verbose 1, the short line at 2
             elapsed = time.perf_counter() - start
             seconds, per_step = f"{elapsed:.0f}s", f"{elapsed / n_steps * 1e3:.0f}ms/step"
             timing = f" - {seconds} - {per_step}" if verbose == 2 else f" {'━' * 20} {seconds} {per_step}"
@@ -284,6 +287,7 @@ class Trainer:
         """Outputs for x (or a generator's or Sequence's batches, `steps` of them), computed batch by
         batch in inference mode; a NumPy array (N, ...)."""
         batch_size = data.check_batch_size(batch_size)
+        data.check_verbose(verbose)
         if data.is_batch_source(x):
             source = data.BatchSource(x)
             return loop_steps.predict_source(self.model, source, source.steps(steps))
