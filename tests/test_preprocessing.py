@@ -79,6 +79,56 @@ def test_generator_errors_are_clear():
         m.fit_generator(endless(), steps_per_epoch=1, pickle_safe=True)
 
 
+def finite(n, size=16):
+    """A generator of n batches only."""
+    for i in range(n):
+        yield X[i * size:(i + 1) * size], Y[i * size:(i + 1) * size]
+
+
+def test_a_generator_that_runs_dry_stops_training_as_keras_does(tmp_path):
+    """Keras: "Your input ran out of data; interrupting training" and training stops. An epoch
+    cut short is recorded over the batches it had; an epoch that got none is not recorded (it
+    used to be, as loss 0.0 and accuracy 0.0, and ModelCheckpoint saved it as the best)."""
+    m = model()
+    with pytest.warns(UserWarning, match=r"Your input ran out of data; interrupting training\. Make sure that your "
+                                         r"dataset or generator can generate at least `steps_per_epoch \* epochs` "
+                                         r"batches\. \(x gave 1 of the 2 batches of epoch 2\)"):
+        h = m.fit(finite(3), steps_per_epoch=2, epochs=4, verbose=0)
+    assert h.epoch == [0, 1] and m.optimizer.iterations == 3 and min(h.history["loss"]) > 0.1
+    m, path = model(), tmp_path / "best-{epoch}.weights.h5"
+    checkpoint = minicnn.callbacks.ModelCheckpoint(str(path), monitor="loss", save_best_only=True,
+                                                   save_weights_only=True)
+    with pytest.warns(UserWarning, match=r"x gave 0 of the 2 batches of epoch 2, which is not recorded"):
+        h = m.fit(finite(2), steps_per_epoch=2, epochs=3, verbose=2, callbacks=[checkpoint])
+    assert h.epoch == [0] and list(h.history) == ["accuracy", "loss"] and h.history["loss"][0] > 0.1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-1.weights.h5"]
+
+
+def test_an_empty_or_used_up_generator_is_an_error_before_any_callback():
+    """Keras: "the generator must yield at least one batch. Received an empty generator"; fit
+    says so before any callback starts (fit used to record {'loss': [0.0]}), evaluate and predict
+    too, and they warn when a generator gives fewer batches than `steps`."""
+    started = []
+    spy = minicnn.callbacks.LambdaCallback(on_train_begin=lambda logs: started.append(1))
+    m, used_up = model(), finite(2)
+    m.fit(used_up, steps_per_epoch=2, verbose=0)
+    empty = r"x gave no batch to {}: the generator or Sequence must yield at least one batch. Received an empty generator"
+    for x in (finite(0), used_up):
+        with pytest.raises(ValueError, match=empty.format("train on")):
+            m.fit(x, steps_per_epoch=2, verbose=0, callbacks=[spy])
+    with pytest.raises(ValueError, match=empty.format("evaluate")):
+        m.evaluate(used_up, steps=2, verbose=0)
+    with pytest.raises(ValueError, match=empty.format("predict")):
+        m.predict(used_up, steps=2)
+    with pytest.raises(ValueError, match=r"Received an empty Sequence \(len 0\)"):
+        m.fit(Batches(n=100), steps_per_epoch=1, verbose=0)
+    assert not started
+    with pytest.warns(UserWarning, match=r"Your input ran out of data: x gave 1 of the 3 batches asked for \(steps=3\)"):
+        assert m.evaluate(finite(1), steps=3, verbose=0) == pytest.approx(m.evaluate(X[:16], Y[:16], verbose=0))
+    with pytest.warns(UserWarning, match=r"x gave 2 of the 3 batches"):
+        assert m.predict(finite(2), steps=3).shape == (32, 3)
+
+
 @pytest.mark.parametrize("validation_data,got", [((X,), r"a tuple of 1 item"), (X, r"an array of shape \(48, 8, 8, 3\)"),
                                                  ((X, Y, np.ones(48)), None)])
 def test_a_generators_validation_arrays_are_checked_as_with_arrays(validation_data, got):

@@ -196,6 +196,7 @@ class BatchSource:
         self.indexable = hasattr(source, "__getitem__") and hasattr(source, "__len__")
         self._iterator = None if self.indexable else iter(source)
         self._pending = None                      # a generator's batch read early (to build the model)
+        self.given = 0                            # how many batches the last batches(n) gave
 
     def steps(self, steps):
         """Batches per epoch: `steps` (steps_per_epoch, validation_steps) or the Sequence's length."""
@@ -213,7 +214,7 @@ class BatchSource:
     def first(self):
         """The first batch (without using it up): what a model not yet built takes its shape from."""
         if self.indexable:
-            return self.source[0]
+            return self.source[0] if len(self.source) else None
         if self._pending is None:
             self._pending = self._next()
         return self._pending
@@ -225,15 +226,32 @@ class BatchSource:
             return None
 
     def batches(self, n):
-        """The next n batches (fewer if a generator runs out)."""
+        """The next n batches (fewer if a generator runs out); `given` counts them."""
+        self.given = 0
         for i in range(n):
             if self.indexable:
-                yield self.source[i % len(self.source)]
-                continue
-            batch, self._pending = (self._pending, None) if self._pending is not None else (self._next(), None)
-            if batch is None:
-                return
+                batch = self.source[i % len(self.source)]
+            else:
+                batch, self._pending = (self._pending, None) if self._pending is not None else (self._next(), None)
+                if batch is None:
+                    return
+            self.given += 1
             yield batch
+
+    def empty(self, purpose):
+        """The error for a source that gave no batch at all (Keras's, naming which source)."""
+        received = ("an empty Sequence (len 0)" if self.indexable else
+                    "an empty generator (or one that an earlier fit, evaluate or predict used up)")
+        return ValueError(f"{self.what} gave no batch to {purpose}: the generator or Sequence must yield at least "
+                          f"one batch. Received {received}")
+
+    def check_given(self, n, purpose):
+        """After batches(n): none is an error; fewer than n warns, as Keras warns, and `purpose` uses those."""
+        if self.given == 0:
+            raise self.empty(purpose)
+        if self.given < n:
+            warnings.warn(f"Your input ran out of data: {self.what} gave {self.given} of the {n} batches asked for "
+                          f"(steps={n}); the result is computed on those {self.given}", stacklevel=5)
 
     def epoch_end(self):
         if self.indexable and callable(getattr(self.source, "on_epoch_end", None)):

@@ -12,6 +12,7 @@ The same functions run on every backend (the kernels underneath choose); the GPU
 strategy (graphed.py) records this step into a CUDA graph.
 """
 import contextlib
+import warnings
 
 import numpy as np
 
@@ -172,6 +173,20 @@ class SourceLoop(HostLoop):
         super().__init__(trainer, None, None, None)
         self.source, self.n_steps = source, n_steps
 
+    def train_epoch(self, epoch, shuffle, cbs):
+        """HostLoop's epoch over the next n_steps batches. A generator that runs out ends training
+        as in Keras: a warning, and this epoch's logs over the batches it gave, or None (the epoch
+        is not recorded) when it gave none. (fit has checked that it gives a first batch.)"""
+        logs = super().train_epoch(epoch, shuffle, cbs)
+        given = self.source.given
+        if given < self.n_steps and not self.model.stop_training:
+            warnings.warn("Your input ran out of data; interrupting training. Make sure that your dataset or "
+                          "generator can generate at least `steps_per_epoch * epochs` batches. "
+                          f"({self.source.what} gave {given} of the {self.n_steps} batches of epoch {epoch + 1}"
+                          f"{'' if given else ', which is not recorded'})", stacklevel=4)
+            self.model.stop_training = True
+        return logs if given else None
+
     def epoch_batches(self, epoch, shuffle):
         """The next n_steps batches of the source, each checked (shuffling is the source's own)."""
         return (checked_batch(self.model, batch) for batch in self.source.batches(self.n_steps))
@@ -183,8 +198,7 @@ class SourceLoop(HostLoop):
 def evaluate_source(model, source, n_steps):
     """(loss sum, correct count, samples) over n_steps batches of a source, in inference mode."""
     sums = _evaluate_batches(model, (checked_batch(model, batch) for batch in source.batches(n_steps)))
-    if sums[2] == 0:
-        raise ValueError("the generator gave no batch to evaluate")
+    source.check_given(n_steps, "evaluate")
     return sums
 
 
@@ -194,6 +208,5 @@ def predict_source(model, source, n_steps):
                                           keep_caches=False))
             for batch in source.batches(n_steps)]
     release_caches(model)
-    if not outs:
-        raise ValueError("the generator gave no batch to predict")
+    source.check_given(n_steps, "predict")
     return np.concatenate(outs)

@@ -193,6 +193,8 @@ class Trainer:
                 for epoch in range(initial_epoch, epochs):
                     cbs.on_epoch_begin(epoch)
                     logs = self.strategy.train_epoch(epoch, shuffle, cbs)
+                    if logs is None:          # a generator ran dry before this epoch's first batch
+                        break
                     if val is not None and not model.stop_training:
                         val_logs = self.evaluate(val[0], val[1], batch_size=validation_batch_size or batch_size,
                                                  verbose=0, return_dict=True, steps=validation_steps, _checked=True)
@@ -222,10 +224,10 @@ class Trainer:
             raise ValueError("fit(augment=...) augments arrays; augment a generator's batches in the generator "
                              "(e.g. minicnn.preprocessing.image.ImageDataGenerator)")
         source = data.BatchSource(x)
+        first = source.first()          # read now, kept for the first step: an empty generator
+        if first is None:               # fails before any callback has run (a CSVLogger truncated its file)
+            raise source.empty("train on")
         if not self.model.built:
-            first = source.first()
-            if first is None:
-                raise ValueError("the generator gave no batch")
             data.check_x(self.model, data.split_batch(first)[0], "a batch's x")
         val = None
         if validation_data is not None:
