@@ -13,6 +13,8 @@ import io
 import json
 import math
 import os
+import re
+import string
 import sys
 import time
 import warnings
@@ -158,6 +160,9 @@ class ProgbarLogger(Callback):
                   file=self.file, flush=True)
 
 
+FIT_LOG_KEYS = ("loss", "accuracy", "acc", "val_loss", "val_accuracy", "val_acc")   # what fit itself logs
+
+
 class _MonitorCallback(Callback):
     """Shared by ModelCheckpoint and EarlyStopping: which way is better for `monitor`."""
 
@@ -207,15 +212,43 @@ class ModelCheckpoint(_MonitorCallback):
         self._init_monitor(monitor, mode)
         self.best = initial_value_threshold
 
+    def on_train_begin(self, logs=None):
+        """Check the filepath's fields before any training: a bad format spec, or a key that fit's
+        own logs will lack this time (e.g. {val_loss} without validation data). A key fit never
+        makes (one a callback may add) is checked at the first save."""
+        fit_keys = getattr(getattr(self.model, "trainer", None), "log_keys", None)
+        if fit_keys is None:
+            return
+        fields = {re.split(r"[.\[]", name)[0] for _, name, _, _ in string.Formatter().parse(self.filepath) if name}
+        others = fields - set(FIT_LOG_KEYS) - {"epoch"}
+        self._format(0, dict.fromkeys([*fit_keys, *others], 0.0),
+                     whose="the epoch logs of this fit will lack (they hold {keys})")
+
+    def _format(self, epoch, logs, whose="the logs of epoch {epoch} lack (they hold {keys})"):
+        """The filepath of this epoch, or Keras's error naming the filepath, and for a missing key
+        the keys there are."""
+        try:
+            return self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as e:
+            whose = whose.format(epoch=epoch + 1, keys=", ".join(sorted(logs)) or "none")
+            hint = "pass validation_data or validation_split, or " if str(e.args[0]).startswith("val_") else ""
+            raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". Reason: it uses '
+                           f"{{{e.args[0]}}}, which {whose}; {hint}remove it from the filepath") from None
+        except (ValueError, IndexError, AttributeError, TypeError) as e:
+            raise ValueError(f'Failed to format this callback filepath: "{self.filepath}". Reason: {e} (its fields '
+                             "are {epoch}, an int, and the keys of the logs, floats, e.g. "
+                             "'w-{epoch:02d}-{val_loss:.2f}.weights.h5')") from None
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
         bad = [k for k, v in logs.items() if not math.isfinite(v)]
         if bad or self.model.stop_reason:
-            # a diverged or interrupted epoch never overwrites the last good checkpoint
-            print(f"\nEpoch {epoch + 1}: not saving to {path}: "
+            # a diverged or interrupted epoch never overwrites the last good checkpoint (its logs may
+            # lack the val_ keys of the filepath: fit skips validation after a stop within the epoch)
+            print(f"\nEpoch {epoch + 1}: not saving to {self.filepath}: "
                   f"{'non-finite ' + ', '.join(bad) if bad else self.model.stop_reason}", flush=True)
             return
+        path = self._format(epoch, logs)
         if self.save_best_only:
             value = self._get_monitor_value(logs)
             if value is None:

@@ -177,6 +177,46 @@ def test_ctrl_c_returns_history_and_keeps_checkpoint(tmp_path, capsys):
     assert model.stop_reason == "interrupted in epoch 2, step 3"
 
 
+@pytest.mark.parametrize("filepath,error,pattern", [
+    ("w-{epoch:02d}-{val_loss:.2f}.weights.npz", KeyError,
+     r"Failed to format this callback filepath: \".*/w-\{epoch:02d\}-\{val_loss:.2f\}.weights.npz\". Reason: it uses "
+     r"\{val_loss\}, which the epoch logs of this fit will lack \(they hold accuracy, loss\); pass validation_data or "
+     r"validation_split, or remove it from the filepath"),
+    ("w-{epoch:.2q}.weights.npz", ValueError, r"Failed to format .* Reason: Unknown format code 'q' for object of type "
+                                              r"'int' \(its fields are \{epoch\}, an int, and the keys of the logs"),
+    ("w-{loss:d}.weights.npz", ValueError, r"Reason: Unknown format code 'd' for object of type 'float'"),
+])
+def test_a_checkpoint_filepath_that_cannot_be_formatted_fails_before_training(tmp_path, filepath, error, pattern):
+    """Keras raises after the first epoch (a bare KeyError: 'val_loss' here before); the fields
+    fit's own logs fill are checked before any step."""
+    model = small_model()
+    with pytest.raises(error, match=pattern):
+        model.fit(X, Y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(str(tmp_path / filepath))])
+    assert model.optimizer.iterations == 0
+
+
+def test_a_checkpoint_filepath_key_a_callback_adds_is_checked_at_the_first_save(tmp_path):
+    """{learning_rate} is in the logs when ReduceLROnPlateau runs before the checkpoint; a key no
+    one adds is named at the first save, with the keys the logs have."""
+    class NaNRate(optimizers.LearningRateSchedule):
+        def __call__(self, step):
+            return float("nan")
+
+    model = small_model(optimizer=optimizers.SGD(NaNRate()))
+    with np.errstate(all="ignore"):          # an epoch stopped within is not validated: no val_loss, no save
+        model.fit(X, Y, epochs=2, verbose=0, validation_split=0.25,
+                  callbacks=[TerminateOnNaN(), ModelCheckpoint(str(tmp_path / "{val_loss:.2f}.npz"))])
+    assert model.stop_reason and not list(tmp_path.iterdir())
+    model = small_model()
+    path = str(tmp_path / "w-{epoch}-{learning_rate:.4f}.weights.npz")
+    model.fit(X, Y, epochs=1, verbose=0, callbacks=[minicnn.callbacks.ReduceLROnPlateau(monitor="loss"),
+                                                    ModelCheckpoint(path, save_weights_only=True)])
+    assert [p.name for p in tmp_path.iterdir()] == ["w-1-0.0010.weights.npz"]
+    with pytest.raises(KeyError, match=r"it uses \{lr\}, which the logs of epoch 1 lack \(they hold accuracy, loss, "
+                                       r"val_accuracy, val_loss\); remove it from the filepath"):
+        model.fit(X, Y, verbose=0, validation_split=0.25, callbacks=[ModelCheckpoint(str(tmp_path / "{lr}.npz"))])
+
+
 def test_same_seed_gives_bit_identical_weights():
     runs = []
     for _ in range(2):

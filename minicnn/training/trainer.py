@@ -85,6 +85,7 @@ class Trainer:
         self.variables = []          # (path, layer, key) of every trainable weight
         self.params = {}             # what callbacks read as self.params (epochs, steps, verbose, ...)
         self.where = "before the first epoch"   # for the message of an interrupted fit
+        self.log_keys = None         # the keys of fit's epoch logs (loss, accuracy, val_...), set by fit
 
     # ---- compile --------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
@@ -175,6 +176,8 @@ class Trainer:
         progbar = [callbacks_module.ProgbarLogger(verbose, n_steps, epochs)] if verbose else []
         cbs = callbacks_module.CallbackList(callbacks_module.as_list(callbacks) + progbar + [history], model)
         self.params = {"epochs": epochs, "steps": n_steps, "verbose": verbose, "batch_size": batch_size}
+        self.log_keys = model.metric_names + ["loss"]           # what each epoch's logs will hold
+        self.log_keys += [] if val is None else [f"val_{k}" for k in self.log_keys]
         model.history = history
         model.stop_training, model.stop_reason = False, None
         if source is not None:
