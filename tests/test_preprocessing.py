@@ -93,8 +93,9 @@ def test_a_generator_that_runs_dry_stops_training_as_keras_does(tmp_path):
     with pytest.warns(UserWarning, match=r"Your input ran out of data; interrupting training\. Make sure that your "
                                          r"dataset or generator can generate at least `steps_per_epoch \* epochs` "
                                          r"batches\. \(x gave 1 of the 2 batches of epoch 2\)"):
-        h = m.fit(finite(3), steps_per_epoch=2, epochs=4, verbose=0)
+        h = m.fit(finite(3), steps_per_epoch=2, epochs=4, verbose=0, validation_data=(X, Y))
     assert h.epoch == [0, 1] and m.optimizer.iterations == 3 and min(h.history["loss"]) > 0.1
+    assert h.history["val_loss"][1] == pytest.approx(m.evaluate(X, Y, verbose=0)[0], rel=1e-5)
     m, path = model(), tmp_path / "best-{epoch}.weights.h5"
     checkpoint = minicnn.callbacks.ModelCheckpoint(str(path), monitor="loss", save_best_only=True,
                                                    save_weights_only=True)

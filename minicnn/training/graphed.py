@@ -90,6 +90,7 @@ def device_train_step(model, xb, yb, stats, variables):
 
 class DeviceLoop:
     """Runs the epochs of one ``fit`` call on the GPU (see the module docstring)."""
+    ran_dry = False             # (arrays never run out of batches; steps.SourceLoop's generators may)
 
     def __init__(self, trainer, x, y, batch_size, epochs, cuda_graph=True, augment=None):
         import cupy

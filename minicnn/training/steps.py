@@ -89,6 +89,7 @@ class HostLoop:
         self.trainer, self.model = trainer, trainer.model
         self.x, self.y, self.batch_size, self.augment = x, y, batch_size, augment
         self.batch_loss = 0.0
+        self.ran_dry = False             # a generator ran out of batches (SourceLoop): fit stops after this epoch
 
     def train_epoch(self, epoch, shuffle, cbs):
         """One pass over the data; returns the epoch's running training metrics."""
@@ -175,8 +176,9 @@ class SourceLoop(HostLoop):
 
     def train_epoch(self, epoch, shuffle, cbs):
         """HostLoop's epoch over the next n_steps batches. A generator that runs out ends training
-        as in Keras: a warning, and this epoch's logs over the batches it gave, or None (the epoch
-        is not recorded) when it gave none. (fit has checked that it gives a first batch.)"""
+        as in Keras: a warning, and this epoch's logs over the batches it gave (validated and
+        recorded; then fit stops), or None (the epoch is not recorded) when it gave none. (fit has
+        checked that it gives a first batch.)"""
         logs = super().train_epoch(epoch, shuffle, cbs)
         given = self.source.given
         if given < self.n_steps and not self.model.stop_training:
@@ -184,7 +186,7 @@ class SourceLoop(HostLoop):
                           "generator can generate at least `steps_per_epoch * epochs` batches. "
                           f"({self.source.what} gave {given} of the {self.n_steps} batches of epoch {epoch + 1}"
                           f"{'' if given else ', which is not recorded'})", stacklevel=4)
-            self.model.stop_training = True
+            self.ran_dry = True
         return logs if given else None
 
     def epoch_batches(self, epoch, shuffle):

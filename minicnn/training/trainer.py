@@ -203,7 +203,7 @@ class Trainer:
                                                  verbose=0, return_dict=True, steps=validation_steps, _checked=True)
                         logs.update({f"val_{k}": v for k, v in val_logs.items()})
                     cbs.on_epoch_end(epoch, logs)
-                    if model.stop_training:
+                    if model.stop_training or self.strategy.ran_dry:
                         break
         except KeyboardInterrupt:
             print(f"\nTraining interrupted {self.where}; returning the history of the completed epochs.", flush=True)
