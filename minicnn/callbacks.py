@@ -2,9 +2,10 @@
 ReduceLROnPlateau, LearningRateScheduler, CSVLogger, LambdaCallback, and minicnn's FreezeAfter, EpochTimer,
 TrainingDynamics (per-layer activation statistics, gradient norms and update ratios, for minicnn.explain).
 
-Hooks: on_train_begin/end(logs), on_epoch_begin(epoch), on_epoch_end(epoch, logs),
-on_train_batch_end(step, logs). `logs` at batch end is a callable returning the running
-metrics, so nothing reads the device unless a callback asks (no host sync inside a step).
+Hooks (Keras's, see Callback): on_train_begin/end(logs), on_epoch_begin/end(epoch, logs),
+on_train_batch_begin/end(batch, logs), on_test_begin/end(logs) around validation. `logs` at batch
+end is a BatchLogs, a dict of the running metrics computed only when read, so nothing reads the
+device unless a callback asks (no host sync inside a step).
 """
 import collections.abc
 import csv
@@ -35,6 +36,15 @@ def format_logs(logs):
 
 
 class Callback:
+    """Keras's Callback: fit calls these hooks (each one a no-op here; override the ones you need).
+
+        on_train_begin(logs)  on_epoch_begin(epoch, logs)  on_train_batch_begin(batch, logs)
+        on_train_end(logs)    on_epoch_end(epoch, logs)    on_train_batch_end(batch, logs)
+        on_test_begin(logs), on_test_end(logs)     around the validation pass of each epoch
+
+    on_train_batch_begin/end call Keras 2's on_batch_begin/end, as Keras's do. Keras's
+    on_test_batch_* and on_predict_* hooks exist, but nothing calls them (evaluate and predict take
+    no callbacks): a callback overriding one is warned about when fit starts."""
     model = None
 
     def set_model(self, model):
@@ -52,8 +62,82 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None):
         pass
 
-    def on_train_batch_end(self, step, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
+    def on_batch_begin(self, batch, logs=None):
         pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+    def on_test_begin(self, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def on_test_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
+    def on_predict_begin(self, logs=None):
+        pass
+
+    def on_predict_end(self, logs=None):
+        pass
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_predict_batch_end(self, batch, logs=None):
+        pass
+
+
+HOOKS = [name for name in vars(Callback) if name.startswith("on_")]
+NEVER_CALLED = ("on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
+                "on_predict_batch_begin", "on_predict_batch_end")
+KERAS2_ALIASES = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
+def overrides(callback, hook):
+    """True when `callback` does something at `hook`: its method (or a function set on it, as
+    LambdaCallback sets them) is not Callback's no-op, or, for the train-batch hooks, the Keras 2
+    alias they call is not."""
+    names = [hook] + ([KERAS2_ALIASES[hook]] if hook in KERAS2_ALIASES else [])
+    return any(name in vars(callback) or getattr(type(callback), name) is not getattr(Callback, name)
+               for name in names)
+
+
+class BatchLogs(collections.abc.Mapping):
+    """The logs of on_train_batch_end: the epoch's running loss and accuracy, a read-only dict
+    computed when first read (on the GPU reading them waits for the device, so a step whose logs
+    nobody reads never waits)."""
+
+    def __init__(self, compute):
+        self._compute, self._logs = compute, None
+
+    def _read(self):
+        if self._logs is None:
+            self._logs = self._compute()
+        return self._logs
+
+    def __getitem__(self, key):
+        return self._read()[key]
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __len__(self):
+        return len(self._read())
+
+    def __repr__(self):
+        return repr(self._read())
 
 
 def as_list(callbacks):
@@ -69,21 +153,38 @@ def as_list(callbacks):
     return list(callbacks)
 
 
-class CallbackList(Callback):
+class CallbackList:
+    """fit's callbacks, called together: cbs.on_epoch_end(epoch, logs) calls on_epoch_end of each
+    callback, in order, with the same logs dict ({} when there are none, as Keras passes). Only the
+    callbacks that override a hook are called, so a per-batch hook nobody overrides costs nothing."""
+
     def __init__(self, callbacks, model):
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be minicnn.callbacks.Callback instances, got {type(cb).__name__}")
             cb.set_model(model)
+            for hook in NEVER_CALLED:
+                if overrides(cb, hook):
+                    warnings.warn(f"{type(cb).__name__} overrides {hook}, which minicnn never calls: fit calls "
+                                  "on_train_begin/end, on_epoch_begin/end, on_train_batch_begin/end (and Keras 2's "
+                                  "on_batch_begin/end), and on_test_begin/end around validation; evaluate and "
+                                  "predict take no callbacks", stacklevel=4)
+        self.listeners = {hook: [cb for cb in self.callbacks if overrides(cb, hook)] for hook in HOOKS}
 
-    def __getattribute__(self, name):
-        if name.startswith("on_"):
-            def call_all(*args, **kwargs):
-                for cb in object.__getattribute__(self, "callbacks"):
-                    getattr(cb, name)(*args, **kwargs)
-            return call_all
-        return object.__getattribute__(self, name)
+    def call(self, hook, *args):
+        """Call `hook` on each callback that overrides it, with Keras's arguments: the epoch or the
+        batch index where the hook takes one, then the logs."""
+        takes_index = "epoch" in hook or "batch" in hook
+        index, logs = (args[0], args[1:]) if takes_index else (None, args)
+        logs = logs[0] if logs and logs[0] is not None else {}
+        for cb in self.listeners[hook]:
+            getattr(cb, hook)(*([index] if takes_index else []), logs)
+
+    def __getattr__(self, hook):
+        if hook not in HOOKS:
+            raise AttributeError(f"CallbackList has no attribute {hook!r}")
+        return lambda *args: self.call(hook, *args)
 
 
 class History(Callback):
@@ -143,8 +244,7 @@ class ProgbarLogger(Callback):
             head = f"{eta:.0f}s {unit}"
         else:
             head = f"{elapsed:.0f}s {unit}"
-        metrics = logs() if callable(logs) else (logs or {})
-        self.bar.postfix[0] = f"{head} - {format_logs(metrics)}"
+        self.bar.postfix[0] = f"{head} - {format_logs(logs or {})}"
         self.bar.n = step + 1
         self.bar.refresh()
 
@@ -575,12 +675,14 @@ class LambdaCallback(Callback):
     LambdaCallback(on_epoch_begin=lambda epoch, logs: ...)."""
 
     def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
-                 on_train_batch_end=None, **kwargs):
-        if kwargs:
-            raise TypeError(f"LambdaCallback got unexpected argument(s): {sorted(kwargs)}")
+                 on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        unknown = set(kwargs) - set(HOOKS)          # Keras takes any hook by name (on_batch_end, ...)
+        if unknown:
+            raise TypeError(f"LambdaCallback got unexpected argument(s): {sorted(unknown)}")
         for name, fn in (("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
                          ("on_train_begin", on_train_begin), ("on_train_end", on_train_end),
-                         ("on_train_batch_end", on_train_batch_end)):
+                         ("on_train_batch_begin", on_train_batch_begin), ("on_train_batch_end", on_train_batch_end),
+                         *kwargs.items()):
             if fn is not None:
                 if not callable(fn):
                     raise TypeError(f"LambdaCallback {name} must be callable, got {fn!r}")

@@ -79,6 +79,75 @@ def dense_data(n=16):
 
 
 # ---- ReduceLROnPlateau ---------------------------------------------------------------------------
+# ---- the hooks, as Keras 3 calls them ---------------------------------------------------------------
+class Record(Callback):
+    """Records the hooks fit calls and what they get."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append(("train_begin", logs))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(("epoch_begin", logs))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls.append(("batch_begin", batch))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(("batch_end", logs["loss"] == logs.get("loss") > 0, sorted(logs), dict(logs) == logs))
+
+    def on_test_begin(self, logs=None):
+        self.calls.append(("test_begin", logs))
+
+    def on_test_end(self, logs=None):
+        self.calls.append(("test_end", sorted(logs)))
+
+    def on_train_end(self, logs=None):
+        self.calls.append(("train_end", sorted(logs)))
+
+
+def test_fit_calls_keras_3s_hooks_with_dict_logs():
+    """What Keras 3's fit calls, in its order, with a logs dict everywhere ({} where it has none):
+    on_train_batch_begin, the test hooks around validation, Keras 2's on_batch_end (which the
+    default on_train_batch_end calls), and batch logs that read as a dict (they were a function)."""
+    x, y, _ = toy_data(48)
+    record, seen = Record(), []
+    alias = LambdaCallback(on_batch_end=lambda batch, logs: seen.append(logs.get("accuracy")),
+                           on_train_begin=lambda logs: seen.append(logs))
+    small_model().fit(x, y, batch_size=16, verbose=0, validation_split=0.25, callbacks=[record, alias])
+    batch_end = ("batch_end", True, ["accuracy", "loss"], True)
+    assert record.calls == [("train_begin", {}), ("epoch_begin", {}), ("batch_begin", 0), batch_end,
+                            ("batch_begin", 1), batch_end, ("batch_begin", 2), batch_end, ("test_begin", {}),
+                            ("test_end", ["accuracy", "loss"]),
+                            ("train_end", ["accuracy", "loss", "val_accuracy", "val_loss"])]
+    assert seen[0] == {} and len(seen) == 4 and all(0 <= a <= 1 for a in seen[1:])
+
+
+def test_batch_hooks_cost_nothing_unless_overridden_and_batch_logs_are_read_lazily():
+    """Only the callbacks overriding a hook are called (History never is per batch), and the batch
+    logs are computed once, when first read (on the GPU the read waits for the device)."""
+    from minicnn.callbacks import BatchLogs, CallbackList, History
+    cbs = CallbackList([History(), Record()], model=None)
+    assert [type(cb) for cb in cbs.listeners["on_train_batch_end"]] == [Record]
+    assert [type(cb) for cb in cbs.listeners["on_epoch_end"]] == [History]
+    reads = []
+    logs = BatchLogs(lambda: reads.append(1) or {"loss": 0.5})
+    assert not reads and logs["loss"] == 0.5 and dict(logs) == {"loss": 0.5} and reads == [1]
+
+
+def test_a_hook_minicnn_never_calls_is_warned_about():
+    class Predicting(Callback):
+        def on_predict_batch_end(self, batch, logs=None):
+            pass
+
+    x, y, _ = toy_data(16)
+    with pytest.warns(UserWarning, match="Predicting overrides on_predict_batch_end, which minicnn never calls: fit "
+                                         "calls on_train_begin/end"):
+        small_model().fit(x, y, verbose=0, callbacks=[Predicting()])
+
+
 def test_reduce_lr_on_plateau_min_mode_patience_cooldown_and_min_lr():
     """Keras's rule step by step: reduce after `patience` epochs without improvement; a cooldown
     epoch resets the wait and then counts as a waiting epoch itself (Keras decrements the cooldown

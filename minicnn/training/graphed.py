@@ -27,7 +27,7 @@ the batch buffers) are created before it and only ever updated in place.
 """
 import numpy as np
 
-from minicnn import backend, kernels, losses
+from minicnn import backend, callbacks, kernels, losses
 from minicnn.kernels import cublas, gpu
 from minicnn.training import data, steps
 
@@ -187,6 +187,7 @@ class DeviceLoop:
         full = self.n // self.batch_size
         for step in range(self.steps):
             self.trainer.where = f"in epoch {epoch + 1}, step {step + 1}"
+            cbs.on_train_batch_begin(step)
             rows = self.batch_size if step < full else self.n - full * self.batch_size
             if rows == self.batch_size and self.use_graph:
                 if self.graph is None:
@@ -199,7 +200,7 @@ class DeviceLoop:
                 self.updates += 1
                 model.optimizer.lookahead_sync(self.weights, self.updates)
             self.seen += rows
-            cbs.on_train_batch_end(step, self.logs)
+            cbs.on_train_batch_end(step, callbacks.BatchLogs(self.logs))
             if model.stop_training:
                 break
         return self.logs()

@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from minicnn import backend
+from minicnn import backend, callbacks
 from minicnn.training import data
 
 
@@ -97,10 +97,11 @@ class HostLoop:
         metrics.reset()
         for step, (xb, yb) in enumerate(self.epoch_batches(epoch, shuffle)):
             trainer.where = f"in epoch {epoch + 1}, step {step + 1}"
+            cbs.on_train_batch_begin(step)
             loss, correct = train_step(self.model, xb, yb, trainer.variables)
             metrics.add(loss, correct, len(xb))
             self.batch_loss = loss
-            cbs.on_train_batch_end(step, metrics.logs)
+            cbs.on_train_batch_end(step, callbacks.BatchLogs(metrics.logs))
             if self.model.stop_training:
                 break
         self.epoch_end()

@@ -190,6 +190,7 @@ class Trainer:
         if val is not None and not isinstance(val[0], data.BatchSource):
             val = self.strategy.place(val)
         self.where = "before the first epoch"
+        last_logs = None
         try:
             cbs.on_train_begin()
             with self.strategy.context():
@@ -199,10 +200,13 @@ class Trainer:
                     if logs is None:          # a generator ran dry before this epoch's first batch
                         break
                     if val is not None and not model.stop_training:
+                        cbs.on_test_begin()
                         val_logs = self.evaluate(val[0], val[1], batch_size=validation_batch_size or batch_size,
                                                  verbose=0, return_dict=True, steps=validation_steps, _checked=True)
+                        cbs.on_test_end(dict(val_logs))
                         logs.update({f"val_{k}": v for k, v in val_logs.items()})
                     cbs.on_epoch_end(epoch, logs)
+                    last_logs = logs
                     if model.stop_training or self.strategy.ran_dry:
                         break
         except KeyboardInterrupt:
@@ -213,7 +217,7 @@ class Trainer:
             self.strategy = None
         model.optimizer.finalize_variable_values([layer.params[k] for _, layer, k in self.variables],
                                                  [path for path, _, _ in self.variables])   # use_ema: w = average
-        cbs.on_train_end()
+        cbs.on_train_end(last_logs)             # (Keras passes the last epoch's logs)
         return history
 
     def _fit_source(self, x, y, validation_data, validation_split, augment):
