@@ -6,7 +6,8 @@ import pytest
 import minicnn
 from minicnn import optimizers
 from minicnn.callbacks import Callback, ModelCheckpoint, TerminateOnNaN
-from minicnn.layers import Conv2D, Dense, Dropout, Flatten, Input, MaxPooling2D
+from minicnn.layers import (AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input,
+                            MaxPooling2D)
 from minicnn.utils import to_categorical
 
 from test_model import small_model, toy_data
@@ -114,6 +115,84 @@ def test_dtype_policy_floats_cast_integers_warn():
     with pytest.warns(UserWarning, match="uint8 with values up to 25[0-9]; .* unscaled"):
         out = model.predict(raw)
     np.testing.assert_allclose(out, model.predict(raw.astype(np.float32)), rtol=1e-6)
+
+
+def _built(layer, shape):
+    """`layer` built by a call on a batch of 2 zero examples of `shape`."""
+    layer(np.zeros((2,) + shape, np.float32))
+    return layer
+
+
+BAD_CALLS = [  # (case, call, error, message pattern): model(x) and layer(x) check x as predict does
+    ("other height and width", lambda: small_model()(X[:2, :4, :4]), ValueError,
+     r"Sequential '\w+' was built for inputs \(8, 8, 3\); got \(4, 4, 3\) \(x of shape \(2, 4, 4, 3\)\)"),
+    ("functional model", lambda: _functional()(X[:2, :6, :6]), ValueError,
+     r"Model '\w+' was built for inputs \(8, 8, 3\); got \(6, 6, 3\)"),
+    ("conv geometry", lambda: _built(Conv2D(4, 3), (8, 8, 3))(np.ones((2, 6, 6, 3), np.float32)), ValueError,
+     r"Conv2D '\w+' was built for inputs \(8, 8, 3\); got \(6, 6, 3\)"),
+    ("pooling geometry", lambda: _built(MaxPooling2D(2), (8, 8, 3))(np.ones((2, 4, 4, 3), np.float32)), ValueError,
+     r"MaxPooling2D '\w+' was built for inputs \(8, 8, 3\); got \(4, 4, 3\)"),
+    ("average pooling", lambda: _built(AveragePooling2D(2), (8, 8, 3))(np.ones((2, 6, 8, 3), np.float32)),
+     ValueError, r"AveragePooling2D '\w+' was built for inputs \(8, 8, 3\); got \(6, 8, 3\)"),
+    ("dense width", lambda: _built(Dense(3), (4,))(np.zeros((2, 5), np.float32)), ValueError,
+     r"Dense '\w+' was built for inputs \(4,\); got \(5,\)"),
+    ("batchnorm channels", lambda: _built(BatchNormalization(), (4, 4, 3))(np.ones((2, 4, 4, 5), np.float32)),
+     ValueError, r"BatchNormalization '\w+' was built for inputs \(4, 4, 3\); got \(4, 4, 5\)"),
+    ("one image", lambda: small_model()(X[0]), ValueError,
+     r"a layer call takes a batch: Sequential '\w+' got x of shape \(8, 8, 3\), one example; use x\[None\]"),
+    ("1-D into Dense", lambda: Dense(3)(np.zeros(4, np.float32)), ValueError,
+     r"Dense '\w+' got x of shape \(4,\), one example"),
+    ("channels-first", lambda: small_model()(X[:2].transpose(0, 3, 1, 2)), ValueError,
+     r"got \(3, 8, 8\) .*channels-last \(NHWC\): use x.transpose\(0, 2, 3, 1\)"),
+    ("wrong channels", lambda: small_model()(np.zeros((2, 8, 8, 5), np.float32)), ValueError,
+     r"built for inputs \(8, 8, 3\); got \(8, 8, 5\)"),
+    ("empty batch", lambda: small_model()(X[:0]), ValueError,
+     r"Sequential '\w+' was called on an empty batch \(x of shape \(0, 8, 8, 3\)\)"),
+    ("None", lambda: small_model()(None), ValueError, r"x is None"),
+    ("strings", lambda: small_model()([["a"]]), TypeError, r"x must hold real numbers .* got dtype <U1"),
+    ("merge count", lambda: _built_add()([np.ones((2, 3), np.float32)] * 3), ValueError,
+     r"Add '\w+' was built for 2 inputs, got 3"),
+    ("merge shapes", lambda: _built_add()([np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)]), ValueError,
+     r"Add '\w+' was built for inputs \(3,\); got \(4,\) \(input 1 of shape \(2, 4\)\)"),
+]
+
+
+def _functional():
+    inputs = Input(shape=(8, 8, 3))
+    return minicnn.Model(inputs, Dense(4)(Flatten()(MaxPooling2D(2)(Conv2D(4, 3)(inputs)))))
+
+
+def _built_add():
+    add = minicnn.layers.Add()
+    add([np.ones((2, 3), np.float32)] * 2)
+    return add
+
+
+@pytest.mark.parametrize("case,call,error,pattern", BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
+def test_bad_input_to_a_direct_call_is_a_clear_error(case, call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()
+
+
+def test_a_direct_call_casts_as_predict_does():
+    """model(x) and layer(x) take what predict takes: integer (with predict's warning), float16 and
+    float64 arrays cast to float32, and lists; the output is what predict gives."""
+    model = small_model()
+    p32 = model.predict(X[:4])
+    np.testing.assert_allclose(model(X[:4]), p32, rtol=1e-6, atol=1e-7)
+    out = model(X[:4].astype(np.float64))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, p32, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model(X[:4].tolist()), p32, rtol=1e-6, atol=1e-7)
+    half = X[:4].astype(np.float16)
+    np.testing.assert_allclose(model(half), model.predict(half), rtol=1e-6, atol=1e-7)
+    raw = (X[:4] * 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match="uint8 with values up to 25[0-9]; .* unscaled"):
+        out = model(raw)
+    np.testing.assert_allclose(out, model(raw.astype(np.float32)), rtol=1e-6, atol=1e-7)
+    conv = Conv2D(2, 3)
+    y = conv(np.arange(2 * 5 * 5, dtype=np.int64).reshape(2, 5, 5, 1) % 2)    # 0/1 integers: no warning
+    assert y.dtype == np.float32 and y.shape == (2, 3, 3, 2)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):

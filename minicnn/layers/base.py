@@ -7,9 +7,10 @@
                               write into dout (at a fork, one gradient goes to several layers)
     compute_output_shape, count_params, get_config, get_weights / set_weights (Keras order)
 
-Calling a layer on an array runs it (building it first); calling it on a KerasTensor (what Input
-returns) records the call for the functional API and returns the output's KerasTensor (functional.py
-turns the recorded calls into a Model). Merge layers (Add, Concatenate) take a list of inputs.
+Calling a layer on an array runs it (building it first; the array is checked as predict checks
+its input, then cast to floatx: call_input); calling it on a KerasTensor (what Input returns)
+records the call for the functional API and returns the output's KerasTensor (functional.py turns
+the recorded calls into a Model). Merge layers (Add, Concatenate) take a list of inputs.
 
 Shapes exclude the batch axis: input_shape (32, 32, 3) means x has shape (N, 32, 32, 3).
 Only optimizers change params, and they change them in place.
@@ -20,6 +21,9 @@ import itertools
 import math
 import operator
 import re
+import warnings
+
+import numpy as np
 
 from minicnn import activations, backend, constraints, initializers, kernels, regularizers
 
@@ -232,9 +236,58 @@ def symbolic(x):
     return kinds == {True}
 
 
+# ---- what a layer call takes (data.check_x checks fit's and predict's input with the same pieces) ---------
+def real_array(x, what):
+    """x as an array of real numbers: a list becomes one (np.asarray); None, bools, complex numbers,
+    strings and objects are refused with a clear error."""
+    if x is None:
+        raise ValueError(f"{what} is None; pass an array of images")
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise TypeError(f"{what} must hold real numbers (float or integer), got dtype {x.dtype}")
+    return x
+
+
+def warn_unscaled(owner, x, what, stacklevel):
+    """Integer x with values above 1 (raw pixels?) is cast to floatx as it is: say so, once per model
+    (or layer called directly). stacklevel: warnings.warn's, counted from this function."""
+    if (np.issubdtype(x.dtype, np.integer) and x.size and int(x.max()) > 1
+            and not getattr(owner, "_warned_integer_input", False)):
+        owner._warned_integer_input = True
+        warnings.warn(f"{what} is {x.dtype} with values up to {int(x.max())}; minicnn casts it to "
+                      f"{backend.floatx()} unscaled (the tutorials divide by 255 first)", stacklevel=stacklevel)
+
+
+def call_input(layer, x, expected, what="x"):
+    """The array a direct call layer(x) (or model(x)) runs on: checked as predict checks its input,
+    then cast to floatx where the backend computes. `expected`: the per-example shape the layer was
+    built (or declared) for, or None. minicnn fixes a layer's input shape when it builds it (the
+    weights, Conv2D's output size, the pooling windows), so a built layer takes that shape only.
+    Only calls pay for these checks: fit, evaluate and predict check their data once, then run
+    layer.forward."""
+    x = real_array(x, what)
+    name, shape = f"{type(layer).__name__} {layer.name!r}", tuple(x.shape)
+    if x.ndim < 2 or (expected is not None and shape == tuple(expected)):
+        raise ValueError(f"a layer call takes a batch: {name} got {what} of shape {shape}, one example; "
+                         "use x[None] for a batch of one")
+    if shape[0] == 0:
+        raise ValueError(f"{name} was called on an empty batch ({what} of shape {shape}); there is nothing to compute")
+    if expected is not None and shape[1:] != tuple(expected):
+        expected = tuple(expected)
+        flipped = len(expected) == 3 and shape[1:] == (expected[2], expected[0], expected[1])
+        raise ValueError(f"{name} was {'built' if layer.built else 'declared'} for inputs {expected}; got "
+                         f"{shape[1:]} ({what} of shape {shape})"
+                         + ("; channels-first? minicnn is channels-last (NHWC): use x.transpose(0, 2, 3, 1)"
+                            if flipped else ""))
+    warn_unscaled(layer, x, what, stacklevel=4)
+    return backend.to_device(x, backend.floatx())
+
+
 class Layer:
     """Base class. Subclass it, implement build/forward/backward, and gradcheck can test it."""
     input_grad = True       # False on the first layer: nobody needs dL/dx there
+    takes_list = False      # True for merge layers: a call takes a list of inputs
     preprocessing = False   # True: no weights and no dL/dx (augmentation): the layers after it need none either
 
     def __init__(self, name=None, trainable=True, input_shape=None, dtype=None, **kwargs):
@@ -299,10 +352,17 @@ class Layer:
 
     def __call__(self, x, training=False):
         """Run the layer on an array (a list of arrays for a merge layer), building it on the first
-        call; or, on KerasTensors, record the call (functional API) and return the output's."""
-        shape = [t.shape[1:] for t in x] if isinstance(x, (list, tuple)) else x.shape[1:]
+        call; or, on KerasTensors, record the call (functional API) and return the output's. An
+        array is checked first, as predict checks its input, and cast to floatx (call_input)."""
         if symbolic(x):
-            return self._call_symbolic(x, shape)
+            return self._call_symbolic(x, [t.shape[1:] for t in x] if isinstance(x, (list, tuple)) else x.shape[1:])
+        if self.takes_list:
+            expected = self.input_shape or [None] * len(x)
+            x = [call_input(self, t, e, f"input {i}") for i, (t, e) in enumerate(zip(x, expected))]
+            shape = [t.shape[1:] for t in x]
+        else:
+            x = call_input(self, x, self.input_shape)
+            shape = x.shape[1:]
         if not self.built:
             self.build(shape)
         return self.forward(x, training=training)

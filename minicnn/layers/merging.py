@@ -12,6 +12,7 @@ from minicnn.layers.base import Layer
 
 class _Merge(Layer):
     """A layer over a list of at least two inputs (shapes without the batch axis)."""
+    takes_list = True
 
     def build(self, input_shape):
         if not (isinstance(input_shape, (list, tuple)) and input_shape
@@ -26,6 +27,9 @@ class _Merge(Layer):
         if not isinstance(x, (list, tuple)):
             raise TypeError(f"{type(self).__name__} takes a list of inputs, e.g. {type(self).__name__}()([x1, x2]); "
                             f"got {type(x).__name__}")
+        if self.input_shape is not None and len(x) != len(self.input_shape):
+            raise ValueError(f"{type(self).__name__} {self.name!r} was built for {len(self.input_shape)} inputs, "
+                             f"got {len(x)}")
         return super().__call__(x, training=training)
 
 

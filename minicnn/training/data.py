@@ -5,11 +5,11 @@ Every check runs before any computation and names what was expected and what cam
 array fails here, not deep inside NumPy.
 """
 import math
-import warnings
 
 import numpy as np
 
 from minicnn import backend, kernels
+from minicnn.layers.base import real_array, warn_unscaled
 
 INFERENCE_BYTES = 8 << 20       # evaluate/predict: the largest activation of one chunk of images
 
@@ -29,13 +29,9 @@ def first_non_finite(x):
 
 
 def check_x(model, x, what="x"):
-    """Validate inputs for `model` (building it from x's shape if needed); returns an array."""
-    if x is None:
-        raise ValueError(f"{what} is None; pass an array of images")
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        x = np.asarray(x)
-    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise TypeError(f"{what} must hold real numbers (float or integer), got dtype {x.dtype}")
+    """Validate inputs for `model` (building it from x's shape if needed); returns an array. A direct
+    call model(x) checks with the same pieces (layers/base.call_input)."""
+    x = real_array(x, what)
     if x.ndim == 0 or x.shape[0] == 0:
         raise ValueError(f"{what} is empty (shape {tuple(x.shape)}); there is nothing to train or predict on")
     if not model.built:
@@ -48,10 +44,8 @@ def check_x(model, x, what="x"):
         if first is not None:
             raise ValueError(f"{what} contains NaN or infinite values (first at sample {first}); "
                              "clean or re-scale the data")
-    elif x.size and int(x.max()) > 1 and not getattr(model, "_warned_integer_input", False):
-        model._warned_integer_input = True
-        warnings.warn(f"{what} is {x.dtype} with values up to {int(x.max())}; minicnn casts it to "
-                      f"{backend.floatx()} unscaled (the tutorials divide by 255 first)", stacklevel=4)
+    else:
+        warn_unscaled(model, x, what, stacklevel=5)
     return x
 
 
