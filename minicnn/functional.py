@@ -25,7 +25,7 @@ what differs is the data flow (build, forward, backward) and the config, which l
 """
 from minicnn import backend, kernels
 from minicnn.activations import SoftmaxInTheLoss
-from minicnn.layers.base import KerasTensor, unique_name
+from minicnn.layers.base import KerasTensor, unique_name, without_batch_axis
 from minicnn.model import CONTAINERS, Sequential, _layers_from_config
 
 
@@ -154,9 +154,7 @@ class Model(Sequential):
 
     def build(self, input_shape=None):
         if input_shape is not None:
-            input_shape = tuple(input_shape)
-            if input_shape and input_shape[0] is None:
-                input_shape = input_shape[1:]
+            input_shape = without_batch_axis(input_shape)
             if input_shape != self.input_shape:
                 raise ValueError(f"model {self.name!r} takes inputs of shape {self.input_shape} (fixed by its "
                                  f"Input), not {input_shape}")

@@ -8,7 +8,7 @@ and callbacks live.
 """
 from minicnn import backend, kernels, layers, saving
 from minicnn.activations import SoftmaxInTheLoss
-from minicnn.layers.base import KerasTensor, Layer, entry_count, fusion_plan, structural_keys
+from minicnn.layers.base import KerasTensor, Layer, entry_count, fusion_plan, structural_keys, without_batch_axis
 from minicnn.layers.core import InputLayer
 from minicnn.summary import summary_text
 from minicnn.training.methods import TrainingMethods
@@ -116,9 +116,7 @@ class Sequential(Layer, TrainingMethods):
         if input_shape is None:
             raise ValueError("cannot build the model: give the first layer input_shape=..., start with "
                              "Input(shape=...), or call model.build(input_shape)")
-        input_shape = tuple(input_shape)
-        if input_shape and input_shape[0] is None:           # Keras style (None, H, W, C)
-            input_shape = input_shape[1:]
+        input_shape = without_batch_axis(input_shape)       # Keras style (None, H, W, C) taken too
         if not self.layers:
             raise ValueError("cannot build an empty Sequential: add layers first")
         if self.seed is None:

@@ -99,10 +99,28 @@ def test_bad_input_fails_before_any_computation(case, call, error, pattern):
     (lambda: Conv2D(4, 5).build((4, 9, 3)), ValueError, r"kernel \(5, 5\) is larger than its valid-padded input \(4, 9\)"),
     (lambda: minicnn.layers.get_class("Conv3D"), ValueError, r"unknown layer class 'Conv3D'"),
     (lambda: minicnn.Sequential([Dense(3)]).add("conv"), TypeError, r"expects a minicnn layer, got str"),
+    (lambda: minicnn.Sequential([Dense(10, input_shape=784)]), ValueError,
+     r"input_shape must be a tuple of positive ints without the batch axis, got 784 \(for a flat input write \(784,\)\)"),
+    (lambda: Conv2D(4, 3, input_shape=(32.0, 32.0, 3.0)), ValueError,
+     r"input_shape must be a tuple of positive ints without the batch axis, got \(32.0, 32.0, 3.0\)"),
+    (lambda: Conv2D(4, 3, input_shape="32,32,3"), ValueError, r"without the batch axis, got '32,32,3'"),
+    (lambda: Conv2D(4, 3, input_shape=(32, -32, 3)), ValueError, r"positive ints .*, got \(32, -32, 3\)"),
+    (lambda: minicnn.Sequential([Conv2D(4, 3, input_shape=(None, None, 3))]), ValueError,
+     r"minicnn needs a fixed height and width: input_shape \(None, None, 3\) has unknown \(None\) dimensions"),
+    (lambda: minicnn.Sequential([Conv2D(4, 3)]).build((None, None, None, 3)), ValueError,
+     r"fixed height and width: input_shape \(None, None, 3\)"),
+    (lambda: Input(shape=(None, 8, 8, 3)), ValueError, r"Input shape \(None, 8, 8, 3\) .*leave the batch axis out"),
 ])
 def test_bad_layer_arguments(make, error, pattern):
     with pytest.raises(error, match=pattern):
         make()
+
+
+def test_input_shape_takes_numpy_ints_and_a_keras_batch_axis():
+    assert Dense(3, input_shape=(np.int64(4),)).input_shape == (4,)
+    model = minicnn.Sequential([Conv2D(4, 3)])
+    model.build((None, 8, 8, 3))
+    assert model.input_shape == (8, 8, 3) and model.output_shape == (6, 6, 4)
 
 
 def test_dtype_policy_floats_cast_integers_warn():

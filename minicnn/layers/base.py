@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import itertools
 import math
+import numbers
 import operator
 import re
 import warnings
@@ -51,6 +52,16 @@ def unique_name(prefix):
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
+def is_int(value):
+    """A Python or NumPy integer, not a bool: what counts (filters, sizes, epochs) take."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value):
+    """A Python or NumPy real number, not a bool: what rates and factors take."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def as_pair(value, what):
     """An int or a 2-tuple of positive ints -> (a, b), with a clear error otherwise."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -61,6 +72,29 @@ def as_pair(value, what):
     if min(value) < 1:
         raise ValueError(f"{what} must be >= 1, got {tuple(value)}")
     return tuple(value)
+
+
+def check_input_shape(shape, what="input_shape"):
+    """The shape of one example (no batch axis) as a tuple of positive ints, or a clear error. minicnn
+    fixes each layer's geometry when it builds it, so no dimension may be None (variable)."""
+    if not isinstance(shape, (tuple, list)):
+        flat = f" (for a flat input write ({shape},))" if is_int(shape) else ""
+        raise ValueError(f"{what} must be a tuple of positive ints without the batch axis, got {shape!r}{flat}")
+    shape = tuple(shape)
+    if any(d is None for d in shape):
+        batch = "; leave the batch axis out" if shape[0] is None and len(shape) == 4 else ""
+        raise ValueError(f"minicnn needs a fixed height and width: {what} {shape} has unknown (None) "
+                         f"dimensions{batch}")
+    if not shape or not all(is_int(d) and d > 0 for d in shape):
+        raise ValueError(f"{what} must be a tuple of positive ints without the batch axis, got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+def without_batch_axis(shape):
+    """model.build's shape, checked: (H, W, C), or Keras's (None, H, W, C) with its batch axis dropped."""
+    if isinstance(shape, (tuple, list)) and shape and shape[0] is None:
+        shape = shape[1:]
+    return check_input_shape(shape)
 
 
 def check_padding(padding):
@@ -302,7 +336,10 @@ class Layer:
         self.constraints, self.regularizers = {}, {}
         self.cache = None
         self.built = False
-        self.input_shape = None if input_shape is None else tuple(input_shape)
+        if input_shape is not None:         # (a merge layer's: one shape per input)
+            input_shape = (tuple(check_input_shape(s) for s in input_shape) if self.takes_list
+                           else check_input_shape(input_shape))
+        self.input_shape = input_shape
         self.output_shape = None
 
     def _new_weight_dicts(self):

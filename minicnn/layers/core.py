@@ -2,8 +2,8 @@
 import numpy as np
 
 from minicnn import activations, backend, constraints, initializers, kernels
-from minicnn.layers.base import (KerasTensor, Layer, activate, activation_backward, kernel_bias_config,
-                                 kernel_bias_from_config, set_regularizers)
+from minicnn.layers.base import (KerasTensor, Layer, activate, activation_backward, check_input_shape, is_int,
+                                 kernel_bias_config, kernel_bias_from_config, set_regularizers)
 
 
 class InputLayer(Layer):
@@ -14,12 +14,9 @@ class InputLayer(Layer):
             shape = kwargs.pop("input_shape", None)
         if shape is None:
             raise ValueError("Input needs a shape, e.g. Input(shape=(32, 32, 3))")
-        if isinstance(shape, int):
+        if is_int(shape):
             shape = (shape,)
-        shape = tuple(shape)
-        if not shape or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
-            raise ValueError(f"Input shape must be a tuple of positive ints (no batch axis), got {shape!r}")
-        super().__init__(name=name, input_shape=shape, **kwargs)
+        super().__init__(name=name, input_shape=check_input_shape(shape, "Input shape"), **kwargs)
 
     def forward(self, x, training=False):
         return x
