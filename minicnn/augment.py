@@ -17,6 +17,8 @@ where the data live: on the GPU it never leaves it, and CUDA-graph steps are una
 
     model.fit(x, y, augment=augment.FlipTranslate(pad=2, flips="alternating"))
 """
+import numbers
+
 import numpy as np
 
 from minicnn import activations, backend, kernels
@@ -75,13 +77,13 @@ class FlipTranslate:
     chunk:  images processed at a time (bounds the temporary memory: ~chunk images padded)
     """
     def __init__(self, pad=2, flips="random", seed=0, chunk=10000):
-        if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
             raise ValueError(f"pad must be an int >= 0, got {pad!r}")
         if flips not in ("random", "alternating", None):
             raise ValueError(f"flips must be 'random', 'alternating' or None, got {flips!r}")
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
             raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
-        self.pad, self.flips, self.seed, self.chunk = pad, flips, int(seed), chunk
+        self.pad, self.flips, self.seed, self.chunk = int(pad), flips, int(seed), int(chunk)
 
     def __call__(self, x, epoch):
         xp = backend.xp

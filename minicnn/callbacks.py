@@ -13,6 +13,7 @@ import inspect
 import io
 import json
 import math
+import numbers
 import os
 import re
 import string
@@ -694,9 +695,9 @@ class FreezeAfter(Callback):
     updating the variables matching `pattern` (Optimizer.freeze), e.g. a bias trained only early."""
 
     def __init__(self, pattern, epochs):
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"FreezeAfter epochs must be an int >= 0, got {epochs!r}")
-        self.pattern, self.epochs = pattern, epochs
+        self.pattern, self.epochs = pattern, int(epochs)
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch >= self.epochs and self.pattern not in self.model.optimizer.frozen:

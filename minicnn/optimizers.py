@@ -189,7 +189,7 @@ class Optimizer:
         if lr is not None:                       # Keras 2 spelling
             learning_rate = lr
         if not isinstance(learning_rate, LearningRateSchedule):
-            if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+            if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
                 raise ValueError(f"learning_rate must be a positive number or a schedule, got {learning_rate!r}")
             learning_rate = float(learning_rate)
             if decay:
@@ -199,26 +199,26 @@ class Optimizer:
         elif decay:
             raise ValueError("decay= cannot be combined with a learning-rate schedule")
         self.learning_rate = learning_rate
-        if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float))
+        if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real)
                                          or weight_decay < 0):
             raise ValueError(f"weight_decay must be a number >= 0 or None, got {weight_decay!r}")
         self.weight_decay = float(weight_decay) if weight_decay else 0.0
         if not 0 <= ema_momentum <= 1:
             raise ValueError(f"ema_momentum must be in [0, 1], got {ema_momentum!r}")
-        if ema_overwrite_frequency is not None and (not isinstance(ema_overwrite_frequency, int)
+        if ema_overwrite_frequency is not None and (not _is_int(ema_overwrite_frequency)
                                                     or ema_overwrite_frequency < 1):
             raise ValueError(f"ema_overwrite_frequency must be an int >= 1 or None, got {ema_overwrite_frequency!r}")
         self.lr_multipliers = dict(lr_multipliers or {})
         for pattern, factor in self.lr_multipliers.items():
-            if not isinstance(pattern, str) or isinstance(factor, bool) or not isinstance(factor, (int, float)) \
+            if not isinstance(pattern, str) or isinstance(factor, bool) or not isinstance(factor, numbers.Real) \
                     or factor < 0:
                 raise ValueError(f"lr_multipliers maps variable-path patterns to factors >= 0, got {pattern!r}: "
                                  f"{factor!r}")
-        if lookahead_steps is not None and (isinstance(lookahead_steps, bool) or not isinstance(lookahead_steps, int)
+        if lookahead_steps is not None and (not _is_int(lookahead_steps)
                                             or lookahead_steps < 1):
             raise ValueError(f"lookahead_steps must be an int >= 1 or None, got {lookahead_steps!r}")
         if not isinstance(lookahead_rate, LearningRateSchedule) and (
-                isinstance(lookahead_rate, bool) or not isinstance(lookahead_rate, (int, float))
+                isinstance(lookahead_rate, bool) or not isinstance(lookahead_rate, numbers.Real)
                 or not 0 <= lookahead_rate <= 1):
             raise ValueError(f"lookahead_rate must be a number in [0, 1] or a schedule, got {lookahead_rate!r}")
         if lookahead_steps and use_ema:
@@ -289,7 +289,7 @@ class Optimizer:
             raise TypeError("this optimizer was created with a LearningRateSchedule as its learning_rate, hence its "
                             "learning rate is not settable; create it with a float learning_rate to set it later")
         if not isinstance(value, LearningRateSchedule):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
                     or not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule, got {value!r}")
             value = float(value)
@@ -541,6 +541,11 @@ class Adam(Optimizer):
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
                 "amsgrad": self.amsgrad}
+
+
+def _is_int(value):
+    """A Python or NumPy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _hyper(name, value, ok, what):

@@ -123,6 +123,31 @@ def test_input_shape_takes_numpy_ints_and_a_keras_batch_axis():
     assert model.input_shape == (8, 8, 3) and model.output_shape == (6, 6, 4)
 
 
+def test_numpy_scalars_are_numbers():
+    """Values from np.linspace grids or configs read with NumPy are numbers like Python's (Keras
+    takes them); bools are still refused."""
+    assert Dropout(np.float32(0.5)).rate == 0.5
+    assert minicnn.layers.Rescaling(np.float32(0.5)).scale == 0.5
+    assert minicnn.layers.LeakyReLU(np.float32(0.25)).negative_slope == 0.25
+    conv = Conv2D(np.int64(4), np.int64(3), strides=(np.int32(1), np.int64(2)))
+    assert (conv.filters, conv.kernel_size, conv.strides) == (4, (3, 3), (1, 2))
+    assert type(conv.filters) is int and all(type(k) is int for k in conv.kernel_size)
+    assert MaxPooling2D(np.int64(2)).pool_size == (2, 2)
+    assert minicnn.layers.Concatenate(axis=np.int64(-1)).axis == -1
+    assert optimizers.Adam(learning_rate=np.float32(1e-3)).learning_rate == pytest.approx(1e-3)
+    assert optimizers.SGD(np.float32(0.1), weight_decay=np.float32(1e-4)).weight_decay == pytest.approx(1e-4)
+    model = small_model()
+    history = model.fit(X, Y, epochs=np.int64(1), batch_size=np.int64(16), validation_split=np.float32(0.25),
+                        verbose=0)
+    assert len(history.history["val_loss"]) == 1
+    for make, pattern in [(lambda: Dropout(True), r"Dropout rate must be a number in \[0, 1\), got True"),
+                          (lambda: Conv2D(True, 3), r"filters must be a positive int, got True"),
+                          (lambda: Conv2D(4, np.float32(3)), r"kernel_size must be an int or a tuple of 2 ints"),
+                          (lambda: optimizers.Adam(learning_rate=True), r"learning_rate must be a positive number")]:
+        with pytest.raises(ValueError, match=pattern):
+            make()
+
+
 def test_dtype_policy_floats_cast_integers_warn():
     """Any real dtype is accepted and cast to float32 batch by batch (as Keras does); an integer
     array with values above 1 warns that it looks unscaled."""

@@ -12,12 +12,12 @@
 Shapes: any; x and y have the same shape.
 """
 from minicnn import activations, backend, kernels
-from minicnn.layers.base import Layer
+from minicnn.layers.base import Layer, is_real
 from minicnn.layers.core import Activation
 
 
 def _number(value, what, low=None):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (low is not None and value < low):
+    if not is_real(value) or (low is not None and value < low):
         raise ValueError(f"{what} must be a number{'' if low is None else f' >= {low}'}, got {value!r}")
     return float(value)
 

@@ -63,15 +63,14 @@ def is_real(value):
 
 
 def as_pair(value, what):
-    """An int or a 2-tuple of positive ints -> (a, b), with a clear error otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    """An int or a 2-tuple of positive ints (Python or NumPy) -> (a, b), with a clear error otherwise."""
+    if is_int(value):
         value = (value, value)
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(is_int(v) for v in value):
         raise ValueError(f"{what} must be an int or a tuple of 2 ints, got {value!r}")
     if min(value) < 1:
         raise ValueError(f"{what} must be >= 1, got {tuple(value)}")
-    return tuple(value)
+    return (int(value[0]), int(value[1]))
 
 
 def check_input_shape(shape, what="input_shape"):

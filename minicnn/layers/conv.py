@@ -1,7 +1,7 @@
 """Conv2D by im2col + one GEMM (NHWC, Keras kernel layout (KH, KW, C, F))."""
 from minicnn import activations, backend, constraints, initializers, kernels
-from minicnn.layers.base import (Layer, activate, activation_backward, as_pair, check_padding, kernel_bias_config,
-                                 kernel_bias_from_config, set_regularizers, window_geometry)
+from minicnn.layers.base import (Layer, activate, activation_backward, as_pair, check_padding, is_int,
+                                 kernel_bias_config, kernel_bias_from_config, set_regularizers, window_geometry)
 
 
 class Conv2D(Layer):
@@ -35,13 +35,13 @@ class Conv2D(Layer):
                  kernel_constraint=None, bias_constraint=None, data_format=None, dilation_rate=(1, 1),
                  **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
+        if not is_int(filters) or filters < 1:
             raise ValueError(f"Conv2D filters must be a positive int, got {filters!r}")
         if data_format not in (None, "channels_last"):
             raise ValueError(f"minicnn is NHWC only: data_format must be 'channels_last', got {data_format!r}")
         if as_pair(dilation_rate, "dilation_rate") != (1, 1):
             raise ValueError(f"dilation_rate other than 1 is not supported, got {dilation_rate!r}")
-        self.filters = filters
+        self.filters = int(filters)
         self.kernel_size = as_pair(kernel_size, "Conv2D kernel_size")
         self.strides = as_pair(strides, "Conv2D strides")
         self.padding = check_padding(padding)

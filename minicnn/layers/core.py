@@ -3,7 +3,7 @@ import numpy as np
 
 from minicnn import activations, backend, constraints, initializers, kernels
 from minicnn.layers.base import (KerasTensor, Layer, activate, activation_backward, check_input_shape, is_int,
-                                 kernel_bias_config, kernel_bias_from_config, set_regularizers)
+                                 is_real, kernel_bias_config, kernel_bias_from_config, set_regularizers)
 
 
 class InputLayer(Layer):
@@ -50,7 +50,7 @@ class Dense(Layer):
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+        if not is_int(units) or units < 1:
             raise ValueError(f"Dense units must be a positive int, got {units!r}")
         self.units = int(units)
         self.activation = activations.get(activation)
@@ -156,7 +156,7 @@ class Rescaling(Layer):
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
         for what, v in (("scale", scale), ("offset", offset)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if not is_real(v):
                 raise ValueError(f"Rescaling {what} must be a number, got {v!r}")
         self.scale, self.offset = float(scale), float(offset)
 
@@ -181,7 +181,7 @@ class Dropout(Layer):
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        if not is_real(rate) or not 0 <= rate < 1:
             raise ValueError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)

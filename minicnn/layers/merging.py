@@ -7,7 +7,7 @@ Their backward returns a list: one dL/dxi per input. Keras's function forms add(
 concatenate([x1, x2], axis) make the layer and call it.
 """
 from minicnn import backend
-from minicnn.layers.base import Layer
+from minicnn.layers.base import Layer, is_int
 
 
 class _Merge(Layer):
@@ -64,9 +64,9 @@ class Concatenate(_Merge):
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(axis, int) or axis == 0:
+        if not is_int(axis) or axis == 0:
             raise ValueError(f"Concatenate axis must be a non-zero int (axis 0 is the batch), got {axis!r}")
-        self.axis = axis
+        self.axis = int(axis)
 
     def _axis(self, ndim):
         """The axis within one example's shape (no batch axis)."""

@@ -1,6 +1,6 @@
 """Batch normalization over the last (channel) axis, as Keras 3 computes it."""
 from minicnn import backend, kernels
-from minicnn.layers.base import Layer
+from minicnn.layers.base import Layer, is_int
 
 
 class BatchNormalization(Layer):
@@ -22,13 +22,13 @@ class BatchNormalization(Layer):
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", **kwargs):
         super().__init__(**kwargs)
-        if axis not in (-1,) and not isinstance(axis, int):
+        if not is_int(axis):
             raise ValueError(f"BatchNormalization axis must be an int, got {axis!r}")
         if not 0 <= momentum <= 1:
             raise ValueError(f"BatchNormalization momentum must be in [0, 1], got {momentum}")
         if epsilon <= 0:
             raise ValueError(f"BatchNormalization epsilon must be > 0, got {epsilon}")
-        self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
+        self.axis, self.momentum, self.epsilon = int(axis), float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
         self.inits = {"gamma": gamma_initializer, "beta": beta_initializer,
                       "moving_mean": moving_mean_initializer, "moving_variance": moving_variance_initializer}

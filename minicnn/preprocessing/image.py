@@ -28,13 +28,14 @@ import math
 import numpy as np
 
 from minicnn import backend, kernels
+from minicnn.layers.base import is_int, is_real
 from minicnn.training import data
 
 _FILL_MODES = ("nearest", "reflect", "wrap", "constant")
 
 
 def _range(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if not is_real(value) or value < 0:
         raise ValueError(f"ImageDataGenerator {what} must be a number >= 0, got {value!r}")
     return value
 
@@ -69,7 +70,7 @@ class ImageDataGenerator:
         self.width_shift_range = _range(width_shift_range, "width_shift_range")
         self.height_shift_range = _range(height_shift_range, "height_shift_range")
         self.shear_range = _range(shear_range, "shear_range")
-        if isinstance(zoom_range, (int, float)) and not isinstance(zoom_range, bool):
+        if is_real(zoom_range):
             zoom_range = (1 - _range(zoom_range, "zoom_range"), 1 + zoom_range)
         if not (isinstance(zoom_range, (tuple, list)) and len(zoom_range) == 2 and 0 < zoom_range[0] <= zoom_range[1]):
             raise ValueError(f"zoom_range must be a number or a pair (low, high) with 0 < low <= high, got {zoom_range!r}")
@@ -106,7 +107,7 @@ class ImageDataGenerator:
         def shift(r, size):
             if not r:
                 return np.zeros(n)
-            if isinstance(r, int) and r >= 1:                       # whole pixels, as Keras's np.random.choice
+            if is_int(r) and r >= 1:                       # whole pixels, as Keras's np.random.choice
                 return rng.integers(0, r, n) * rng.choice([-1, 1], n)
             s = rng.uniform(-r, r, n)
             return s * size if r < 1 else s

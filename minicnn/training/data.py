@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from minicnn import backend, kernels
-from minicnn.layers.base import real_array, warn_unscaled
+from minicnn.layers.base import is_int, is_real, real_array, warn_unscaled
 
 INFERENCE_BYTES = 8 << 20       # evaluate/predict: the largest activation of one chunk of images
 
@@ -62,18 +62,18 @@ def check_y(model, y, n, what="y"):
 def check_batch_size(batch_size, what="batch_size"):
     if batch_size is None:
         return 32
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size <= 0:
+    if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"{what} must be a positive int, got {batch_size!r}")
     return int(batch_size)
 
 
 def check_fit_numbers(epochs, initial_epoch, validation_split, verbose):
     """fit's numeric arguments checked; returns verbose as 0, 1 or 2."""
-    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+    if not is_int(epochs) or epochs < 0:
         raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-    if not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+    if not is_int(initial_epoch) or initial_epoch < 0:
         raise ValueError(f"initial_epoch must be an int >= 0, got {initial_epoch!r}")
-    if not isinstance(validation_split, (int, float)) or not 0 <= validation_split < 1:
+    if not is_real(validation_split) or not 0 <= validation_split < 1:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
     return check_verbose(verbose)
 
@@ -195,7 +195,7 @@ class BatchSource:
     def steps(self, steps):
         """Batches per epoch: `steps` (steps_per_epoch, validation_steps) or the Sequence's length."""
         if steps is not None:
-            if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
+            if not is_int(steps) or steps <= 0:
                 raise ValueError(f"steps_per_epoch / validation_steps / steps must be a positive int, got {steps!r}")
             return int(steps)
         if self.indexable:
