@@ -204,7 +204,7 @@ class Sequential(Layer, TrainingMethods):
         return [w for _, layer in self.members() for w in layer.get_weights()]
 
     def set_weights(self, weights):
-        weights = list(weights)
+        weights = self.weight_list(weights)
         expected = sum(len(layer.weight_keys()) for _, layer in self.members())
         if len(weights) != expected:
             raise ValueError(f"model {self.name!r} expects {expected} weight arrays, got {len(weights)}")
@@ -227,6 +227,7 @@ class Sequential(Layer, TrainingMethods):
         return {f"{key}/{k}": v for key, layer in self.members() for k, v in layer.state.items()}
 
     def count_params(self, trainable=None):
+        self.require_built("count_params")
         return sum(layer.count_params(trainable) for _, layer in self.members())
 
     def extra_state(self):

@@ -291,6 +291,34 @@ def test_built_as_soon_as_the_input_shape_is_known():
         later.add(Dense(2))
 
 
+def test_unbuilt_count_params_and_set_weights_are_clear_errors():
+    """As in Keras: an unbuilt model has no weights to count or set (it used to report 0)."""
+    for unbuilt in (minicnn.Sequential([Conv2D(4, 3), Flatten(), Dense(2)]), Dense(3)):
+        with pytest.raises(ValueError, match=r"You tried to call count_params on \w+ '\w+', but it isn't built"):
+            unbuilt.count_params()
+        with pytest.raises(ValueError, match=r"call set_weights on .* isn't built"):
+            unbuilt.set_weights([np.zeros((4, 3))])
+
+
+def test_set_weights_takes_lists_and_names_what_is_wrong():
+    """set_weights converts nested lists and numbers as Keras does; None, a number or a weight of
+    the wrong shape is an error naming the layer, the weight and both shapes."""
+    model = small_model()
+    weights = model.get_weights()
+    model.set_weights([w.tolist() for w in weights])
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+    dense = Dense(3)
+    dense(np.zeros((2, 4), np.float32))
+    dense.set_weights([np.ones((4, 3)).tolist(), [1, 2, 3]])
+    np.testing.assert_array_equal(dense.get_weights()[1], [1, 2, 3])
+    for bad in (None, 3):
+        with pytest.raises(TypeError, match=f"set_weights expects a list of arrays .*, got {type(bad).__name__}"):
+            model.set_weights(bad)
+    with pytest.raises(ValueError, match=r"layer '\w+' weight 'b': expected shape \(3,\), got \(\) \(NoneType\)"):
+        dense.set_weights([np.zeros((4, 3)), None])
+
+
 def test_container_weights_are_read_only():
     """A Sequential's params and state are views of its layers': assigning them is an error, not a no-op."""
     model = small_model()

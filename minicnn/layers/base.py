@@ -436,20 +436,36 @@ class Layer:
     def get_weights(self):
         return [backend.to_host(self._weight(k)).copy() for k in self.weight_keys()]
 
+    def require_built(self, what):
+        """A clear error for `what` (count_params, set_weights) on a layer with no weights yet, as Keras's."""
+        if not self.built:
+            raise ValueError(f"You tried to call {what} on {type(self).__name__} {self.name!r}, but it isn't built "
+                             "yet (its input shape is unknown): give the first layer input_shape=..., call "
+                             "build(input_shape), or call it on data first")
+
+    def weight_list(self, weights):
+        """set_weights's argument as a list (of arrays, lists or numbers), or a clear error."""
+        self.require_built("set_weights")
+        if weights is None or isinstance(weights, (str, bytes, dict)) or not hasattr(weights, "__iter__"):
+            raise TypeError(f"set_weights expects a list of arrays (as get_weights returns), got "
+                            f"{type(weights).__name__}")
+        return list(weights)
+
     def set_weights(self, weights):
-        keys = self.weight_keys()
+        keys, weights = self.weight_keys(), self.weight_list(weights)
         if len(weights) != len(keys):
             raise ValueError(f"layer {self.name!r} expects {len(keys)} weight arrays {keys}, got {len(weights)}")
         for key, value in zip(keys, weights):
-            target = self._weight(key)
-            if tuple(value.shape) != tuple(target.shape):
+            target, shape = self._weight(key), tuple(np.shape(value))   # np.shape: of a list or number too
+            if shape != tuple(target.shape):
                 raise ValueError(f"layer {self.name!r} weight {key!r}: expected shape {tuple(target.shape)}, "
-                                 f"got {tuple(value.shape)}")
+                                 f"got {shape} ({type(value).__name__})")
             target[...] = backend.xp.asarray(value, dtype=target.dtype)   # in place: buffers stay put
 
     def count_params(self, trainable=None):
         """Number of scalars: all (None), trainable only (True) or non-trainable only (False).
         A frozen layer (trainable=False) counts its params as non-trainable, as in Keras."""
+        self.require_built("count_params")
         n_params = int(sum(v.size for v in self.params.values()))
         n_state = int(sum(v.size for v in self.state.values()))
         if trainable is None:
