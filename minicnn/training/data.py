@@ -5,6 +5,7 @@ Every check runs before any computation and names what was expected and what cam
 array fails here, not deep inside NumPy.
 """
 import math
+import warnings
 
 import numpy as np
 
