@@ -424,17 +424,19 @@ def _keras_learning_rate(optimizer):
     reads 0.009999999776482582. Reading it the same way gives Keras's logs, messages and
     ReduceLROnPlateau arithmetic to the last digit (0.01 reduced by 0.1 prints
     0.0009999999776482583, as Keras prints it)."""
-    return float(np.asarray(optimizer.current_learning_rate(), dtype=backend.floatx()))
+    lr = optimizer.learning_rate
+    rate = lr.initial_learning_rate if getattr(lr, "settable", False) else optimizer.current_learning_rate()
+    return float(np.asarray(rate, dtype=backend.floatx()))      # (Keras 2's decay=: lr itself, as Keras 2 reads it)
 
 
 def _require_settable_learning_rate(optimizer, who):
     """Keras 3's TypeError (its optimizer's learning_rate setter) when the learning rate is a schedule."""
     lr = optimizer.learning_rate
-    if isinstance(lr, optimizers.LearningRateSchedule):
+    if isinstance(lr, optimizers.LearningRateSchedule) and not getattr(lr, "settable", False):
         raise TypeError(
             f"{who} sets the optimizer's learning rate, but this optimizer was created with a "
             f"`LearningRateSchedule` object ({type(lr).__name__}) as its `learning_rate` constructor argument "
-            "(Keras 2's decay= becomes one: InverseTimeDecay), hence its learning rate is not settable. If you "
+            "hence its learning rate is not settable. If you "
             "need the learning rate to be settable, you should instantiate the optimizer with a float "
             "`learning_rate` argument.")
 
@@ -462,8 +464,9 @@ class ReduceLROnPlateau(_MonitorCallback):
     one (a CSVLogger) record it. (fit's History and progress bar run before the user's callbacks
     here, after them in Keras 3, so they do not show it yet.) With verbose=1 a reduction prints
     Keras's line "\\nEpoch 5: ReduceLROnPlateau reducing learning rate to 0.00010000000474974513."
-    The learning rate must be a number: with a schedule (or Keras 2's decay=) fit raises Keras's
-    TypeError when training starts (Keras raises it at the first reduction). Keras 2's `epsilon=` is
+    The learning rate must be a number: with a schedule fit raises Keras's TypeError when training
+    starts (Keras raises it at the first reduction); with Keras 2's decay= the lr the decay divides
+    is reduced, as in Keras 2. Keras 2's `epsilon=` is
     accepted for min_delta. Unlike Keras, a factor < 0 is refused (Keras refuses only >= 1).
     """
 
@@ -543,8 +546,9 @@ class LearningRateScheduler(Callback):
 
     verbose=1 prints Keras's line "\\nEpoch 3: LearningRateScheduler setting learning rate to 0.05.",
     and each epoch's logs get 'learning_rate', as in Keras 3 (seen by the callbacks placed after this
-    one, as for ReduceLROnPlateau). With a schedule as the optimizer's learning rate (or Keras 2's
-    decay=) the first epoch raises Keras's TypeError.
+    one, as for ReduceLROnPlateau). With a schedule as the optimizer's learning rate the first epoch
+    raises Keras's TypeError; with Keras 2's decay= the schedule sets the lr the decay divides, as in
+    Keras 2 (optimizers.Keras2Decay).
     Unlike Keras, the two signatures are told apart by the function's signature, not by catching a
     TypeError, so a TypeError raised inside a schedule(epoch, lr) reaches you as it is.
     """

@@ -303,7 +303,7 @@ def optimizer_config_error(opt):
     if opt.frozen:
         return "Keras optimizers cannot freeze variables (freeze a layer with trainable=False)"
     lr = opt.learning_rate
-    if isinstance(lr, O.LearningRateSchedule) and type(lr) not in _SCHEDULES.values():
+    if isinstance(lr, O.LearningRateSchedule) and not isinstance(lr, tuple(_SCHEDULES.values())):
         return f"Keras has no {type(lr).__name__} schedule"
     return None
 
@@ -315,8 +315,8 @@ def optimizer_config(opt):
         raise ValueError(f"no Keras twin for this {type(opt).__name__}: {problem}")
     class_name = next(name for name, (cls, _) in OPTIMIZERS.items() if cls is type(opt))
     lr = opt.learning_rate
-    if isinstance(lr, O.LearningRateSchedule):
-        name = type(lr).__name__
+    if isinstance(lr, O.LearningRateSchedule):     # (Keras 2's decay=, Keras2Decay: an InverseTimeDecay)
+        name = next(name for name, cls in _SCHEDULES.items() if isinstance(lr, cls))
         lr = keras_object("keras.optimizers.schedules", name, {**lr.get_config(), "name": name})
     values = opt.get_config()
     config = {"name": opt.name, "learning_rate": lr, "weight_decay": opt.weight_decay or None,

@@ -35,7 +35,8 @@ the weights are set to their slow copies (what the fast-CIFAR recipes evaluate).
 same slow copy and sync, as in airbench, whose Lookahead runs over the whole state dict: the
 statistics then average over many batches and match the slow weights they end with.
 Keras 2 arguments: ``lr=`` is accepted for ``learning_rate``; ``decay=d`` becomes
-InverseTimeDecay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches (Keras <= 2.x).
+Keras2Decay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches (Keras <= 2.x), whose
+lr callbacks may still set, as in Keras 2.
 """
 import math
 import numbers
@@ -77,6 +78,16 @@ class InverseTimeDecay(_DecaySchedule):
         return self.initial_learning_rate / (1 + self.decay_rate * self._p(step))
 
 
+class Keras2Decay(InverseTimeDecay):
+    """Keras 2's decay=d argument: lr(t) = lr / (1 + d * t), t counted in batches. Unlike a schedule
+    given as learning_rate, lr stays settable, as in Keras 2: a LearningRateScheduler or
+    ReduceLROnPlateau sets (and reads) lr itself, and the decay goes on dividing the new value."""
+    settable = True
+
+    def __init__(self, initial_learning_rate, decay_steps=1, decay_rate=0.0, staircase=False):
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase)
+
+
 class ExponentialDecay(_DecaySchedule):
     """lr(t) = initial * decay_rate ^ (t / decay_steps)   (floor if staircase)."""
     def __call__(self, step):
@@ -113,7 +124,7 @@ class PiecewiseLinear(LearningRateSchedule):
         return {"boundaries": self.boundaries, "values": self.values}
 
 
-_SCHEDULES = {c.__name__: c for c in (InverseTimeDecay, ExponentialDecay, PiecewiseLinear)}
+_SCHEDULES = {c.__name__: c for c in (InverseTimeDecay, Keras2Decay, ExponentialDecay, PiecewiseLinear)}
 
 
 # ---- what wraps the rule: the weight moving average and Lookahead ----------------------------
@@ -195,7 +206,7 @@ class Optimizer:
             if decay:
                 if decay < 0:
                     raise ValueError(f"decay must be >= 0, got {decay}")
-                learning_rate = InverseTimeDecay(learning_rate, 1, decay)
+                learning_rate = Keras2Decay(learning_rate, 1, decay)
         elif decay:
             raise ValueError("decay= cannot be combined with a learning-rate schedule")
         self.learning_rate = learning_rate
@@ -283,20 +294,31 @@ class Optimizer:
         """Set a new constant learning rate (callbacks, user code), in effect from the next update on
         every backend: on the GPU the value is also written, in place, into the device table the
         update kernels (and a captured CUDA graph) read. As in Keras 3, an optimizer created with a
-        schedule keeps it (TypeError)."""
+        schedule keeps it (TypeError); with Keras 2's decay= (Keras2Decay) the value is the new lr
+        the decay divides, as in Keras 2."""
         current = self.__dict__.get("_learning_rate")
+        if getattr(current, "settable", False) and not isinstance(value, LearningRateSchedule):
+            current.initial_learning_rate = self._checked_rate(value)          # Keras 2: decay= divides it
+            dev = self.__dict__.get("_dev")
+            if dev is not None:                       # the planned steps' rates, recomputed in place
+                planned = [current(dev["t_base"] + k) for k in range(dev["lr_table"].size)]
+                dev["lr_table"][...] = backend.xp.asarray(np.array(planned, dtype=np.float64))
+            return
         if isinstance(current, LearningRateSchedule) and value is not current:
             raise TypeError("this optimizer was created with a LearningRateSchedule as its learning_rate, hence its "
                             "learning rate is not settable; create it with a float learning_rate to set it later")
         if not isinstance(value, LearningRateSchedule):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule, got {value!r}")
-            value = float(value)
+            value = self._checked_rate(value)
             dev = self.__dict__.get("_dev")
             if dev is not None:
                 dev["lr_table"][...] = value          # the planned steps' learning rates, in place
         self._learning_rate = value
+
+    @staticmethod
+    def _checked_rate(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule, got {value!r}")
+        return float(value)
 
     def current_learning_rate(self):
         lr = self.learning_rate

@@ -323,7 +323,8 @@ def test_a_type_error_inside_a_two_argument_schedule_is_not_hidden():
 
 
 @pytest.mark.parametrize("make", [lambda: optimizers.SGD(optimizers.ExponentialDecay(0.1, 10, 0.5)),
-                                  lambda: optimizers.RMSprop(1e-3, decay=1e-6)], ids=["schedule", "decay"])
+                                  lambda: optimizers.RMSprop(optimizers.InverseTimeDecay(1e-3, 1, 1e-6))],
+                         ids=["exponential", "inverse_time"])
 def test_a_schedule_learning_rate_is_not_settable(make):
     """Keras 3's TypeError, raised when fit starts (ReduceLROnPlateau) or at the first epoch (scheduler)."""
     x, y = dense_data()
@@ -333,6 +334,32 @@ def test_a_schedule_learning_rate_is_not_settable(make):
         with pytest.raises(TypeError, match="hence its learning rate is not settable") as err:
             model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
         assert type(cb).__name__ in str(err.value) and model.optimizer.iterations == 0
+
+
+def test_keras2_decay_keeps_the_learning_rate_settable():
+    """Keras 2's RMSprop(lr, decay=d) with a LearningRateScheduler or ReduceLROnPlateau (Keras's own
+    cifar10 examples): the callbacks read and set lr itself, and every step uses lr / (1 + d * t),
+    as Keras 2's optimizers did; the GPU's table of planned rates is recomputed in place."""
+    x, y = dense_data()
+    model = dense_model()
+    model.compile(optimizer=optimizers.RMSprop(lr=1e-3, decay=0.5), loss="categorical_crossentropy")
+    seen = []
+    model.fit(x, y, batch_size=len(x) // 2, epochs=3, verbose=0,
+              callbacks=[LearningRateScheduler(lambda epoch, lr: seen.append(lr) or 1e-3 * 0.5 ** epoch)])
+    opt = model.optimizer
+    assert seen == pytest.approx([1e-3, 1e-3, 5e-4]) and opt.iterations == 6
+    assert opt.current_learning_rate() == pytest.approx(2.5e-4 / (1 + 0.5 * 6))
+    opt.prepare_device(3)
+    table = opt._dev["lr_table"]
+    opt.learning_rate = 1e-4
+    assert opt._dev["lr_table"] is table
+    np.testing.assert_allclose(table, [1e-4 / (1 + 0.5 * t) for t in (6, 7, 8)])
+    model = dense_model()
+    model.compile(optimizer=optimizers.SGD(lr=0.1, decay=0.1), loss="categorical_crossentropy")
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[ReduceLROnPlateau(monitor="loss", patience=0,
+                                                                               min_delta=10.0, factor=0.5)])
+    assert model.optimizer.learning_rate.initial_learning_rate == pytest.approx(0.1 * 0.5 ** 2)   # epochs 2, 3
+    assert len(history.history["loss"]) == 3
 
 
 def test_the_device_learning_rate_table_is_rewritten_in_place():
