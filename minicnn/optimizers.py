@@ -58,10 +58,11 @@ class LearningRateSchedule:
 class _DecaySchedule(LearningRateSchedule):
     """Shared arguments: lr(t) decays from initial_learning_rate with p = t / decay_steps."""
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
-        if decay_steps <= 0:
-            raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
-        self.initial_learning_rate, self.decay_steps = float(initial_learning_rate), float(decay_steps)
-        self.decay_rate, self.staircase = float(decay_rate), bool(staircase)
+        self.initial_learning_rate = _hyper("initial_learning_rate", initial_learning_rate,
+                                            lambda v: 0 < v < math.inf, "a finite number > 0")
+        self.decay_steps = _hyper("decay_steps", decay_steps, lambda v: 0 < v < math.inf, "a finite number > 0")
+        self.decay_rate = _hyper("decay_rate", decay_rate, self.rate_ok, self.rate_rule)
+        self.staircase = bool(staircase)
 
     def _p(self, step):
         p = step / self.decay_steps
@@ -74,6 +75,7 @@ class _DecaySchedule(LearningRateSchedule):
 
 class InverseTimeDecay(_DecaySchedule):
     """lr(t) = initial / (1 + decay_rate * t / decay_steps)   (floor(t / decay_steps) if staircase)."""
+    rate_ok, rate_rule = staticmethod(lambda v: 0 <= v < math.inf), "a finite number >= 0 (lr never grows)"
     def __call__(self, step):
         return self.initial_learning_rate / (1 + self.decay_rate * self._p(step))
 
@@ -90,6 +92,7 @@ class Keras2Decay(InverseTimeDecay):
 
 class ExponentialDecay(_DecaySchedule):
     """lr(t) = initial * decay_rate ^ (t / decay_steps)   (floor if staircase)."""
+    rate_ok, rate_rule = staticmethod(lambda v: 0 < v < math.inf), "a finite number > 0 (< 1 decays, > 1 grows)"
     def __call__(self, step):
         return self.initial_learning_rate * self.decay_rate ** self._p(step)
 
@@ -203,9 +206,7 @@ class Optimizer:
             if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
                 raise ValueError(f"learning_rate must be a positive number or a schedule, got {learning_rate!r}")
             learning_rate = float(learning_rate)
-            if decay:
-                if decay < 0:
-                    raise ValueError(f"decay must be >= 0, got {decay}")
+            if _hyper("decay", decay, lambda v: 0 <= v < math.inf, "a finite number >= 0"):
                 learning_rate = Keras2Decay(learning_rate, 1, decay)
         elif decay:
             raise ValueError("decay= cannot be combined with a learning-rate schedule")
@@ -496,9 +497,8 @@ class Optimizer:
 class SGD(Optimizer):
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.momentum = _hyper("momentum", momentum, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        self.nesterov = bool(nesterov)
         self.slot_names = ("momentum",) if self.momentum else ()
 
     def update_step(self, w, g, slots, lr, decay):
@@ -520,9 +520,10 @@ class SGD(Optimizer):
 class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        if not 0 <= rho < 1:
-            raise ValueError(f"rho must be in [0, 1), got {rho}")
-        self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), centered
+        self.rho = _hyper("rho", rho, lambda v: 0 <= v < 1, "a number in [0, 1)")
+        self.momentum = _hyper("momentum", momentum, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        self.epsilon = _hyper("epsilon", epsilon, lambda v: 0 <= v < math.inf, "a finite number >= 0")
+        self.centered = bool(centered)
         self.slot_names = ("velocity",) + (("momentum",) if momentum else ()) + (("average_gradient",) if centered else ())
 
     def update_step(self, w, g, slots, lr, decay):
@@ -543,10 +544,10 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
-        for name, b in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= b < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {b}")
-        self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), amsgrad
+        self.beta_1, self.beta_2 = (_hyper(name, b, lambda v: 0 <= v < 1, "a number in [0, 1)")
+                                    for name, b in (("beta_1", beta_1), ("beta_2", beta_2)))
+        self.epsilon = _hyper("epsilon", epsilon, lambda v: 0 <= v < math.inf, "a finite number >= 0")
+        self.amsgrad = bool(amsgrad)
         self.slot_names = ("m", "v") + (("vhat",) if amsgrad else ())
 
     def update_step(self, w, g, slots, lr, decay):

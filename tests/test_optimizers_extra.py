@@ -214,6 +214,22 @@ BAD_ARGUMENTS = [
     (optimizers.Nadam, dict(beta_2=None), "beta_2"),
     (optimizers.Nadam, dict(epsilon=float("inf")), "epsilon"),
     (optimizers.Nadam, dict(learning_rate=-1e-3), "learning_rate"),
+    (optimizers.SGD, dict(momentum="0.9"), "momentum must be a number in \\[0, 1\\], got '0.9'"),
+    (optimizers.SGD, dict(momentum=None), "momentum must be a number in \\[0, 1\\], got None"),
+    (optimizers.SGD, dict(decay="x"), "decay must be a finite number >= 0, got 'x'"),
+    (optimizers.RMSprop, dict(momentum=2), "momentum must be a number in \\[0, 1\\], got 2"),
+    (optimizers.RMSprop, dict(epsilon=-1.0), "epsilon must be a finite number >= 0"),
+    (optimizers.RMSprop, dict(rho="0.9"), "rho must be a number in \\[0, 1\\)"),
+    (optimizers.Adam, dict(beta_1="0.9"), "beta_1 must be a number in \\[0, 1\\), got '0.9'"),
+    (optimizers.Adam, dict(epsilon="x"), "epsilon must be a finite number >= 0, got 'x'"),
+    (lambda **k: optimizers.ExponentialDecay(**k), dict(initial_learning_rate=0.01, decay_steps=10, decay_rate=-0.5),
+     "decay_rate must be a finite number > 0"),
+    (lambda **k: optimizers.ExponentialDecay(**k), dict(initial_learning_rate=-0.01, decay_steps=10, decay_rate=0.5),
+     "initial_learning_rate must be a finite number > 0, got -0.01"),
+    (lambda **k: optimizers.InverseTimeDecay(**k), dict(initial_learning_rate=0.01, decay_steps=1, decay_rate=-2),
+     "decay_rate must be a finite number >= 0 \\(lr never grows\\), got -2"),
+    (lambda **k: optimizers.ExponentialDecay(**k), dict(initial_learning_rate=0.1, decay_steps="10", decay_rate=0.9),
+     "decay_steps must be a finite number > 0, got '10'"),
 ]
 
 
