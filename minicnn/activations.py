@@ -9,6 +9,18 @@ derivative needs its input, says so with ``needs_input = True``: layers then cac
     softmax  y_k = e^z_k / sum_j e^z_j  dz = y * (dy - sum_k dy_k y_k)   (over the last axis)
     gelu     y = z Phi(z)               dz = dy * (Phi(z) + z phi(z))          (in terms of z)
              Phi = the standard normal CDF = (1 + erf(z / sqrt 2)) / 2, phi = its density
+Keras's other built-in activations, for the programs that name them:
+    elu      y = z (z > 0), e^z - 1     dz = dy * [y > 0] + dy * (y + 1) [y <= 0]
+    selu     y = s elu_a(z)             dz = dy * s [y > 0] + dy * (y + s a) [y <= 0]
+             (elu_a(z) = a (e^z - 1) below 0; a = 1.67326324, s = 1.05070098: Keras's constants)
+    softplus y = log(1 + e^z)           dz = dy * sigmoid(z) = dy * (1 - e^-y)
+    softsign y = z / (1 + |z|)          dz = dy / (1 + |z|)^2 = dy * (1 - |y|)^2
+    silu     y = z sigmoid(z)           dz = dy * (s + z s (1 - s)), s = sigmoid(z)   (in terms of z;
+             'swish' is its other name)
+    exponential  y = e^z                dz = dy * y
+    hard_sigmoid y = clip(z/6 + 1/2, 0, 1)   dz = dy / 6 where 0 < y < 1
+    relu6    y = min(max(z, 0), 6)      dz = dy where 0 < y < 6
+    leaky_relu   y = z (z > 0), 0.2 z   dz = dy * [y > 0] + 0.2 dy [y <= 0]
 A softmax output followed by cross-entropy never uses softmax.backward: compile hands the softmax
 to the loss (the model runs its head as SoftmaxInTheLoss, below), which takes the gradient
 straight from the logits:
@@ -123,7 +135,107 @@ class SoftmaxInTheLoss(Linear):
         return "softmax (in the loss)"
 
 
-_ACTIVATIONS = {cls.name: cls for cls in (Linear, ReLU, Tanh, Sigmoid, Softmax, GELU)}
+class ELU(Activation):
+    name = "elu"
+
+    def forward(self, z):
+        xp = backend.xp
+        return xp.where(z > 0, z, xp.expm1(xp.minimum(z, 0)))
+
+    def backward(self, dy, y):
+        return dy * backend.xp.where(y > 0, 1, y + 1)
+
+
+class SELU(Activation):
+    name = "selu"
+    alpha, scale = 1.6732632423543772, 1.0507009873554805
+
+    def forward(self, z):
+        xp = backend.xp
+        return self.scale * xp.where(z > 0, z, self.alpha * xp.expm1(xp.minimum(z, 0)))
+
+    def backward(self, dy, y):
+        return dy * backend.xp.where(y > 0, self.scale, y + self.scale * self.alpha)
+
+
+class Softplus(Activation):
+    name = "softplus"
+
+    def forward(self, z):               # max(z, 0) + log(1 + e^-|z|): no overflow for large |z|
+        xp = backend.xp
+        return xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+    def backward(self, dy, y):
+        return dy * -backend.xp.expm1(-y)
+
+
+class Softsign(Activation):
+    name = "softsign"
+
+    def forward(self, z):
+        return z / (1 + backend.xp.abs(z))
+
+    def backward(self, dy, y):
+        return dy * (1 - backend.xp.abs(y)) ** 2
+
+
+class SiLU(Activation):
+    """Keras's silu, also called swish."""
+    name = "silu"
+    needs_input = True
+
+    def forward(self, z):
+        return z * Sigmoid().forward(z)
+
+    def backward(self, dy, z):
+        s = Sigmoid().forward(z)
+        return dy * (s + z * s * (1 - s))
+
+
+class Exponential(Activation):
+    name = "exponential"
+
+    def forward(self, z):
+        return backend.xp.exp(z)
+
+    def backward(self, dy, y):
+        return dy * y
+
+
+class HardSigmoid(Activation):
+    name = "hard_sigmoid"
+
+    def forward(self, z):
+        return backend.xp.clip(z / 6 + 0.5, 0, 1)
+
+    def backward(self, dy, y):
+        return dy * ((y > 0) & (y < 1)) / 6
+
+
+class ReLU6(Activation):
+    name = "relu6"
+
+    def forward(self, z):
+        return backend.xp.clip(z, 0, 6)
+
+    def backward(self, dy, y):
+        return dy * ((y > 0) & (y < 6))
+
+
+class LeakyReLU(Activation):
+    """Keras's leaky_relu activation (negative_slope 0.2); the LeakyReLU layer takes any slope."""
+    name = "leaky_relu"
+
+    def forward(self, z):
+        return backend.xp.where(z > 0, z, 0.2 * z)
+
+    def backward(self, dy, y):
+        return dy * backend.xp.where(y > 0, 1, 0.2)
+
+
+_ACTIVATIONS = {cls.name: cls for cls in (Linear, ReLU, Tanh, Sigmoid, Softmax, GELU, ELU, SELU, Softplus, Softsign,
+                                          SiLU, Exponential, HardSigmoid, ReLU6, LeakyReLU)}
+_ALIASES = {"swish": "silu"}
 
 
 def serialize(activation):
@@ -132,11 +244,13 @@ def serialize(activation):
 
 
 def get(identifier):
-    """'relu' | 'tanh' | 'sigmoid' | 'softmax' | 'gelu' | 'linear' | None | an Activation -> an Activation."""
+    """'relu' | 'tanh' | 'sigmoid' | 'softmax' | 'gelu' | 'linear' | Keras's others ('elu', 'selu',
+    'softplus', 'softsign', 'silu' or 'swish', 'exponential', 'hard_sigmoid', 'relu6', 'leaky_relu')
+    | None | an Activation -> an Activation."""
     if identifier is None:
         return Linear()
     if isinstance(identifier, Activation):
         return identifier
-    if isinstance(identifier, str) and identifier.lower() in _ACTIVATIONS:
-        return _ACTIVATIONS[identifier.lower()]()
+    if isinstance(identifier, str) and _ALIASES.get(identifier.lower(), identifier.lower()) in _ACTIVATIONS:
+        return _ACTIVATIONS[_ALIASES.get(identifier.lower(), identifier.lower())]()
     raise ValueError(f"unknown activation {identifier!r}; expected one of {sorted(_ACTIVATIONS)} or None")

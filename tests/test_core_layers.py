@@ -39,6 +39,24 @@ def test_activation_gradcheck(backend, f64, activation, rng):
     assert errors["x"] < 1e-6, errors
 
 
+KERAS_OTHERS = ["elu", "selu", "softplus", "softsign", "silu", "exponential", "hard_sigmoid", "relu6", "leaky_relu"]
+
+
+@pytest.mark.parametrize("activation", KERAS_OTHERS)
+def test_kerass_other_activations_gradcheck(backend, f64, activation, rng):
+    """float64 finite differences of dx through an Activation layer and a Dense layer, for Keras's
+    other built-in activations (values against Keras: tests/test_keras_parity.py)."""
+    x = rng.standard_normal((3, 4, 5)) * 2
+    for kink in (-3.0, 0.0, 3.0, 6.0):                           # hard_sigmoid, relu6, elu/selu/leaky_relu
+        near = np.abs(x - kink) < 0.1
+        x[near] += 0.2 * np.sign(x[near] - kink + 1e-12)
+    errors = gradcheck.check_layer(Activation(activation), x)
+    assert errors["x"] < 1e-6, errors
+    if activation in ("elu", "softplus", "softsign", "silu", "exponential"):       # smooth: through Dense too
+        errors = gradcheck.check_layer(Dense(5, activation=activation), x.reshape(12, 5) * 0.5)
+        assert max(errors.values()) < 1e-6, errors
+
+
 def test_activation_values():
     x = np.array([[-2.0, 0.0, 3.0]], dtype=np.float32)
     act = {a: Activation(a) for a in ACTIVATIONS}

@@ -223,6 +223,24 @@ def test_gelu_matches_keras(tmp_path):
 
 
 
+@pytest.mark.parametrize("name", ["elu", "selu", "softplus", "softsign", "silu", "swish", "exponential",
+                                  "hard_sigmoid", "relu6", "leaky_relu"])
+def test_kerass_other_activations_match_keras(name):
+    """Each of Keras's other built-in activations: the same values as keras.activations over both
+    signs and the kinks, and in a model the same predictions, loss and gradients; Keras files name
+    it as Keras does."""
+    from minicnn import activations
+    from minicnn.layers import Activation
+    z = np.linspace(-8, 8, 161, dtype=np.float32)
+    np.testing.assert_allclose(activations.get(name).forward(z), keras.activations.get(name)(z), rtol=2e-6, atol=2e-7)
+    model = minicnn.Sequential([Input(shape=(6, 6, 3)), Conv2D(4, 3, padding="same", activation=name),
+                                Flatten(), Dense(8), Activation("tanh" if name == "exponential" else name),
+                                Dense(10, activation="softmax")])    # (e^e^z: float32's rounding grows past 1e-6)
+    x, y = _batch((6, 6, 3), n=6)
+    kmodel = _assert_same_as_keras(model, x * 2 - 1, y)
+    assert keras.activations.serialize(kmodel.layers[0].activation) == activations.serialize(model.layers[0].activation)
+
+
 @pytest.mark.parametrize("overwrite", [None, 2])
 def test_weight_moving_average_matches_keras(overwrite):
     """use_ema: the averages, the overwrite every N steps and at the end of fit, as Keras 3."""
