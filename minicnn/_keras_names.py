@@ -15,7 +15,7 @@ _GEOMETRIC = "the geometric augmentation layers RandomFlip, RandomTranslation, R
 KERAS_ONLY = {
     "layers": {
         "Conv1D": "Conv2D", "Conv3D": "Conv2D", "SeparableConv2D": "Conv2D", "DepthwiseConv2D": "Conv2D",
-        "Conv2DTranspose": None, "UpSampling2D": None, "ZeroPadding2D": "Conv2D(padding='same')",
+        "Conv2DTranspose": None, "UpSampling2D": None,
         "Cropping2D": None, "MaxPooling1D": "MaxPooling2D", "MaxPooling3D": "MaxPooling2D",
         "AveragePooling1D": "AveragePooling2D", "GlobalAveragePooling1D": "GlobalAveragePooling2D",
         "GlobalMaxPooling1D": "GlobalMaxPooling2D", "Reshape": "Flatten", "Permute": None, "RepeatVector": None,

@@ -96,11 +96,22 @@ def check_table(meta, arrays, filepath):
 
 
 # What each argument of a layer's config may be (any layer class: the names mean the same in all of
-# them). The layers' constructors check the rest (padding, activation, initializer names) and raise
-# for an argument they do not know; every number must be finite.
+# them). The layers' constructors check the rest (the padding word, activation, initializer names)
+# and raise for an argument they do not know; every number must be finite.
 def _sizes(value):
     return _is_int(value, 1, MAX_DIM) or (isinstance(value, list) and len(value) == 2
                                           and all(_is_int(v, 1, MAX_DIM) for v in value))
+
+
+def _paddings(value):
+    """Conv2D's and pooling's 'valid' / 'same' (their constructors check the word), or ZeroPadding2D's
+    sizes: an int, or 2 entries each an int or a pair of ints, in [0, MAX_DIM]."""
+    def pad(v):
+        return _is_int(v, 0, MAX_DIM)
+    def axis(v):
+        return pad(v) or (isinstance(v, list) and len(v) == 2 and all(map(pad, v)))
+    return isinstance(value, str) or pad(value) or (isinstance(value, list) and len(value) == 2
+                                                     and all(map(axis, value)))
 
 
 ARG_RULES = {
@@ -116,6 +127,8 @@ ARG_RULES = {
     "pool_size": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
     "dilation_rate": (_sizes, f"an int or 2 ints in [1, {MAX_DIM}]"),
     "strides": (lambda v: v is None or _sizes(v), f"null, an int or 2 ints in [1, {MAX_DIM}]"),
+    "padding": (_paddings, f"'valid' or 'same', or (ZeroPadding2D) an int, 2 ints or 2 pairs of ints "
+                           f"in [0, {MAX_DIM}]"),
     "input_shape": (lambda v: v is None or _is_shape(v) or (isinstance(v, list) and v and all(map(_is_shape, v))),
                     f"a list of 1 to 3 ints in [1, {MAX_DIM}] (a list of them for Add, Concatenate)"),
     "shape": (_is_shape, f"a list of 1 to 3 ints in [1, {MAX_DIM}]"),

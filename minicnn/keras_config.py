@@ -146,6 +146,7 @@ LAYERS = {
     "GlobalAveragePooling2D": (L.GlobalAveragePooling2D, (_CHANNELS_LAST, "keepdims")),
     "GlobalMaxPooling2D": (L.GlobalMaxPooling2D, (_CHANNELS_LAST, "keepdims")),
     "Rescaling": (L.Rescaling, ("scale", "offset")),
+    "ZeroPadding2D": (L.ZeroPadding2D, ("padding", _CHANNELS_LAST)),
     "Dropout": (L.Dropout, ("rate", "seed", "noise_shape")),
     "Flatten": (L.Flatten, (_CHANNELS_LAST,)),
     "Activation": (L.Activation, ("activation",)),
@@ -167,7 +168,8 @@ LAYERS = {
     "RandomZoom": (L.RandomZoom, (_CHANNELS_LAST, "height_factor", "width_factor", *_AFFINE)),
 }
 _LATER_KEYS = {"quantization_config": None, "renorm": False}   # read (must be so), never written
-_WITH_BUILD_CONFIG = {"Conv2D", "Dense", "BatchNormalization", "Rescaling", "Flatten", "Add", "Concatenate"}
+_WITH_BUILD_CONFIG = {"Conv2D", "Dense", "BatchNormalization", "Rescaling", "Flatten", "Add", "Concatenate",
+                      "ZeroPadding2D"}
 _KERAS_CLASS = {cls: name for name, (cls, _) in LAYERS.items()}
 _MODELS = ("Sequential", "Functional", "Model")
 

@@ -110,6 +110,29 @@ def avgpool_backward(x, dy, pool, stride, padding):
     return dx
 
 
+def zero_pad(x, top, bottom, left, right):
+    """y[n, h, w, c] = x[n, h - top, w - left, c] where that cell exists, else 0 (ZeroPadding2D)."""
+    N, H, W, C = x.shape
+    y = np.zeros((N, top + H + bottom, left + W + right, C))
+    for n in range(N):
+        for h in range(y.shape[1]):
+            for w in range(y.shape[2]):
+                if 0 <= h - top < H and 0 <= w - left < W:
+                    y[n, h, w, :] = x[n, h - top, w - left, :]
+    return y
+
+
+def zero_pad_backward(dy, x_shape, top, left):
+    """dx[n, h, w, c] = dy[n, h + top, w + left, c]: each input cell's one output cell."""
+    N, H, W, C = x_shape
+    dx = np.zeros(x_shape)
+    for n in range(N):
+        for h in range(H):
+            for w in range(W):
+                dx[n, h, w, :] = dy[n, h + top, w + left, :]
+    return dx
+
+
 def flip_crop(x, flips, dy, dx, pad):
     """Naive loops: mirror image n where flips[n], pad it by reflection (the border pixel is not
     repeated), cut the window at (dy[n], dx[n])."""

@@ -1,12 +1,14 @@
-"""Dense, Flatten, Activation, Dropout, Input: shapes, gradient checks (on every backend), behaviour."""
+"""Dense, Flatten, Activation, Dropout, Input, Rescaling, ZeroPadding2D: shapes, gradient checks (on
+every backend), behaviour."""
 import numpy as np
 import pytest
 
 import reference as ref
 
+import minicnn
 from minicnn import backend as B
 from minicnn import gradcheck
-from minicnn.layers import Activation, Dense, Dropout, Flatten, Input, Rescaling
+from minicnn.layers import Activation, Conv2D, Dense, Dropout, Flatten, Input, Rescaling, ZeroPadding2D
 
 ACTIVATIONS = ["linear", "relu", "tanh", "sigmoid", "softmax", "gelu"]
 
@@ -163,7 +165,6 @@ def test_gelu_values_and_conv_gradcheck(rng):
     z = np.array([-3.0, -1.0, -0.1, 0.0, 0.5, 2.0], dtype=np.float32)
     expected = [v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in z.astype(float)]
     np.testing.assert_allclose(Activation("gelu").forward(z), expected, rtol=1e-6, atol=1e-7)
-    from minicnn.layers import Conv2D
     with B.float64_mode():
         errors = gradcheck.check_layer(Conv2D(3, 3, padding="same", activation="gelu"), rng.standard_normal((2, 5, 4, 2)))
     assert max(errors.values()) < 1e-7, errors
@@ -185,3 +186,76 @@ def test_rescaling(rng):
 def test_dense_without_bias_gradcheck(backend, f64, rng):
     errors = gradcheck.check_layer(Dense(5, use_bias=False), rng.standard_normal((4, 6)))
     assert set(errors) == {"x", "W"} and max(errors.values()) < 1e-6, errors
+
+
+# ---- ZeroPadding2D ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("padding,pads", [
+    (1, (1, 1, 1, 1)), ((2, 0), (2, 2, 0, 0)), (((0, 1), (3, 2)), (0, 1, 3, 2)),
+    ((np.int64(1), (0, np.int32(2))), (1, 1, 0, 2)), ([[1, 0], [0, 0]], (1, 0, 0, 0)), (0, (0, 0, 0, 0))])
+def test_zero_padding_against_loops(backend, padding, pads, rng):
+    """Keras's three ways to write padding (ints, (height, width), ((top, bottom), (left, right));
+    NumPy ints, lists): forward and backward equal the naive loops."""
+    top, bottom, left, right = pads
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    layer = ZeroPadding2D(padding)
+    layer.build(x.shape[1:])
+    assert layer.output_shape == (3 + top + bottom, 4 + left + right, 5)
+    y = B.to_host(layer.forward(B.to_device(x)))
+    np.testing.assert_array_equal(y, ref.zero_pad(x, top, bottom, left, right))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dout = B.to_device(dy)
+    dx = layer.backward(dout)
+    assert dx is not dout and dx.flags.c_contiguous
+    np.testing.assert_array_equal(B.to_host(dx), ref.zero_pad_backward(dy, x.shape, top, left))
+
+
+def test_zero_padding_gradcheck(backend, f64, rng):
+    errors = gradcheck.check_layer(ZeroPadding2D(((1, 2), (0, 3))), rng.standard_normal((2, 3, 4, 2)))
+    assert errors["x"] < 1e-9, errors
+
+
+@pytest.mark.parametrize("padding,match", [
+    (-1, ">= 0 on every side, got -1"), (((0, 1), (2, -3)), ">= 0 on every side"),
+    (True, "an int, a tuple of 2 ints .* got True"), ((1, False), "got \\(1, False\\)"),
+    (1.5, "got 1.5"), ((1, 2, 3), "got \\(1, 2, 3\\)"), (((1, 2), (3,)), "tuple of 2 tuples"),
+    ("same", "got 'same' \\(Conv2D's padding='same' is another argument\\)"), (None, "got None")])
+def test_zero_padding_bad_arguments(padding, match):
+    with pytest.raises(ValueError, match=match):
+        ZeroPadding2D(padding)
+
+
+def test_zero_padding_other_arguments():
+    with pytest.raises(ValueError, match="channels_last"):
+        ZeroPadding2D(1, data_format="channels_first")
+    with pytest.raises(ValueError, match=r"\(H, W, C\), got \(5,\)"):
+        ZeroPadding2D(1).build((5,))
+    config = ZeroPadding2D((1, 2), name="pad").get_config()
+    assert config == {"name": "pad", "trainable": True, "padding": [[1, 1], [2, 2]], "data_format": "channels_last"}
+    assert ZeroPadding2D.from_config(config).padding == ((1, 1), (2, 2))
+
+
+def _padded_model():
+    model = minicnn.Sequential([Input(shape=(6, 6, 2)), ZeroPadding2D(((1, 0), (2, 1))),
+                                Conv2D(4, 3, activation="relu"), ZeroPadding2D(1), Conv2D(3, 3), Flatten(),
+                                Dense(3, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    return model
+
+
+def test_a_model_with_zero_padding_trains_and_saves(tmp_path):
+    """ZeroPadding2D -> Conv2D: shapes through the model, two epochs whose loss goes down, and the
+    minicnn file round trip (same predictions, same config)."""
+    model = _padded_model()
+    assert [layer.output_shape for layer in model.layers[:4]] == [(7, 9, 2), (5, 7, 4), (7, 9, 4), (5, 7, 3)]
+    rng = np.random.default_rng(1)
+    x = rng.random((32, 6, 6, 2), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 32)]
+    before = model.evaluate(x, y, verbose=0)
+    losses = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history["loss"]
+    after = model.evaluate(x, y, verbose=0)
+    assert np.all(np.isfinite(losses)) and losses[1] < losses[0] and after < before
+    model.save(tmp_path / "pad.minicnn")
+    back = minicnn.load_model(tmp_path / "pad.minicnn")
+    assert [type(layer).__name__ for layer in back.layers][:2] == ["ZeroPadding2D", "Conv2D"]
+    assert back.layers[0].padding == ((1, 0), (2, 1)) and back.get_config() == model.get_config()
+    np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=1e-6, atol=1e-7)

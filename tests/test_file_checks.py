@@ -136,6 +136,14 @@ def test_npz_reader_alone(tmp_path):
     ("__config__", lambda d: d["model"]["layers"][0]["config"].update(activation="swish9"), r"unknown activation 'swish9'"),
     ("__config__", lambda d: d["model"]["layers"][0]["config"].update(padding=7), r"padding must be 'valid' or 'same'"),
     ("__config__", lambda d: d["model"]["layers"][0].update(class_name="Conv3D"), r"unknown layer class 'Conv3D'"),
+    ("__config__", lambda d: d["model"]["layers"].insert(0, {"class_name": "ZeroPadding2D", "config": {
+        "padding": [[1, 1], [2, 10**9]]}}), r"layer 0 \(ZeroPadding2D\): padding must be 'valid' or 'same', or "
+                                            r"\(ZeroPadding2D\) an int, 2 ints or 2 pairs of ints in \[0, 16777216\], "
+                                            r"got \[\[1, 1\], \[2, 1000000000\]\]"),
+    ("__config__", lambda d: d["model"]["layers"].insert(0, {"class_name": "ZeroPadding2D", "config": {
+        "padding": [[1, True], -1]}}), r"layer 0 \(ZeroPadding2D\): padding must be"),
+    ("__config__", lambda d: d["model"]["layers"].insert(0, {"class_name": "ZeroPadding2D", "config": {
+        "padding": "same"}}), r"ZeroPadding2D padding must be an int, .* got 'same'"),
     ("__config__", lambda d: d["model"]["layers"][0]["config"].update(groups=2),
      r"TypeError: Conv2D got unexpected argument\(s\): \['groups'\]"),
     ("__config__", lambda d: d["model"]["layers"][0]["config"]["kernel_initializer"].update(class_name="Evil"),

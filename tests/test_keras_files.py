@@ -24,7 +24,7 @@ from minicnn import optimizers  # noqa: E402
 from minicnn.constraints import MaxNorm  # noqa: E402
 from minicnn.layers import (Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D,  # noqa: E402
                             Dense, Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Input,
-                            LeakyReLU, MaxPooling2D, ReLU, Rescaling, Softmax)
+                            LeakyReLU, MaxPooling2D, ReLU, Rescaling, Softmax, ZeroPadding2D)
 
 SUFFIXES = (".keras", ".h5")
 
@@ -32,7 +32,7 @@ SUFFIXES = (".keras", ".h5")
 # ---- the models: every layer minicnn shares with Keras -------------------------------------------------
 def _sequential():
     return minicnn.Sequential([
-        Input(shape=(8, 8, 3)), Rescaling(0.5, offset=0.1),
+        Input(shape=(8, 8, 3)), Rescaling(0.5, offset=0.1), ZeroPadding2D(((1, 0), (0, 2))),
         Conv2D(4, 3, padding="same", activation="relu", kernel_initializer="he_normal",
                kernel_constraint=MaxNorm(2.0, axis=[0, 1, 2])),
         BatchNormalization(momentum=0.9), MaxPooling2D(), ReLU(max_value=3.0, negative_slope=0.1), LeakyReLU(0.2),

@@ -212,6 +212,40 @@ def test_scaled_logits_head_matches_keras():
     assert type(keras_io.from_keras(kmodel).layers[-2]).__name__ == "Rescaling"
 
 
+def test_zero_padding_matches_keras():
+    """ZeroPadding2D before valid convolutions (Keras's three ways to write padding): predictions,
+    loss and gradients as Keras's, and from_keras gives the same paddings back."""
+    from minicnn.layers import ZeroPadding2D
+    from minicnn.model import Sequential
+    model = Sequential([Input(shape=(7, 6, 2)), ZeroPadding2D(((1, 0), (2, 1))), Conv2D(4, 3, activation="relu"),
+                        ZeroPadding2D((2, 0)), Conv2D(5, 3, activation="tanh"), ZeroPadding2D(1), MaxPooling2D(),
+                        Flatten(), Dense(10, activation="softmax")])
+    x, y = _batch((7, 6, 2), n=5)
+    kmodel = _assert_same_as_keras(model, x, y)
+    assert [layer.get_config()["padding"] for layer in kmodel.layers if type(layer).__name__ == "ZeroPadding2D"] \
+        == [((1, 0), (2, 1)), ((2, 2), (0, 0)), ((1, 1), (1, 1))]
+    again = keras_io.from_keras(kmodel)
+    assert [layer.padding for layer in again.layers if type(layer).__name__ == "ZeroPadding2D"] \
+        == [((1, 0), (2, 1)), ((2, 2), (0, 0)), ((1, 1), (1, 1))]
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_keras_file_with_zero_padding_loads(suffix, tmp_path):
+    """A model Keras builds and saves with ZeroPadding2D (an int, (height, width), ((top, bottom),
+    (left, right))) loads into minicnn with the same predictions."""
+    K = keras.layers
+    keras.utils.set_random_seed(0)
+    kmodel = keras.Sequential([keras.Input((8, 7, 3)), K.ZeroPadding2D(), K.Conv2D(4, 3, activation="relu"),
+                               K.ZeroPadding2D((0, 2)), K.Conv2D(4, 3), K.ZeroPadding2D(((2, 0), (1, 3))),
+                               K.GlobalAveragePooling2D(), K.Dense(3, activation="softmax")])
+    kmodel.save(tmp_path / f"k{suffix}")
+    model = minicnn.load_model(tmp_path / f"k{suffix}")
+    assert [layer.padding for layer in model.layers if type(layer).__name__ == "ZeroPadding2D"] \
+        == [((1, 1), (1, 1)), ((0, 0), (2, 2)), ((2, 0), (1, 3))]
+    x, _ = _batch((8, 7, 3), n=4)
+    np.testing.assert_allclose(model.predict(x), kmodel.predict(x, verbose=0), atol=1e-6)
+
+
 def test_gelu_matches_keras(tmp_path):
     """Keras's 'gelu' is the exact erf form: same predictions, loss and gradients."""
     from minicnn.layers import Activation

@@ -20,6 +20,7 @@ FORMULAS = {
     "GlobalMaxPooling2D": "y[c] = max over all pixels of channel c",
     "GlobalAveragePooling2D": "y[c] = mean over all pixels of channel c",
     "Flatten": "y = x reshaped to one vector (H·W·C, C order)",
+    "ZeroPadding2D": "y = x with rows and columns of zeros around it (top, bottom, left, right)",
     "Dropout": "y = x at inference (training: x · mask / (1 − rate))",
     "Activation": "y = act(x)",
     "ReLU": "y = max(0, x)",
