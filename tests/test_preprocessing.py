@@ -240,6 +240,48 @@ def test_validation_split_subsets_and_bad_arguments():
             ImageDataGenerator(**kwargs)
 
 
+# Keras 2's ImageDataGenerator parameters, in its order (keras.src.legacy.preprocessing.image in Keras 3)
+KERAS2_PARAMETERS = ["featurewise_center", "samplewise_center", "featurewise_std_normalization",
+                     "samplewise_std_normalization", "zca_whitening", "zca_epsilon", "rotation_range",
+                     "width_shift_range", "height_shift_range", "brightness_range", "shear_range", "zoom_range",
+                     "channel_shift_range", "fill_mode", "cval", "horizontal_flip", "vertical_flip", "rescale",
+                     "preprocessing_function", "data_format", "validation_split", "interpolation_order", "dtype"]
+
+
+def test_every_keras2_argument_is_accepted_in_keras_order():
+    import inspect
+    assert list(inspect.signature(ImageDataGenerator).parameters) == KERAS2_PARAMETERS
+    legacy = pytest.importorskip("keras.src.legacy.preprocessing.image")
+    keras_signature = inspect.signature(legacy.ImageDataGenerator).parameters
+    assert list(keras_signature) == KERAS2_PARAMETERS
+    assert {k: p.default for k, p in inspect.signature(ImageDataGenerator).parameters.items()} == \
+        {k: p.default for k, p in keras_signature.items()}
+
+
+def test_keras_cifar10_cnn_examples_generator_arguments_work():
+    # keras-team/keras examples/cifar10_cnn.py: every argument written out, most at their defaults
+    datagen = ImageDataGenerator(
+        featurewise_center=False, samplewise_center=False, featurewise_std_normalization=False,
+        samplewise_std_normalization=False, zca_whitening=False, zca_epsilon=1e-06, rotation_range=0,
+        width_shift_range=0.1, height_shift_range=0.1, shear_range=0., zoom_range=0., channel_shift_range=0.,
+        fill_mode='nearest', cval=0., horizontal_flip=True, vertical_flip=False, rescale=None,
+        preprocessing_function=None, data_format=None, validation_split=0.0)
+    datagen.fit(X)
+    m = model()
+    h = m.fit(datagen.flow(X, Y, batch_size=16), epochs=1, validation_data=(X, Y), verbose=0)
+    assert np.isfinite(h.history["loss"]).all()
+    assert ImageDataGenerator(zca_epsilon=0.1, brightness_range=None, dtype="float32",
+                              interpolation_order=1).flow(X, batch_size=8)[0].shape == (8, 8, 8, 3)
+
+
+@pytest.mark.parametrize("name, value", [("zca_whitening", True), ("brightness_range", (0.5, 1.5)),
+                                         ("channel_shift_range", 20.0), ("interpolation_order", 3),
+                                         ("data_format", "channels_first")])
+def test_an_unimplemented_argument_set_to_change_the_images_is_an_error_naming_it(name, value):
+    with pytest.raises(ValueError, match=name):
+        ImageDataGenerator(**{name: value})
+
+
 def test_a_model_trains_on_flow_as_tutorial_001_does():
     g = ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True)
     m = model()

@@ -41,20 +41,25 @@ def _range(value, what):
 
 
 class ImageDataGenerator:
-    """Keras 2's ImageDataGenerator (the arguments tutorials use; see the module docstring)."""
+    """Keras 2's ImageDataGenerator (see the module docstring). It takes every argument of Keras 2's;
+    zca_whitening, brightness_range and channel_shift_range are not implemented and are accepted
+    only at the values that change nothing (a ValueError naming them otherwise)."""
 
     def __init__(self, featurewise_center=False, samplewise_center=False, featurewise_std_normalization=False,
-                 samplewise_std_normalization=False, zca_whitening=False, rotation_range=0, width_shift_range=0.0,
-                 height_shift_range=0.0, brightness_range=None, shear_range=0.0, zoom_range=0.0,
-                 channel_shift_range=0.0, fill_mode="nearest", cval=0.0, horizontal_flip=False, vertical_flip=False,
-                 rescale=None, preprocessing_function=None, data_format=None, validation_split=0.0, dtype=None,
-                 interpolation_order=1):
+                 samplewise_std_normalization=False, zca_whitening=False, zca_epsilon=1e-06, rotation_range=0,
+                 width_shift_range=0.0, height_shift_range=0.0, brightness_range=None, shear_range=0.0,
+                 zoom_range=0.0, channel_shift_range=0.0, fill_mode="nearest", cval=0.0, horizontal_flip=False,
+                 vertical_flip=False, rescale=None, preprocessing_function=None, data_format=None,
+                 validation_split=0.0, interpolation_order=1, dtype=None):
+        # Keras 2's arguments, in its order; those minicnn does not implement are taken at the values
+        # that leave the images unchanged (zca_epsilon matters only with zca_whitening)
         unsupported = {"zca_whitening": zca_whitening, "brightness_range": brightness_range,
                        "channel_shift_range": channel_shift_range}
         for name, value in unsupported.items():
-            if value:
-                raise ValueError(f"ImageDataGenerator({name}=...) is not implemented in minicnn; the transforms "
-                                 "are rotation, shifts, shear, zoom, flips and the (feature/sample-wise) scaling")
+            if value is not None and value is not False and (not is_real(value) or value != 0):
+                raise ValueError(f"ImageDataGenerator({name}={value!r}) is not implemented in minicnn (only its "
+                                 f"default, which changes nothing, is accepted); the transforms are rotation, "
+                                 "shifts, shear, zoom, flips and the (feature/sample-wise) scaling")
         if data_format not in (None, "channels_last"):
             raise ValueError(f"minicnn images are NHWC: data_format must be 'channels_last', got {data_format!r}")
         if fill_mode not in _FILL_MODES:
@@ -79,6 +84,7 @@ class ImageDataGenerator:
         self.horizontal_flip, self.vertical_flip = bool(horizontal_flip), bool(vertical_flip)
         self.rescale, self.preprocessing_function = rescale, preprocessing_function
         self.validation_split = float(validation_split)
+        self.zca_epsilon = zca_epsilon
         self.dtype = np.dtype(dtype or "float32")
         self.mean = self.std = None
 
