@@ -238,6 +238,83 @@ def test_a_direct_call_casts_as_predict_does():
     assert y.dtype == np.float32 and y.shape == (2, 3, 3, 2)
 
 
+class ArrayLike:
+    """Data as a TensorFlow or PyTorch tensor or a pandas Series is to NumPy (Keras takes all of them):
+    a shape, a dtype of its own library's, which NumPy cannot interpret (tf.float32), a get method
+    that is not CuPy's (pandas'), and __array__, through which NumPy reads it."""
+    class DType:
+        def __init__(self, name):
+            self.name = name
+
+    def __init__(self, a):
+        self.a, self.shape, self.dtype = a, a.shape, self.DType(a.dtype.name)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a if dtype is None else self.a.astype(dtype)
+
+    def __len__(self):
+        return len(self.a)
+
+    def get(self, key, default=None):
+        return default
+
+
+def _results(wrap):
+    """What fit, evaluate, predict, train_on_batch, model(x), layer(x) and a sparse-label evaluate
+    give on wrap(each array)."""
+    minicnn.utils.set_random_seed(0)
+    model = small_model()
+    history = model.fit(wrap(X), wrap(Y), batch_size=16, epochs=1, shuffle=False, verbose=0,
+                        validation_data=(wrap(X[:8]), wrap(Y[:8]))).history
+    out = [history, model.evaluate(wrap(X), wrap(Y), verbose=0), model.predict(wrap(X)),
+           model.train_on_batch(wrap(X[:16]), wrap(Y[:16])), model(wrap(X[:4])), model.layers[0](wrap(X[:4]))]
+    return out + [_sparse(model).evaluate(wrap(X), wrap(LABELS), verbose=0)]
+
+
+def _assert_same(a, b):
+    for x, y in zip(a, b):
+        if isinstance(x, dict):
+            assert x == y
+        else:
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_anything_numpy_reads_through_array_is_data_as_in_keras():
+    """x and y with __array__ go through np.asarray where the data come in (their dtype was handed to
+    NumPy: "Cannot interpret ... as a data type"; a y's get() was taken for CuPy's)."""
+    _assert_same(_results(ArrayLike), _results(lambda a: a))
+
+
+def test_tensorflow_tensors_are_data_as_in_keras():
+    """tf.constant data (fit, evaluate, predict, train_on_batch, model(x), layer(x)) give what the
+    NumPy arrays give; it was "Cannot interpret 'tf.float32' as a data type" from inside NumPy."""
+    tf = pytest.importorskip("tensorflow")
+    _assert_same(_results(tf.constant), _results(lambda a: a))
+
+
+def test_a_tf_dataset_is_a_clear_error():
+    tf = pytest.importorskip("tensorflow")
+    model = small_model()
+    dataset = tf.data.Dataset.from_tensor_slices((X, Y)).batch(16)
+    message = r"a tf.data.Dataset is not supported: pass NumPy arrays, or a generator \(dataset.as_numpy_iterator"
+    for call in (lambda: model.fit(dataset, epochs=1, verbose=0), lambda: model.evaluate(dataset, verbose=0),
+                 lambda: model.predict(dataset), lambda: model(dataset),
+                 lambda: model.fit(X, Y, validation_data=dataset, verbose=0)):
+        with pytest.raises(TypeError, match=message):
+            call()
+    history = model.fit(dataset.as_numpy_iterator(), steps_per_epoch=3, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"]).all()
+
+
+def test_an_iterable_that_is_no_array_nor_a_generator_is_a_clear_error():
+    class Batches:
+        def __iter__(self):
+            return iter([(X, Y)])
+    model = small_model()
+    with pytest.raises(TypeError, match="x is a Batches, an iterable that is neither an array nor a generator"):
+        model.predict(Batches())
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     class Explode(optimizers.LearningRateSchedule):          # sane for epoch 1 (6 steps), then a fault
         def __call__(self, step):

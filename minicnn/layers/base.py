@@ -270,13 +270,36 @@ def symbolic(x):
 
 
 # ---- what a layer call takes (data.check_x checks fit's and predict's input with the same pieces) ---------
+def is_tf_dataset(x):
+    """True for a tf.data.Dataset (told by its classes' module: TensorFlow is never imported here)."""
+    return any(c.__module__.startswith("tensorflow") and "Dataset" in c.__name__ for c in type(x).__mro__)
+
+
+def as_array(x, what):
+    """x as an array, as Keras takes its data: a NumPy array (or the backend's) as it is; anything
+    NumPy reads (lists; objects with __array__: TensorFlow tensors, PyTorch CPU tensors, pandas
+    DataFrames and Series) through np.asarray. A tf.data.Dataset, or another iterable that is no
+    array, is a clear error."""
+    if isinstance(x, (np.ndarray, backend.xp.ndarray)):
+        return x
+    if is_tf_dataset(x):
+        raise TypeError(f"{what}: a tf.data.Dataset is not supported: pass NumPy arrays, or a generator "
+                        "(dataset.as_numpy_iterator() with steps_per_epoch)")
+    if not hasattr(x, "__array__") and hasattr(x, "__iter__") and not isinstance(x, (list, tuple)):
+        raise TypeError(f"{what} is a {type(x).__name__}, an iterable that is neither an array nor a generator "
+                        "or Sequence of batches: pass NumPy arrays, or a generator of (x, y) batches")
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as e:        # (a tensor on a GPU, one that requires grad)
+        raise TypeError(f"{what} ({type(x).__name__}) could not be read as a NumPy array: {e}") from None
+
+
 def real_array(x, what):
-    """x as an array of real numbers: a list becomes one (np.asarray); None, bools, complex numbers,
-    strings and objects are refused with a clear error."""
+    """x as an array of real numbers (as_array); None, bools, complex numbers, strings and objects
+    are refused with a clear error."""
     if x is None:
         raise ValueError(f"{what} is None; pass an array of images")
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        x = np.asarray(x)
+    x = as_array(x, what)
     if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise TypeError(f"{what} must hold real numbers (float or integer), got dtype {x.dtype}")
     return x

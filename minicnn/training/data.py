@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from minicnn import backend, kernels
-from minicnn.layers.base import is_int, is_real, real_array, warn_unscaled
+from minicnn.layers.base import as_array, is_int, is_real, is_tf_dataset, real_array, warn_unscaled
 
 INFERENCE_BYTES = 8 << 20       # evaluate/predict: the largest activation of one chunk of images
 
@@ -54,7 +54,7 @@ def check_y(model, y, n, what="y"):
     """Labels checked by the model's loss (one-hot, class ids or targets), n of them, on the host."""
     if y is None:
         raise ValueError(f"{what} is None; fit/evaluate need labels")
-    y = model.loss.check_labels(backend.to_host(y), model.output_shape[-1])
+    y = model.loss.check_labels(backend.to_host(as_array(y, what)), model.output_shape[-1])
     if len(y) != n:
         raise ValueError(f"{what} has {len(y)} samples but x has {n}; they must match")
     return y
@@ -106,6 +106,8 @@ def validation_arrays(model, validation_data):
     """fit's validation_data (x_val, y_val), checked like the training arrays. (x_val, y_val, None)
     is accepted as Keras's form without sample weights; with weights it is refused, as minicnn
     weighs every sample the same (it would otherwise report an unweighted val_loss silently)."""
+    if is_tf_dataset(validation_data):
+        as_array(validation_data, "validation_data")                  # (its error)
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
         got = type(validation_data).__name__
         if isinstance(validation_data, (tuple, list)):
