@@ -34,7 +34,7 @@ KERAS_ONLY = {
                          "RandAugment"], _GEOMETRIC),
         "RandomShear": "ImageDataGenerator(shear_range=...)", "RandomPerspective": _GEOMETRIC,
     },
-    "models": {"model_from_json": "load_model", "clone_model": "Sequential.from_config(model.get_config())",
+    "models": {"clone_model": "Sequential.from_config(model.get_config())",
                "save_model": "model.save(path)"},
     "optimizers": {"Adamax": "Adam", "Ftrl": "SGD", "AdamW": "Adam(weight_decay=...)", "Lion": "Adam",
                    "Adafactor": "Adam", "LossScaleOptimizer": None},

@@ -29,12 +29,18 @@ def json_member(array, name, filepath):
     """The JSON document stored as member `name` (UTF-8 bytes as a uint8 vector)."""
     expect(array.dtype == np.uint8 and array.ndim == 1, filepath, f"member {name!r}",
            "a uint8 vector (JSON text)", f"{array.dtype} {array.shape}", show=str)
+    return json_document(array.tobytes(), f"{filepath}: member {name!r}")
+
+
+def json_document(text, where):
+    """The JSON document in `text` (str, or UTF-8 bytes), nested at most MAX_JSON_DEPTH deep; a
+    ValueError starting with `where` otherwise."""
     try:
-        document = json.loads(array.tobytes().decode("utf-8"))
+        document = json.loads(text.decode("utf-8") if isinstance(text, (bytes, bytearray)) else text)
     except (ValueError, RecursionError) as e:          # (bad UTF-8 or JSON, an int of over 4300 digits)
-        raise ValueError(f"{filepath}: member {name!r} is not valid JSON: {type(e).__name__}: {e}") from None
+        raise ValueError(f"{where} is not valid JSON: {type(e).__name__}: {e}") from None
     if _json_depth(document) > MAX_JSON_DEPTH:
-        raise ValueError(f"{filepath}: member {name!r} nests JSON more than {MAX_JSON_DEPTH} levels deep")
+        raise ValueError(f"{where} nests JSON more than {MAX_JSON_DEPTH} levels deep")
     return document
 
 
@@ -190,6 +196,36 @@ def _check_nodes(nodes, n_layers, filepath, where):
                and isinstance(node[1], list) and node[1] and all(_is_int(p, -1, i - 1) for p in node[1])
                and isinstance(node[2], bool), filepath, f"{where}, node {i}",
                f"[a layer index < {n_layers}, [positions before {i}, -1 for the input], true or false]", node)
+
+
+def check_architecture(config, source):
+    """A container's config (minicnn's get_config), checked before any layer is made from it."""
+    _check_container(config, source, "the model")
+
+
+def check_keras_model(spec, source, where="the model"):
+    """Keras's serialized model (to_json, a .keras config.json), checked before any layer is made
+    from it: the structure keras_config reads, and every layer's arguments as ARG_RULES says
+    (Keras's names are minicnn's), nested Sequentials too."""
+    expect(isinstance(spec, dict) and isinstance(spec.get("class_name"), str)
+           and isinstance(spec.get("config"), (dict, list)), source, where,
+           "Keras's serialized model {'class_name': str, 'config': {...}}", spec)
+    config = spec["config"]
+    entries = config if isinstance(config, list) else config.get("layers")     # (Keras 2.2: the layers alone)
+    expect(isinstance(entries, list), source, f"{where}: layers", "a list", entries)
+    if isinstance(config, dict):
+        _check_args({k: v for k, v in config.items() if k not in ("layers", "input_layers", "output_layers")},
+                    source, where)
+    for i, entry in enumerate(entries):
+        inner = f"{where}, layer {i}"
+        expect(isinstance(entry, dict) and isinstance(entry.get("class_name"), str)
+               and isinstance(entry.get("config"), (dict, list)), source, inner,
+               "{'class_name': str, 'config': {...}}", entry)
+        if entry["class_name"] == "Sequential":
+            check_keras_model(entry, source, f"{inner} (Sequential)")
+        else:
+            expect(isinstance(entry["config"], dict), source, inner, "a JSON object", entry["config"])
+            _check_args(entry["config"], source, f"{inner} ({entry['class_name']})")
 
 
 def check_model_config(config, filepath):

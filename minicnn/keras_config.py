@@ -221,6 +221,12 @@ def layer_config(layer):
     return class_name, config
 
 
+def twinless_layers(model):
+    """The layers of `model` (nested containers too) whose class Keras lacks, e.g. a user's Layer
+    subclass: a model holding one has no Keras twin."""
+    return [layer for layer in model.sublayers() if type(layer) not in _KERAS_CLASS and not isinstance(layer, InputLayer)]
+
+
 def layer_from_config(class_name, config):
     """The minicnn layer for a Keras layer given by its class name and config (Keras 3's or Keras
     2's); a ValueError naming the layer for a class or a setting minicnn lacks."""

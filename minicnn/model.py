@@ -2,7 +2,8 @@
 
 A container holds its layers and runs them: build (shapes), forward and backward, the weights in
 Keras's order, config and summary. Keras's training methods (compile, fit, evaluate, predict,
-train_on_batch) come from training/methods.py, mixed in as Keras 3's Model inherits its Trainer;
+train_on_batch) come from training/methods.py, mixed in as Keras 3's Model inherits its Trainer
+(and save, save_weights, load_weights, to_json from saving.FileMethods);
 they hand the work to ``model.trainer`` (training/trainer.py), where the training step, batching
 and callbacks live.
 """
@@ -27,7 +28,7 @@ def _layers_from_config(config, custom_objects=None):
     return out
 
 
-class Sequential(Layer, TrainingMethods):
+class Sequential(Layer, TrainingMethods, saving.FileMethods):
     """A linear stack of layers: Sequential([Conv2D(...), ...]) or model.add(layer)."""
     ends_in_last_layer = True       # the output is the last layer's (a softmax head there is the model's)
 
@@ -271,15 +272,6 @@ class Sequential(Layer, TrainingMethods):
         if config.get("input_shape") is not None:
             model.build(tuple(config["input_shape"]))
         return model
-
-    def save_weights(self, filepath, overwrite=True):
-        saving.save_weights(self, filepath, overwrite)
-
-    def load_weights(self, filepath):
-        saving.load_weights(self, filepath)
-
-    def save(self, filepath, overwrite=True):
-        saving.save_model(self, filepath, overwrite)
 
 
 class Residual(Sequential):

@@ -1,10 +1,12 @@
 """minicnn.models, Keras's module path for models: `from keras.models import Sequential` ports
-as `from minicnn.models import Sequential`; and load_model, which rebuilds any of them from a file."""
+as `from minicnn.models import Sequential`; load_model, which rebuilds any of them from a file, and
+model_from_json, which rebuilds one from model.to_json()'s text (model_json.py)."""
 from minicnn import _keras_names, saving
 from minicnn.functional import Model
 from minicnn.model import Residual, Sequential
+from minicnn.model_json import model_from_json
 
-__all__ = ["Sequential", "Model", "Residual", "load_model"]
+__all__ = ["Sequential", "Model", "Residual", "load_model", "model_from_json"]
 
 
 def load_model(filepath, custom_objects=None):

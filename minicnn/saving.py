@@ -146,6 +146,7 @@ def _require_built(model, what):
 # writers here when it is imported (minicnn/__init__ imports it; keras_io imports this module).
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 keras_files = {}            # "save_weights" | "load_weights" | "save_model" | "load_model" -> function
+                            # (and "to_json", which model_json registers: models imports it)
 
 
 def keras_named(filepath):
@@ -168,6 +169,25 @@ def keras_content(filepath):
         except npz.ZIP_ERRORS:
             return False                              # (a broken zip: the reader below says what is wrong)
     return False
+
+
+class FileMethods:
+    """A model's file methods (mixed into Sequential): save, save_weights, load_weights, to_json."""
+
+    def save_weights(self, filepath, overwrite=True):
+        save_weights(self, filepath, overwrite)
+
+    def load_weights(self, filepath):
+        load_weights(self, filepath)
+
+    def save(self, filepath, overwrite=True):
+        save_model(self, filepath, overwrite)
+
+    def to_json(self, **kwargs):
+        """The model's architecture (and compile settings) as Keras's JSON, which
+        keras.models.model_from_json and minicnn.models.model_from_json read; kwargs go to
+        json.dumps (model_json.to_json, registered in keras_files)."""
+        return keras_files["to_json"](self, **kwargs)
 
 
 def save_weights(model, filepath, overwrite=True):

@@ -183,12 +183,14 @@ _weight_cap = contextvars.ContextVar("weight_cap", default=None)
 
 
 @contextlib.contextmanager
-def weight_cap(values, source):
+def weight_cap(values, source, held="the file holds", why=": the architecture does not match the file's weights"):
     """Inside this block the layers built may create at most `values` weight values in all, and
     add_weight refuses, before allocating, a weight past that. load_model builds the architecture
     a file describes under the number of values the file holds, so a config asking for
-    filters=10**12 is a ValueError naming `source` (the file), not a terabyte allocation."""
-    token = _weight_cap.set({"left": values, "source": source})
+    filters=10**12 is a ValueError naming `source` (the file), not a terabyte allocation.
+    held, why: what the cap is and what passing it means, for the message (model_from_json's cap
+    is a fixed limit)."""
+    token = _weight_cap.set({"left": values, "source": source, "held": held, "why": why})
     try:
         yield
     finally:
@@ -201,8 +203,7 @@ def _take_from_cap(layer, key, shape):
         return
     if not all(isinstance(d, int) and d >= 0 for d in shape) or math.prod(shape) > cap["left"]:
         raise ValueError(f"{cap['source']}: layer {layer.name!r} would create weight {key!r} of shape "
-                         f"{tuple(shape)}, more values than the file holds ({cap['left']} left for it): the "
-                         "architecture does not match the file's weights")
+                         f"{tuple(shape)}, more values than {cap['held']} ({cap['left']} left for it){cap['why']}")
     cap["left"] -= math.prod(shape)
 
 
