@@ -10,7 +10,7 @@ and callbacks live.
 from minicnn import backend, kernels, layers, saving
 from minicnn.activations import SoftmaxInTheLoss
 from minicnn.layers.base import KerasTensor, Layer, entry_count, fusion_plan, structural_keys, without_batch_axis
-from minicnn.layers.core import InputLayer
+from minicnn.layers.core import InputLayer, StackTensors
 from minicnn.summary import summary_text
 from minicnn.training.methods import TrainingMethods
 
@@ -28,7 +28,7 @@ def _layers_from_config(config, custom_objects=None):
     return out
 
 
-class Sequential(Layer, TrainingMethods, saving.FileMethods):
+class Sequential(StackTensors, Layer, TrainingMethods, saving.FileMethods):
     """A linear stack of layers: Sequential([Conv2D(...), ...]) or model.add(layer)."""
     ends_in_last_layer = True       # the output is the last layer's (a softmax head there is the model's)
 
@@ -92,6 +92,8 @@ class Sequential(Layer, TrainingMethods, saving.FileMethods):
             previous = self.layers[-2].output_shape if len(self.layers) > 1 else self.input_shape
             self._build_layer(layer, previous, len(self.layers) - 1)
             self.output_shape = layer.output_shape
+            if "_stack_input" in self.__dict__:
+                self.record_stack(layer)
         else:
             self._build_if_shape_known()
 
@@ -129,6 +131,8 @@ class Sequential(Layer, TrainingMethods, saving.FileMethods):
             shape = layer.output_shape
         self.output_shape = tuple(shape)
         self.built = True
+        if self.ends_in_last_layer is True and "_stack_input" not in self.__dict__:    # (not a Residual's sum)
+            self.record_stack()
 
     def compute_output_shape(self, input_shape):
         for layer in self.layers:

@@ -219,10 +219,33 @@ def test_a_feature_model_from_layer_outputs(rng):
     x = rng.standard_normal((2, 6, 6, 2)).astype(np.float32)
     np.testing.assert_array_equal(features.predict(x), conv.forward(x))
     assert features.layers[1] is conv and features.count_params() == conv.count_params()
-    shared = Dense(2)
-    shared(shared(Input(shape=(2,))))
-    with pytest.raises(AttributeError, match="called 2 times"):
-        shared.output
+    shared, first_input = Dense(2), Input(shape=(2,))
+    first = shared(first_input)
+    shared(first)
+    assert shared.output is first and shared.input is first_input        # Keras 3: the first call's
+    with pytest.raises(AttributeError, match="never been called on KerasTensors"):
+        Dense(2).output
+
+
+def test_a_built_sequential_has_keras_tensors_for_feature_models(rng):
+    """Keras's feature-extraction idiom on a Sequential: model.inputs / outputs (and Keras 2's
+    model.input / output) and each layer's .input / .output exist once the model is built, so
+    Model(model.inputs, model.layers[i].output) computes the first layers' features with the same
+    weights; a layer added later extends the graph."""
+    model = Sequential([Conv2D(3, 3, padding="same", activation="relu", input_shape=(6, 6, 2)), MaxPooling2D(2),
+                        Flatten(), Dense(4, activation="softmax")])
+    assert model.inputs == [model.input] and model.outputs == [model.output] and model.output.shape == (None, 4)
+    assert model.layers[0].input is model.input and model.layers[-1].output is model.output
+    x = rng.standard_normal((3, 6, 6, 2)).astype(np.float32)
+    features = Model(inputs=model.inputs, outputs=model.layers[1].output)
+    np.testing.assert_array_equal(features.predict(x, verbose=0), model.layers[1](model.layers[0](x)))
+    assert features.layers[1] is model.layers[0] and features.count_params() == model.layers[0].count_params()
+    model.add(Dense(2))
+    assert model.output.shape == (None, 2) and model.output is model.layers[-1].output
+    with_input = Sequential([Input(shape=(5,)), Dense(3)])
+    assert with_input.input.layer is with_input._layers[0]           # its own InputLayer starts the graph
+    with pytest.raises(AttributeError, match="has no input yet: it is not built"):
+        Sequential([Dense(3)]).input
 
 
 def test_a_model_cut_from_a_compiled_one_keeps_the_heads_softmax(rng):

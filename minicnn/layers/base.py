@@ -441,12 +441,22 @@ class Layer:
 
     @property
     def output(self):
-        """Keras's layer.output: the KerasTensor this layer's call produced (functional API), e.g.
-        Model(model.input, model.layers[3].output) for a model of the first layers' features."""
-        calls = self.__dict__.get("_symbolic_outputs", [])
-        if len(calls) != 1:
-            raise AttributeError(f"layer {self.name!r} has been called {len(calls)} times on KerasTensors; "
-                                 "layer.output exists for a layer called exactly once (functional API)")
+        """Keras's layer.output: the KerasTensor the layer's first call on KerasTensors produced (a
+        functional model's, or the graph a built Sequential records), e.g. Model(model.inputs,
+        model.layers[3].output) for a model of the first layers' features. layer.input: what that
+        call read."""
+        return self._first_call("output")
+
+    @property
+    def input(self):
+        call = self._first_call("input")
+        return list(call.inputs) if call.many else call.inputs[0]
+
+    def _first_call(self, what):
+        calls = self.__dict__.get("_symbolic_outputs")
+        if not calls:
+            raise AttributeError(f"layer {self.name!r} has never been called on KerasTensors, so it has no {what} "
+                                 "(call it on Input(...) in a functional model, or put it in a built Sequential)")
         return calls[0]
 
     # ---- weights --------------------------------------------------------------------------

@@ -37,6 +37,38 @@ def Input(shape=None, name=None, **kwargs):
     return KerasTensor(layer.input_shape, layer)
 
 
+class StackTensors:
+    """Keras's model.inputs and model.outputs (and Keras 2's model.input, model.output) for a built
+    Sequential: as Keras 3 builds a Sequential's graph, Sequential.build calls its layers in turn on
+    an Input, once (record_stack), so each layer's .input and .output exist too and
+    Model(model.inputs, model.layers[3].output) is a model of the first layers' features, sharing
+    their weights."""
+
+    def record_stack(self, layer=None):
+        """Call the layers on an Input (or, given `layer`, just added: that one on the last output)."""
+        if layer is None:
+            first = self._layers[0] if isinstance(self._layers[0], InputLayer) else InputLayer(self.input_shape)
+            first.build(first.input_shape)
+            self._stack_input = self._stack_output = KerasTensor(self.input_shape, first)
+        for each in [layer] if layer is not None else self.layers:
+            self._stack_output = each._call_symbolic(self._stack_output, self._stack_output.shape[1:])
+
+    def _stack(self, which):
+        if "_stack_input" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} {self.name!r} has no {which} yet: it is not built (give its "
+                                 "first layer input_shape=..., start it with Input(shape=...), or call build)")
+        return self.__dict__["_stack_" + which]
+
+    input = property(lambda self: self._stack("input"))
+    inputs = property(lambda self: [self._stack("input")])
+    outputs = property(lambda self: [self._stack("output")])
+
+    @property
+    def output(self):
+        """The stack's output tensor; that of its call, for a Sequential called in a functional model."""
+        return Layer.output.fget(self) if self.__dict__.get("_symbolic_outputs") else self._stack("output")
+
+
 class Dense(Layer):
     """Fully connected layer.  z = x @ W + b;  y = act(z).
 
