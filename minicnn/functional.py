@@ -146,6 +146,9 @@ class Model(Sequential):
     def add(self, layer):
         raise TypeError("a functional Model's layers are fixed by Model(inputs, outputs); add() is Sequential's")
 
+    def pop(self):
+        raise TypeError("a functional Model's layers are fixed by Model(inputs, outputs); pop() is Sequential's")
+
     def entry_layers(self):
         """The layers called on the model's input only (their dL/dx is the model's)."""
         reads_input = {node.layer for node in self._nodes if -1 in node.inputs}

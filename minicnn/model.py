@@ -97,6 +97,35 @@ class Sequential(StackTensors, Layer, TrainingMethods, saving.FileMethods):
         else:
             self._build_if_shape_known()
 
+    def pop(self):
+        """Keras's Sequential.pop: remove the last layer (and give the head's softmax back to the loss
+        or the layer as compile would); returns it."""
+        if not self.layers:
+            raise TypeError("There are no layers in the model.")
+        layer = self._layers.pop()
+        if not self.layers:
+            self.built = False
+            self.__dict__.pop("_stack_input", None)
+        elif self.built:
+            self.output_shape = self.layers[-1].output_shape
+            if "_stack_input" in self.__dict__ and self._stack_output.layer is layer:
+                self._stack_output = self._stack_output.inputs[0]         # the graph's output, one call back
+        if self.compiled:
+            self.trainer.configure_head()
+        return layer
+
+    def get_layer(self, name=None, index=None):
+        """Keras's model.get_layer: the layer called `name`, or the one at `index` in model.layers."""
+        if index is not None:
+            if not isinstance(index, int) or not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index!r} but model only has "
+                                 f"{len(self.layers)} layers.")
+            return self.layers[index]
+        found = [layer for layer in self.layers if layer.name == name]
+        if not found:
+            raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in self.layers]}.")
+        return found[0]
+
     def _declared_input_shape(self):
         return self._layers[0].input_shape if self._layers else None
 
@@ -250,11 +279,13 @@ class Sequential(StackTensors, Layer, TrainingMethods, saving.FileMethods):
         return head
 
     # ---- summary ------------------------------------------------------------------------------
-    def summary(self, print_fn=print):
-        """Keras 3's table: layer (type), output shape, params; totals with sizes."""
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False,
+                layer_range=None):
+        """Keras 3's table: layer (type), output shape, params; totals with sizes. (Keras's layout
+        arguments are taken; minicnn's table has one layout.)"""
         if not self.built:
             self.build()
-        print_fn(summary_text(self))
+        (print_fn or print)(summary_text(self))
 
     # ---- config and files ---------------------------------------------------------------------
     def get_config(self):

@@ -575,3 +575,38 @@ def test_model_gradcheck_through_fused_relu_pairs(rng):
         y = to_categorical(rng.integers(0, 3, 4), 3)
         errors = gradcheck.check_model(model, x, y)
     assert len(errors) == 14 and max(errors.values()) < 1e-6, errors
+
+
+def test_kerass_batch_methods_get_layer_pop_and_input_dim(rng):
+    """Keras methods ported programs call: train_on_batch(return_dict=True), test_on_batch,
+    predict_on_batch, get_layer by name or index, Sequential.pop (the head's softmax goes back to
+    the new last layer's owner, as compile decides), Keras 2's Dense(input_dim=), summary's layout
+    arguments."""
+    model = minicnn.Sequential([Conv2D(4, 3, activation="relu", input_shape=(6, 6, 2), name="features"), Flatten(),
+                                Dense(5, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+    x = rng.random((4, 6, 6, 2), dtype=np.float32)
+    y = to_categorical([0, 1, 2, 3], 5)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert set(logs) == {"loss", "accuracy"} and np.isfinite(logs["loss"])
+    assert model.test_on_batch(x, y) == pytest.approx(model.evaluate(x, y, verbose=0))
+    np.testing.assert_array_equal(model.predict_on_batch(x), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="sample_weight and class_weight are not supported"):
+        model.train_on_batch(x, y, class_weight={0: 2.0})
+    assert model.get_layer("features") is model.layers[0] and model.get_layer(index=-1) is model.layers[2]
+    with pytest.raises(ValueError, match=r"No such layer: conv\. Existing layers are: \['features', "):
+        model.get_layer("conv")
+    head = model.pop()
+    assert head.units == 5 and model.output_shape == (64,) and not model._fused and model.output.shape == (None, 64)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), model.layers[1](model.layers[0](x)))
+    model.add(Dense(3, activation="softmax"))
+    model.compile("sgd", "categorical_crossentropy")
+    assert model._fused and model.fit(x, y[:, :3], epochs=1, verbose=0).history["loss"][0] > 0
+    with pytest.raises(TypeError, match="There are no layers in the model"):
+        minicnn.Sequential().pop()
+    with pytest.raises(TypeError, match="pop\\(\\) is Sequential's"):
+        minicnn.Model(model.inputs, model.layers[0].output).pop()
+    assert Dense(4, input_dim=7).input_shape == (7,)
+    lines = []
+    model.summary(line_length=120, print_fn=lines.append, expand_nested=True)
+    assert "features (Conv2D)" in lines[0]

@@ -137,7 +137,7 @@ def test_the_checks_above_catch_what_they_look_for(tmp_path):
 
 def test_model_py_holds_the_containers_only():
     source = (ROOT / "model.py").read_text()
-    assert len(source.splitlines()) <= 360          # Sequential ~255 lines, Residual ~95
+    assert len(source.splitlines()) <= 390          # Sequential ~285 lines, Residual ~95
     tree = ast.parse(source)
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
     assert set(classes) == {"Sequential", "Residual"}

@@ -80,7 +80,10 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, input_dim=None,
+                 **kwargs):
+        if input_dim is not None and "input_shape" not in kwargs:
+            kwargs["input_shape"] = (input_dim,)                 # Keras 2's Dense(64, input_dim=784)
         super().__init__(**kwargs)
         if not is_int(units) or units < 1:
             raise ValueError(f"Dense units must be a positive int, got {units!r}")

@@ -12,6 +12,18 @@ def _keras2_queue_arguments(kwargs):
         raise TypeError(f"unexpected argument(s): {sorted(unknown)}")
 
 
+def _no_weights(*weights):
+    if any(w is not None for w in weights):
+        raise ValueError("sample_weight and class_weight are not supported: minicnn weighs every sample the same")
+
+
+def _as_dict(metric_names, loss_and_accuracy):
+    """Keras's return_dict form of [loss, accuracy] (or of the loss alone)."""
+    if not metric_names:
+        return {"loss": loss_and_accuracy}
+    return {"loss": loss_and_accuracy[0], metric_names[0]: loss_and_accuracy[1]}
+
+
 class TrainingMethods:
     """compile / fit / evaluate / predict / train_on_batch (and Keras 2's *_generator) for a model."""
 
@@ -69,9 +81,21 @@ class TrainingMethods:
         _keras2_queue_arguments(keras2)
         return self.predict(generator, steps=steps, verbose=verbose)
 
-    def train_on_batch(self, x, y):
-        """One update on one batch; returns [loss, accuracy] of that batch (before the update)."""
-        return self.trainer.train_on_batch(x, y)
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One update on one batch; returns [loss, accuracy] of that batch (before the update), or
+        Keras's dict with return_dict=True."""
+        _no_weights(sample_weight, class_weight)
+        loss_and_accuracy = self.trainer.train_on_batch(x, y)
+        return _as_dict(self.metric_names, loss_and_accuracy) if return_dict else loss_and_accuracy
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Keras's test_on_batch: evaluate on this one batch, in inference mode."""
+        _no_weights(sample_weight)
+        return self.evaluate(x, y, batch_size=max(len(x), 1), verbose=0, return_dict=return_dict)
+
+    def predict_on_batch(self, x):
+        """Keras's predict_on_batch: the outputs for this one batch, in inference mode."""
+        return self.predict(x, batch_size=max(len(x), 1), verbose=0)
 
     def _prepare_training(self):
         self.trainer.prepare()
