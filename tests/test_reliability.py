@@ -1,5 +1,7 @@
 """Reliability: bad input fails early with a clear message, NaN and Ctrl-C keep the last good
 checkpoint, resumed runs equal uninterrupted ones, and the same seed repeats bit for bit."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -158,6 +160,11 @@ def test_dtype_policy_floats_cast_integers_warn():
     with pytest.warns(UserWarning, match="uint8 with values up to 25[0-9]; .* unscaled"):
         out = model.predict(raw)
     np.testing.assert_allclose(out, model.predict(raw.astype(np.float32)), rtol=1e-6)
+    scaled = minicnn.Sequential([Input(shape=X.shape[1:]), minicnn.layers.Rescaling(1 / 255), *small_model().layers])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # a model that scales its raw input: no warning
+        scaled.predict(raw)
+        scaled(raw)
 
 
 def _built(layer, shape):

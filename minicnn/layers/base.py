@@ -308,7 +308,11 @@ def real_array(x, what):
 
 def warn_unscaled(owner, x, what, stacklevel):
     """Integer x with values above 1 (raw pixels?) is cast to floatx as it is: say so, once per model
-    (or layer called directly). stacklevel: warnings.warn's, counted from this function."""
+    (or layer called directly), unless the model scales its input itself (a Rescaling where the
+    input comes in). stacklevel: warnings.warn's, counted from this function."""
+    entry = owner.entry_layers() if hasattr(owner, "entry_layers") else [owner]
+    if any(getattr(layer, "scales_its_input", False) for layer in entry):
+        return
     if (np.issubdtype(x.dtype, np.integer) and x.size and int(x.max()) > 1
             and not getattr(owner, "_warned_integer_input", False)):
         owner._warned_integer_input = True

@@ -187,6 +187,7 @@ class Rescaling(Layer):
 
     Keras's preprocessing layer (e.g. Rescaling(1/255) on raw pixels), also used to scale logits
     by a constant before the softmax."""
+    scales_its_input = True     # a model starting with it takes raw uint8 pixels without a warning
 
     def __init__(self, scale, offset=0.0, **kwargs):
         super().__init__(**kwargs)
