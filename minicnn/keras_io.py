@@ -38,6 +38,7 @@ from minicnn import backend, npz, saving
 from minicnn import optimizers as O
 from minicnn.keras_config import (KERAS_VERSION, KerasTwin, compile_arguments, compile_config, legacy_config,
                                   model_from_config, optimizer_config_error)
+from minicnn.layers.base import weight_cap
 from minicnn.saving import atomic_write
 
 _KERAS_WEIGHT = {"W": "kernel", "b": "bias"}           # minicnn weight key -> Keras's variable name
@@ -448,8 +449,9 @@ def _load_keras_zip(h5py, path):
         if missing:
             raise ValueError(f"a zip without {' or '.join(missing)}; not a .keras model file")
         spec, weights = json.loads(_member(z, "config.json")), _member(z, "model.weights.h5")
-    model, klayers = model_from_config(spec)
     limit = _limit(path)
+    with weight_cap(limit // 4, path, held="a file of this size can hold"):      # (float32 values at most)
+        model, klayers = model_from_config(spec)
     with h5py.File(io.BytesIO(weights), "r") as h5:
         data = _read_keras3(h5, limit)
         _assign([(f"{kl.key} ({kl.class_name})", kl.layer, data.get(kl.key)) for kl in klayers
@@ -465,8 +467,9 @@ def _load_legacy(h5py, path):
         if "model_config" not in h5.attrs:
             raise ValueError("a weights file without a model; build the model and call model.load_weights() on it")
         config = h5.attrs["model_config"]
-        model, klayers = model_from_config(json.loads(config.decode() if isinstance(config, bytes) else config))
         limit = _limit(path)
+        with weight_cap(limit // 4, path, held="a file of this size can hold"):
+            model, klayers = model_from_config(json.loads(config.decode() if isinstance(config, bytes) else config))
         found = _legacy_weights(h5["model_weights"], klayers, limit)
         _assign([("/".join(kl.path), kl.layer, found.get(kl)) for kl in klayers if kl.layer is not None], path)
         settings = h5.attrs.get("training_config")

@@ -459,3 +459,42 @@ def test_optimizer_variables_that_do_not_match_warn_and_start_afresh(tmp_path):
         back = minicnn.load_model(path)
     assert back.compiled and back.optimizer.iterations == 0
     np.testing.assert_allclose(back.predict(x), model.predict(x), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_keras_config_asking_for_more_weights_than_the_file_holds_allocates_nothing(tmp_path, suffix, monkeypatch):
+    """A .keras or legacy .h5 file whose config asks for a Dense of 10**7 units on 10**4 inputs (745
+    GiB) is refused before any weight is allocated, as load_model refuses a minicnn file's: the
+    architecture is built under a cap of the values a file of that size can hold."""
+    import h5py
+    from minicnn import initializers
+    model = minicnn.Sequential([Input(shape=(8,)), Dense(4)])
+    model.save(tmp_path / f"m{suffix}")
+
+    def bigger(config):
+        for layer in config["config"]["layers"]:
+            if layer["class_name"] == "Dense":
+                layer["config"]["units"] = 10**7
+            if layer["class_name"] == "InputLayer":
+                layer["config"]["batch_shape"] = [None, 10**4]
+        return json.dumps(config)
+    path = tmp_path / f"bad{suffix}"
+    if suffix == ".keras":
+        with zipfile.ZipFile(tmp_path / "m.keras") as z:
+            members = {name: z.read(name) for name in z.namelist()}
+        members["config.json"] = bigger(json.loads(members["config.json"])).encode()
+        with zipfile.ZipFile(path, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+    else:
+        path.write_bytes((tmp_path / "m.h5").read_bytes())
+        with h5py.File(path, "r+") as h5:
+            h5.attrs["model_config"] = bigger(json.loads(h5.attrs["model_config"]))
+    made = []
+    monkeypatch.setattr(initializers, "make", lambda *args: made.append(args) or pytest.fail("allocated"))
+    with pytest.raises(ValueError, match=rf"bad\{suffix}: layer '\w+' would create weight 'W' of shape "
+                                         r"\(10000, 10000000\), more values than a file of this size can hold"):
+        minicnn.load_model(path)
+    assert made == []
+    monkeypatch.undo()
+    assert minicnn.load_model(tmp_path / f"m{suffix}").count_params() == 36
