@@ -11,11 +11,11 @@ import itertools
 
 import numpy as np
 
-from minicnn import Input, Model, Sequential, backend, gradcheck, losses
+from minicnn import Input, Model, Sequential, backend, gradcheck, losses, regularizers
 from minicnn.activations import Softmax
 from minicnn.layers import (Activation, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D, Dense,
                             Dropout, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, RandomCrop,
-                            RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling)
+                            RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling, ZeroPadding2D)
 from minicnn.model import Residual
 
 
@@ -40,6 +40,12 @@ def main():
             x = distinct(rng, (4, 7))
             rows.append((f"Dense {act}", max(gradcheck.check_layer(Dense(5, activation=act), x).values())))
             rows.append((f"Activation {act}", max(gradcheck.check_layer(Activation(act), x).values())))
+        for act in ["elu", "selu", "softplus", "softsign", "silu", "exponential", "hard_sigmoid", "relu6",
+                    "leaky_relu"]:                          # Keras's others, both signs, inside their kinks
+            x = distinct(rng, (4, 7)) * 10
+            rows.append((f"Activation {act}", max(gradcheck.check_layer(Activation(act), x).values())))
+        rows.append(("ZeroPadding2D ((1, 0), (2, 1))", max(gradcheck.check_layer(
+            ZeroPadding2D(((1, 0), (2, 1))), rng.standard_normal((2, 4, 3, 2))).values())))
         rows.append(("Flatten", max(gradcheck.check_layer(Flatten(), rng.standard_normal((2, 3, 4, 5))).values())))
         rows.append(("Dropout 0.3 (fixed mask)",
                      max(gradcheck.check_layer(Dropout(0.3, seed=1), rng.standard_normal((3, 4, 4, 2))).values())))
@@ -76,6 +82,12 @@ def main():
         graph = Model(inputs, Dense(4)(Flatten()(Concatenate()([Add()([a, b]), a]))))
         rows.append(("functional Model (fork, Add, Concatenate, shared layer)",
                      max(gradcheck.check_layer(graph, rng.standard_normal((2, 5, 5, 3))).values())))
+        penalised = Sequential([Input(shape=(5, 5, 2)), Conv2D(3, 3, activation="tanh",
+                                                               kernel_regularizer=regularizers.L1L2(0.01, 0.02)),
+                                Flatten(), Dense(3, activation="softmax", kernel_regularizer="l2")])
+        penalised.compile("sgd", "categorical_crossentropy")
+        rows.append(("model with L1L2 / L2 weight regularizers (loss + penalties)", max(gradcheck.check_model(
+            penalised, rng.standard_normal((4, 5, 5, 2)), np.eye(3)[[0, 1, 2, 0]]).values())))
         # the augmentation layers: the transform their seed fixes for the step (training mode)
         augmentations = [(f"RandomTranslation {mode}", RandomTranslation(0.5, 0.5, fill_mode=mode, seed=1))
                          for mode in ("reflect", "wrap", "nearest", "constant")]
