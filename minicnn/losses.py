@@ -140,11 +140,17 @@ class MeanSquaredError(Loss):
         return (diff * diff).mean(), 2 * diff / diff.size
 
     def check_labels(self, y, num_outputs):
-        y = np.asarray(y, dtype=np.float32)
+        given = np.asarray(y)
+        if given.dtype.kind not in "biuf":
+            raise TypeError(f"mean_squared_error expects numeric targets, got dtype {given.dtype}")
+        y = given.astype(np.float32)
         if y.ndim == 1:
             y = y[:, None]
         if y.shape[1:] != (num_outputs,):
-            raise ValueError(f"mean_squared_error expects targets of shape (N, {num_outputs}), got {y.shape}")
+            raise ValueError(f"mean_squared_error expects targets of shape (N, {num_outputs}), got {given.shape}")
+        bad = ~np.isfinite(y).all(axis=1)
+        if bad.any():
+            raise ValueError(f"targets must be finite numbers: target {int(np.argmax(bad))} holds NaN or inf")
         return y
 
 

@@ -125,6 +125,25 @@ def test_dropout_noise_shape(rng):
     layer.build(x.shape[1:])
     y = layer.forward(x, True)
     assert (y == y[:, :1, :1, :]).all()                      # one draw per (sample, channel)
+    shared = Dropout(0.5, noise_shape=(1, None, None, 1), seed=2)  # Keras: a 1 on the batch axis shares it too
+    shared.build(x.shape[1:])
+    y = shared.forward(np.ones((5, 4, 4, 3), dtype=np.float32), True)
+    assert (y == y[:1, :, :, :1]).all() and 0 < (y == 0).mean() < 1
+
+
+@pytest.mark.parametrize("noise_shape,pattern", [
+    ((None, 5, 5, 5), r"noise_shape \(None, 5, 5, 5\) does not fit inputs of shape \(batch, 4, 4, 3\)"),
+    ((None, 1), r"noise_shape \(None, 1\) does not fit"),            # (it masked along the wrong axis)
+    (3, r"noise_shape must be a tuple of positive ints and Nones"),
+    ((None, 0, 1, 3), r"noise_shape must be a tuple of positive ints and Nones"),
+])
+def test_dropout_noise_shape_must_fit_the_input(noise_shape, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        Dropout(0.5, noise_shape=noise_shape).build((4, 4, 3))
+    layer = Dropout(0.5, noise_shape=(2, None, None, None))
+    layer.build((4, 4, 3))
+    with pytest.raises(ValueError, match="gives the batch axis 2, but the batch has 3 examples"):
+        layer.forward(np.ones((3, 4, 4, 3), np.float32), True)
 
 
 def test_input_layer():

@@ -91,6 +91,14 @@ def test_label_checks():
     with pytest.raises(ValueError, match="categorical_crossentropy"):
         scce.check_labels(np.zeros((3, 10)), 10)
     assert scce.check_labels(np.array([[1], [9]], dtype=np.uint8), 10).tolist() == [1, 9]
+    mse = losses.MeanSquaredError()
+    with pytest.raises(ValueError, match=r"targets must be finite numbers: target 2 holds NaN or inf"):
+        mse.check_labels(np.array([[0.0], [1.0], [np.nan]]), 1)          # (trained to NaN weights before)
+    with pytest.raises(ValueError, match=r"targets of shape \(N, 10\), got \(64,\)"):   # the shape given
+        mse.check_labels(np.zeros(64), 10)
+    with pytest.raises(TypeError, match="numeric targets, got dtype <U1"):
+        mse.check_labels(np.array(["a", "b"]), 1)
+    assert mse.check_labels(np.array([True, False]), 1).tolist() == [[1.0], [0.0]]
 
 
 def test_unknown_loss_name():

@@ -150,6 +150,18 @@ def test_numpy_scalars_are_numbers():
             make()
 
 
+def test_a_layer_dtype_other_than_floatx_is_refused_not_ignored():
+    """Keras's per-layer dtype: minicnn computes everything in backend.floatx(), so dtype='float64'
+    or a policy is an error saying so (it was ignored, silently; dtype='bogus' was accepted);
+    float32 in any spelling is fine, and Input's dtype describes the data, which is cast."""
+    for dtype in ("float64", "mixed_float16", "bogus"):
+        with pytest.raises(ValueError, match=rf"got dtype='{dtype}'; minicnn computes every layer in backend.floatx"):
+            Dense(3, dtype=dtype)
+    assert Dense(3, dtype=np.float32).name and Conv2D(2, 3, dtype="float32").name
+    model = minicnn.Sequential([Input(shape=(4,), dtype="uint8"), Dense(2)])
+    assert model.predict(np.ones((2, 4), np.uint8), verbose=0).dtype == np.float32
+
+
 def test_dtype_policy_floats_cast_integers_warn():
     """Any real dtype is accepted and cast to float32 batch by batch (as Keras does); an integer
     array with values above 1 warns that it looks unscaled."""

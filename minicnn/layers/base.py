@@ -306,6 +306,14 @@ def real_array(x, what):
     return x
 
 
+def _dtype_name(dtype):
+    """'float32' for 'float32', np.float32 or np.dtype('float32'); the text of anything else."""
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype)
+
+
 def warn_unscaled(owner, x, what, stacklevel):
     """Integer x with values above 1 (raw pixels?) is cast to floatx as it is: say so, once per model
     (or layer called directly), unless the model scales its input itself (a Rescaling where the
@@ -356,6 +364,10 @@ class Layer:
             raise TypeError(f"{type(self).__name__} got unexpected argument(s): {sorted(kwargs)}")
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a string, got {name!r}")
+        if dtype is not None and _dtype_name(dtype) != backend.floatx():
+            raise ValueError(f"{type(self).__name__} got dtype={dtype!r}; minicnn computes every layer in "
+                             f"backend.floatx() ('{backend.floatx()}'): leave dtype out, or call "
+                             "minicnn.backend.set_floatx(...) before building the model")
         self.name = name or unique_name(snake_case(type(self).__name__))
         self.trainable = bool(trainable)
         self.grads = {}

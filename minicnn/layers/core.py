@@ -9,7 +9,9 @@ from minicnn.layers.base import (KerasTensor, Layer, activate, activation_backwa
 class InputLayer(Layer):
     """Declares the shape of one example (no batch axis); y = x."""
 
-    def __init__(self, shape=None, name=None, batch_size=None, **kwargs):
+    def __init__(self, shape=None, name=None, batch_size=None, dtype=None, **kwargs):
+        """dtype: the data's (Keras's Input(..., dtype='uint8')); the input is cast to floatx as fit
+        and predict cast any real array."""
         if shape is None:
             shape = kwargs.pop("input_shape", None)
         if shape is None:
@@ -220,7 +222,11 @@ class Dropout(Layer):
         if not is_real(rate) or not 0 <= rate < 1:
             raise ValueError(f"Dropout rate must be a number in [0, 1), got {rate!r}")
         self.rate = float(rate)
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        if noise_shape is not None and (not isinstance(noise_shape, (list, tuple)) or not all(
+                s is None or (is_int(s) and s >= 1) for s in noise_shape)):
+            raise ValueError(f"Dropout noise_shape must be a tuple of positive ints and Nones, one per axis of the "
+                             f"input, batch axis first (e.g. (None, 1, 1, C)), got {noise_shape!r}")
+        self.noise_shape = None if noise_shape is None else tuple(None if s is None else int(s) for s in noise_shape)
         self.seed = seed
         self.draws = 0              # training calls so far: the mask stream's counter
 
@@ -228,11 +234,23 @@ class Dropout(Layer):
         super().build(input_shape)
         if self.seed is None:
             self.seed = int(backend.new_rng().integers(2**31))
+        shape = self.noise_shape
+        if shape is not None and (len(shape) != len(input_shape) + 1 or not all(
+                s is None or s in (1, d) for s, d in zip(shape[1:], input_shape))):
+            raise ValueError(f"Dropout {self.name!r}: noise_shape {shape} does not fit inputs of shape "
+                             f"(batch, {', '.join(map(str, input_shape))}): give one entry per axis, batch first, "
+                             "each None (the input's size), 1 (one draw shared along that axis) or the input's size")
 
     def _mask_shape(self, x_shape):
+        """noise_shape with its Nones filled in from x's shape (Keras's rule): a 1 shares a draw
+        along that axis, the batch axis too."""
         if self.noise_shape is None:
             return x_shape
-        return (x_shape[0],) + tuple(d if s is None else s for s, d in zip(self.noise_shape[1:], x_shape[1:]))
+        shape = tuple(d if s is None else s for s, d in zip(self.noise_shape, x_shape))
+        if shape[0] not in (1, x_shape[0]):
+            raise ValueError(f"Dropout {self.name!r}: noise_shape {self.noise_shape} gives the batch axis "
+                             f"{shape[0]}, but the batch has {x_shape[0]} examples (use None or 1)")
+        return shape
 
     @property
     def draws(self):
