@@ -150,6 +150,15 @@ def test_numpy_scalars_are_numbers():
             make()
 
 
+def test_a_tuple_or_a_ragged_list_as_x_says_what_it_is():
+    model = small_model()
+    x, y, _ = toy_data(4)
+    with pytest.raises(TypeError, match=r"tuple of 2 arrays of shapes .*: for \(x, y\) pass them as two arguments"):
+        model.fit((x, y), epochs=1, verbose=0)
+    with pytest.raises(TypeError, match=r"its 2 arrays have different shapes .*: give every example the same shape"):
+        model.predict([x[0], x[1][:-1]], verbose=0)
+
+
 def test_a_layer_dtype_other_than_floatx_is_refused_not_ignored():
     """Keras's per-layer dtype: minicnn computes everything in backend.floatx(), so dtype='float64'
     or a policy is an error saying so (it was ignored, silently; dtype='bogus' was accepted);

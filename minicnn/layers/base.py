@@ -292,7 +292,19 @@ def as_array(x, what):
     try:
         return np.asarray(x)
     except (TypeError, ValueError, RuntimeError) as e:        # (a tensor on a GPU, one that requires grad)
-        raise TypeError(f"{what} ({type(x).__name__}) could not be read as a NumPy array: {e}") from None
+        raise TypeError(f"{what} ({type(x).__name__}) could not be read as a NumPy array: "
+                        f"{_ragged(x) or e}") from None
+
+
+def _ragged(x):
+    """What is wrong with a list or tuple of arrays of different shapes, in words (else None)."""
+    if not isinstance(x, (list, tuple)) or not x or not all(hasattr(item, "shape") for item in x):
+        return None
+    shapes = [tuple(item.shape) for item in x]
+    shown = ", ".join(map(str, shapes[:4])) + (", ..." if len(shapes) > 4 else "")
+    if isinstance(x, tuple) and len(x) == 2:
+        return f"it is a tuple of 2 arrays of shapes {shown}: for (x, y) pass them as two arguments, fit(x, y)"
+    return f"its {len(x)} arrays have different shapes ({shown}): give every example the same shape"
 
 
 def real_array(x, what):
