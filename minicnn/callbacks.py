@@ -13,7 +13,6 @@ import inspect
 import io
 import json
 import math
-import numbers
 import os
 import re
 import string
@@ -24,6 +23,7 @@ import warnings
 import numpy as np
 
 from minicnn import _keras_names, backend, optimizers
+from minicnn.layers.base import is_int
 from minicnn.saving import atomic_write
 
 
@@ -435,7 +435,7 @@ def _require_settable_learning_rate(optimizer, who):
     if isinstance(lr, optimizers.LearningRateSchedule) and not getattr(lr, "settable", False):
         raise TypeError(
             f"{who} sets the optimizer's learning rate, but this optimizer was created with a "
-            f"`LearningRateSchedule` object ({type(lr).__name__}) as its `learning_rate` constructor argument "
+            f"`LearningRateSchedule` object ({type(lr).__name__}) as its `learning_rate` constructor argument, "
             "hence its learning rate is not settable. If you "
             "need the learning rate to be settable, you should instantiate the optimizer with a float "
             "`learning_rate` argument.")
@@ -699,7 +699,7 @@ class FreezeAfter(Callback):
     updating the variables matching `pattern` (Optimizer.freeze), e.g. a bias trained only early."""
 
     def __init__(self, pattern, epochs):
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        if not is_int(epochs) or epochs < 0:
             raise ValueError(f"FreezeAfter epochs must be an int >= 0, got {epochs!r}")
         self.pattern, self.epochs = pattern, int(epochs)
 

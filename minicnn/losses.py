@@ -7,11 +7,10 @@ backend does): with p = softmax(z) and one-hot y over K classes, B = batch size,
 Without a softmax to fuse (or with fuse_softmax=False) the probabilities are used as Keras's
 JAX/torch backends do: q = p / sum(p), q = clip(q, 1e-7, 1 - 1e-7), L = -(1/B) sum y log q.
 """
-import numbers
-
 import numpy as np
 
 from minicnn import _keras_names, backend
+from minicnn.layers.base import is_real
 
 EPSILON = 1e-7
 
@@ -47,8 +46,7 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
 
     def __init__(self, from_logits=False, label_smoothing=0.0, fuse_softmax=True):
-        if isinstance(label_smoothing, (bool, str)) or not isinstance(label_smoothing, numbers.Real) \
-                or not 0 <= label_smoothing < 1:
+        if not is_real(label_smoothing) or not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(label_smoothing)

@@ -9,7 +9,8 @@ and callbacks live.
 """
 from minicnn import backend, kernels, layers, saving
 from minicnn.activations import SoftmaxInTheLoss
-from minicnn.layers.base import KerasTensor, Layer, entry_count, fusion_plan, structural_keys, without_batch_axis
+from minicnn.layers.base import (KerasTensor, Layer, entry_count, fusion_plan, is_int, structural_keys,
+                                 without_batch_axis)
 from minicnn.layers.core import InputLayer, StackTensors
 from minicnn.summary import summary_text
 from minicnn.training.methods import TrainingMethods
@@ -117,7 +118,7 @@ class Sequential(StackTensors, Layer, TrainingMethods, saving.FileMethods):
     def get_layer(self, name=None, index=None):
         """Keras's model.get_layer: the layer called `name`, or the one at `index` in model.layers."""
         if index is not None:
-            if not isinstance(index, int) or not -len(self.layers) <= index < len(self.layers):
+            if not is_int(index) or not -len(self.layers) <= index < len(self.layers):
                 raise ValueError(f"Was asked to retrieve layer at index {index!r} but model only has "
                                  f"{len(self.layers)} layers.")
             return self.layers[index]
@@ -200,8 +201,8 @@ class Sequential(StackTensors, Layer, TrainingMethods, saving.FileMethods):
 
     def layer_outputs(self, x):
         """[(name, layer, output)] for the batch x in inference mode, each layer run on its own in
-        turn (a Conv2D and the ReLU after it give two outputs): what feature maps show. Where the
-        loss owns a softmax head's softmax (compile), the head's output here is its logits."""
+        turn (a Conv2D and the ReLU after it give two outputs): what feature maps show. The head
+        gives its own softmax's probabilities here (the logits the loss reads: model.logits)."""
         out = []
         for layer in self.layers:
             x = layer.forward(x, training=False)

@@ -39,11 +39,11 @@ Keras2Decay(lr, 1, d), i.e. lr_t = lr / (1 + d*t) with t counted in batches (Ker
 lr callbacks may still set, as in Keras 2.
 """
 import math
-import numbers
 
 import numpy as np
 
 from minicnn import _keras_names, backend, kernels
+from minicnn.layers.base import is_int, is_real
 
 
 # ---- learning-rate schedules ---------------------------------------------------------------
@@ -203,7 +203,7 @@ class Optimizer:
         if lr is not None:                       # Keras 2 spelling
             learning_rate = lr
         if not isinstance(learning_rate, LearningRateSchedule):
-            if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not learning_rate > 0:
+            if not is_real(learning_rate) or not learning_rate > 0:
                 raise ValueError(f"learning_rate must be a positive number or a schedule, got {learning_rate!r}")
             learning_rate = float(learning_rate)
             if _hyper("decay", decay, lambda v: 0 <= v < math.inf, "a finite number >= 0"):
@@ -211,27 +211,24 @@ class Optimizer:
         elif decay:
             raise ValueError("decay= cannot be combined with a learning-rate schedule")
         self.learning_rate = learning_rate
-        if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real)
-                                         or weight_decay < 0):
+        if weight_decay is not None and (not is_real(weight_decay) or weight_decay < 0):
             raise ValueError(f"weight_decay must be a number >= 0 or None, got {weight_decay!r}")
         self.weight_decay = float(weight_decay) if weight_decay else 0.0
         if not 0 <= ema_momentum <= 1:
             raise ValueError(f"ema_momentum must be in [0, 1], got {ema_momentum!r}")
-        if ema_overwrite_frequency is not None and (not _is_int(ema_overwrite_frequency)
+        if ema_overwrite_frequency is not None and (not is_int(ema_overwrite_frequency)
                                                     or ema_overwrite_frequency < 1):
             raise ValueError(f"ema_overwrite_frequency must be an int >= 1 or None, got {ema_overwrite_frequency!r}")
         self.lr_multipliers = dict(lr_multipliers or {})
         for pattern, factor in self.lr_multipliers.items():
-            if not isinstance(pattern, str) or isinstance(factor, bool) or not isinstance(factor, numbers.Real) \
-                    or factor < 0:
+            if not isinstance(pattern, str) or not is_real(factor) or factor < 0:
                 raise ValueError(f"lr_multipliers maps variable-path patterns to factors >= 0, got {pattern!r}: "
                                  f"{factor!r}")
-        if lookahead_steps is not None and (not _is_int(lookahead_steps)
+        if lookahead_steps is not None and (not is_int(lookahead_steps)
                                             or lookahead_steps < 1):
             raise ValueError(f"lookahead_steps must be an int >= 1 or None, got {lookahead_steps!r}")
         if not isinstance(lookahead_rate, LearningRateSchedule) and (
-                isinstance(lookahead_rate, bool) or not isinstance(lookahead_rate, numbers.Real)
-                or not 0 <= lookahead_rate <= 1):
+                not is_real(lookahead_rate) or not 0 <= lookahead_rate <= 1):
             raise ValueError(f"lookahead_rate must be a number in [0, 1] or a schedule, got {lookahead_rate!r}")
         if lookahead_steps and use_ema:
             raise ValueError("use_ema and lookahead_steps cannot be combined: both decide the final weights")
@@ -299,7 +296,7 @@ class Optimizer:
         the decay divides, as in Keras 2."""
         current = self.__dict__.get("_learning_rate")
         if getattr(current, "settable", False) and not isinstance(value, LearningRateSchedule):
-            current.initial_learning_rate = self._checked_rate(value)          # Keras 2: decay= divides it
+            current.initial_learning_rate = _settable_rate(value)              # Keras 2: decay= divides it
             dev = self.__dict__.get("_dev")
             if dev is not None:                       # the planned steps' rates, recomputed in place
                 planned = [current(dev["t_base"] + k) for k in range(dev["lr_table"].size)]
@@ -309,17 +306,11 @@ class Optimizer:
             raise TypeError("this optimizer was created with a LearningRateSchedule as its learning_rate, hence its "
                             "learning rate is not settable; create it with a float learning_rate to set it later")
         if not isinstance(value, LearningRateSchedule):
-            value = self._checked_rate(value)
+            value = _settable_rate(value)
             dev = self.__dict__.get("_dev")
             if dev is not None:
                 dev["lr_table"][...] = value          # the planned steps' learning rates, in place
         self._learning_rate = value
-
-    @staticmethod
-    def _checked_rate(value):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"learning_rate must be a finite number >= 0 or a schedule, got {value!r}")
-        return float(value)
 
     def current_learning_rate(self):
         lr = self.learning_rate
@@ -566,14 +557,14 @@ class Adam(Optimizer):
                 "amsgrad": self.amsgrad}
 
 
-def _is_int(value):
-    """A Python or NumPy integer, not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def _settable_rate(value):
+    """A learning rate set after construction (callbacks, user code): a finite number >= 0."""
+    return _hyper("learning_rate", value, lambda v: 0 <= v < math.inf, "a finite number >= 0 or a schedule")
 
 
 def _hyper(name, value, ok, what):
     """A hyper-parameter as a float, or a ValueError saying what it must be (ok: the test it must pass)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(float(value)):
+    if not is_real(value) or not ok(float(value)):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return float(value)
 

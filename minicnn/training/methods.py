@@ -17,11 +17,9 @@ def _no_weights(*weights):
         raise ValueError("sample_weight and class_weight are not supported: minicnn weighs every sample the same")
 
 
-def _as_dict(metric_names, loss_and_accuracy):
-    """Keras's return_dict form of [loss, accuracy] (or of the loss alone)."""
-    if not metric_names:
-        return {"loss": loss_and_accuracy}
-    return {"loss": loss_and_accuracy[0], metric_names[0]: loss_and_accuracy[1]}
+def _one_batch(x):
+    """test_on_batch's and predict_on_batch's batch size: all of x (evaluate and predict check x)."""
+    return max(len(x), 1) if hasattr(x, "__len__") else None
 
 
 class TrainingMethods:
@@ -85,17 +83,16 @@ class TrainingMethods:
         """One update on one batch; returns [loss, accuracy] of that batch (before the update), or
         Keras's dict with return_dict=True."""
         _no_weights(sample_weight, class_weight)
-        loss_and_accuracy = self.trainer.train_on_batch(x, y)
-        return _as_dict(self.metric_names, loss_and_accuracy) if return_dict else loss_and_accuracy
+        return self.trainer.train_on_batch(x, y, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Keras's test_on_batch: evaluate on this one batch, in inference mode."""
         _no_weights(sample_weight)
-        return self.evaluate(x, y, batch_size=max(len(x), 1), verbose=0, return_dict=return_dict)
+        return self.evaluate(x, y, batch_size=_one_batch(x), verbose=0, return_dict=return_dict)
 
     def predict_on_batch(self, x):
         """Keras's predict_on_batch: the outputs for this one batch, in inference mode."""
-        return self.predict(x, batch_size=max(len(x), 1), verbose=0)
+        return self.predict(x, batch_size=_one_batch(x), verbose=0)
 
     def _prepare_training(self):
         self.trainer.prepare()

@@ -249,14 +249,14 @@ class Trainer:
         return self.strategy.last_batch_loss() if self.strategy is not None else float("nan")
 
     # ---- one batch ------------------------------------------------------------------------------
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y, return_dict=False):
         self.require_compiled("train_on_batch")
         x = data.check_x(self.model, x)
         y = data.check_y(self.model, y, len(x))
         self.prepare()
         loss, correct = loop_steps.train_step(self.model, backend.to_device(x, backend.floatx()), backend.to_device(y),
                                          self.variables)
-        return result(self.model.metric_names, float(loss), float(correct) / len(x))
+        return result(self.model.metric_names, float(loss), float(correct) / len(x), return_dict)
 
     # ---- evaluate / predict -------------------------------------------------------------------
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False, steps=None,

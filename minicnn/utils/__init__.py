@@ -1,7 +1,6 @@
 """Small helpers: one-hot labels, train/validation splits, seeding, run records.
 (`minicnn.utils.np_utils.to_categorical`, Keras 2's path, is the same function.)"""
 import json
-import numbers
 import os
 import pathlib
 import platform
@@ -10,6 +9,7 @@ import numpy as np
 
 from minicnn import _keras_names, backend
 from minicnn._version import __version__
+from minicnn.layers.base import is_int
 from minicnn.saving import atomic_write
 
 
@@ -27,7 +27,7 @@ def to_categorical(y, num_classes=None, dtype="float32"):
         raise ValueError(f"to_categorical expects class ids >= 0, got {y.min()}")
     if num_classes is None:
         num_classes = int(y.max()) + 1 if y.size else 0
-    elif isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+    elif not is_int(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if y.size and y.max() >= num_classes:
         raise ValueError(f"class id {y.max()} is out of range for num_classes={num_classes}")
